@@ -1,0 +1,1 @@
+"""semcom command line."""

@@ -1,0 +1,1 @@
+"""semcom wire contract."""

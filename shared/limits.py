@@ -1,0 +1,40 @@
+"""Hard limits of the wire contract.
+
+Every length and count a peer can send is bounded here, so that decoding hostile input needs
+bounded time and memory. Changing a limit is a protocol change: bump ``PROTOCOL_VERSION``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = (1,)
+
+#: Largest encoded frame, in bytes. aiortc's SCTP data channel caps one message at 64 KiB.
+MAX_FRAME_BYTES: Final = 65_536
+#: Largest body after decompression, in bytes (a zstd frame may expand up to this).
+MAX_BODY_BYTES: Final = 262_144
+#: zstd window the decoder accepts, in bytes (bounds decompression memory).
+MAX_ZSTD_WINDOW_BYTES: Final = 1 << 20
+
+MAX_ID_CHARS: Final = 64  # edge ids, camera ids, session ids
+MAX_NAME_CHARS: Final = 256  # model names, software versions
+MAX_TEXT_CHARS: Final = 1_024  # error messages
+MAX_CODEC_ID_CHARS: Final = 32
+
+MAX_DETECTIONS: Final = 512  # boxes in one Detections message
+MAX_EMBEDDING_DIM: Final = 4_096
+MAX_CODE_BYTES: Final = 4 * MAX_EMBEDDING_DIM  # a float32 vector of the largest dim
+MAX_CODECS: Final = 16  # codecs announced in one Hello
+MAX_CAMERAS: Final = 64  # cameras announced in one Hello
+MAX_PATH_POINTS: Final = 256  # sampled boxes in a TrackEnd path
+MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
+MAX_CLASS_ID: Final = 65_535
+MAX_COUNT: Final = 2**32 - 1
+
+#: Per-object caps handed to the msgpack unpacker (bytes for str/bin, items for containers).
+MSGPACK_MAX_STR_BYTES: Final = 4 * MAX_TEXT_CHARS
+MSGPACK_MAX_BIN_BYTES: Final = MAX_CODE_BYTES
+MSGPACK_MAX_ARRAY_ITEMS: Final = 256
+MSGPACK_MAX_MAP_ITEMS: Final = MAX_CLASS_ENTRIES

@@ -1,0 +1,272 @@
+"""Every message of the semcom wire protocol, as frozen dataclasses.
+
+A message travels inside an :class:`Envelope` that carries the header every frame has: the
+sending edge, a per-edge sequence number, and the capture and send times. Timestamps are
+integer microseconds since the Unix epoch (UTC).
+
+Field order is wire order (a msgpack array): reordering, adding or removing a field is a protocol
+change and needs a new ``PROTOCOL_VERSION`` and new golden fixtures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, Union
+
+from shared import limits
+from shared.errors import InvalidMessage
+from shared.geometry import Box
+from shared.schema import (
+    F32,
+    Bool,
+    Boxes,
+    BoxType,
+    Bytes,
+    Enum,
+    Histogram,
+    Nested,
+    Numbers,
+    Record,
+    Seq,
+    Str,
+    UInt,
+    WireType,
+    wire,
+)
+
+#: Edge and camera ids: letters, digits, ``.``, ``_``, ``-``; safe in URLs, paths and logs.
+ID_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_ID = Str(limits.MAX_ID_CHARS, pattern=ID_PATTERN, min_chars=1)
+_NAME = Str(limits.MAX_NAME_CHARS)
+_U16 = UInt(16)
+_U32 = UInt(32)
+_U64 = UInt(64)
+_CLASS = UInt(16, high=limits.MAX_CLASS_ID)
+_CONF = F32(0.0, 1.0)
+_HASH = Bytes(32, exact=32)
+
+
+class MessageType(IntEnum):
+    """The type byte of a frame."""
+
+    HELLO = 1
+    HELLO_ACK = 2
+    DETECTIONS = 3
+    EMBEDDING = 4
+    TRACK_END = 5
+    FRAME_COUNTS = 6
+    ACK = 7
+    HEARTBEAT = 8
+    ERROR = 9
+
+
+class EmitReason(IntEnum):
+    """Why the edge sent an embedding for a track."""
+
+    FIRST_SIGHT = 1  # the track was confirmed
+    DRIFT = 2  # its appearance drifted past the cosine threshold
+    KEYFRAME = 3  # the keyframe interval passed
+    REQUESTED = 4  # the cloud asked for it
+
+
+class ErrorCode(IntEnum):
+    """Machine-readable reason of an :class:`Error` message."""
+
+    BAD_MESSAGE = 1
+    VERSION_MISMATCH = 2
+    UNKNOWN_CODEC = 3
+    CODEC_MISMATCH = 4
+    UNAUTHORIZED = 5
+    OVERLOADED = 6
+    INTERNAL = 7
+
+
+@dataclass(frozen=True, slots=True)
+class CodecRef(Record):
+    """An embedding codec as announced in :class:`Hello`: its id and codebook content hash."""
+
+    codec_id: str = wire(Str(limits.MAX_CODEC_ID_CHARS, min_chars=1))
+    content_hash: bytes = wire(_HASH)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraInfo(Record):
+    """A camera served by an edge: its id and frame geometry (pixels, frames per second)."""
+
+    camera: str = wire(_ID)
+    width: int = wire(_U16)
+    height: int = wire(_U16)
+    fps: float = wire(F32(0.0, 1000.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Record):
+    """First message of a session, edge -> cloud: who is talking and how it encodes."""
+
+    software_version: str = wire(_NAME)
+    detector: str = wire(_NAME)
+    encoder: str = wire(_NAME)
+    embedding_dim: int = wire(UInt(16, low=1, high=limits.MAX_EMBEDDING_DIM))
+    codecs: tuple[CodecRef, ...] = wire(Seq(Nested(CodecRef), limits.MAX_CODECS))
+    cameras: tuple[CameraInfo, ...] = wire(Seq(Nested(CameraInfo), limits.MAX_CAMERAS))
+    #: True when the encoder runs with random (untrained) weights: such vectors are not
+    #: semantically meaningful and everything derived from them must say so.
+    random_init_encoder: bool = wire(Bool())
+
+
+@dataclass(frozen=True, slots=True)
+class HelloAck(Record):
+    """Cloud -> edge answer to :class:`Hello`; ``last_seq`` is the highest seq already stored."""
+
+    session_id: str = wire(_ID)
+    last_seq: int = wire(_U64)
+    max_frame_bytes: int = wire(UInt(32, low=256, high=limits.MAX_FRAME_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class Detections(Record):
+    """Every kept box of one frame: parallel arrays, one entry per box."""
+
+    camera: str = wire(_ID)
+    boxes: tuple[Box, ...] = wire(Boxes(limits.MAX_DETECTIONS))
+    class_ids: tuple[int, ...] = wire(
+        Numbers("H", limits.MAX_DETECTIONS, high=limits.MAX_CLASS_ID)
+    )
+    confidences: tuple[float, ...] = wire(Numbers("f", limits.MAX_DETECTIONS, low=0.0, high=1.0))
+    #: Tracker ids; 0 means the box is not (yet) tracked.
+    track_ids: tuple[int, ...] = wire(Numbers("I", limits.MAX_DETECTIONS))
+
+    def _validate(self) -> None:
+        n = len(self.boxes)
+        for name in ("class_ids", "confidences", "track_ids"):
+            if len(getattr(self, name)) != n:
+                raise InvalidMessage(
+                    f"Detections.{name}", f"has {len(getattr(self, name))} items for {n} boxes"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding(Record):
+    """One RoI embedding of a tracked object, with the detection it was cropped from.
+
+    ``codec`` is the codec's 32-bit fingerprint (see :mod:`shared.vectors`); ``code`` its bytes.
+    """
+
+    camera: str = wire(_ID)
+    track_id: int = wire(_U32)
+    reason: EmitReason = wire(Enum(EmitReason))
+    class_id: int = wire(_CLASS)
+    confidence: float = wire(_CONF)
+    box: Box = wire(BoxType())
+    codec: int = wire(_U32)
+    code: bytes = wire(Bytes(limits.MAX_CODE_BYTES))
+
+    def _validate(self) -> None:
+        if not self.code:
+            raise InvalidMessage("Embedding.code", "must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEnd(Record):
+    """Summary of a track that ended: times (us), class votes and a sampled box path."""
+
+    camera: str = wire(_ID)
+    track_id: int = wire(_U32)
+    first_seen_us: int = wire(_U64)
+    last_seen_us: int = wire(_U64)
+    frames: int = wire(_U32)
+    class_votes: dict[int, int] = wire(
+        Histogram(limits.MAX_CLASS_ENTRIES, max_key=limits.MAX_CLASS_ID, max_value=limits.MAX_COUNT)
+    )
+    path: tuple[Box, ...] = wire(Boxes(limits.MAX_PATH_POINTS))
+
+    def _validate(self) -> None:
+        if self.last_seen_us < self.first_seen_us:
+            raise InvalidMessage("TrackEnd.last_seen_us", "is before first_seen_us")
+
+    @property
+    def duration_s(self) -> float:
+        return (self.last_seen_us - self.first_seen_us) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class FrameCounts(Record):
+    """Objects per class in one frame: a few bytes instead of a frame."""
+
+    camera: str = wire(_ID)
+    counts: dict[int, int] = wire(
+        Histogram(limits.MAX_CLASS_ENTRIES, max_key=limits.MAX_CLASS_ID, max_value=limits.MAX_COUNT)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Record):
+    """Cloud -> edge: every message up to and including ``seq`` is durably stored."""
+
+    seq: int = wire(_U64)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Record):
+    """Liveness in both directions, with the sender's backlog (messages) and rate (bit/s)."""
+
+    backlog: int = wire(_U32)
+    rate_bps: float = wire(F32(0.0, 1.0e12))
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Record):
+    """A typed error report; ``fatal`` means the sender is closing the session."""
+
+    code: ErrorCode = wire(Enum(ErrorCode))
+    message: str = wire(Str(limits.MAX_TEXT_CHARS))
+    ref_seq: int = wire(_U64)
+    fatal: bool = wire(Bool())
+
+
+Message = Union[
+    Hello, HelloAck, Detections, Embedding, TrackEnd, FrameCounts, Ack, Heartbeat, Error
+]
+
+MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
+    MessageType.HELLO: Hello,
+    MessageType.HELLO_ACK: HelloAck,
+    MessageType.DETECTIONS: Detections,
+    MessageType.EMBEDDING: Embedding,
+    MessageType.TRACK_END: TrackEnd,
+    MessageType.FRAME_COUNTS: FrameCounts,
+    MessageType.ACK: Ack,
+    MessageType.HEARTBEAT: Heartbeat,
+    MessageType.ERROR: Error,
+}
+TYPE_OF: Final[dict[type[Message], MessageType]] = {v: k for k, v in MESSAGE_TYPES.items()}
+
+#: Largest send-minus-capture delta the header carries, in microseconds (about 292 years).
+MAX_TS_DELTA_US: Final = 2**63 - 1
+
+
+class _MessageField(WireType[Message]):
+    def check(self, value: Any, path: str) -> Message:
+        if type(value) not in TYPE_OF:
+            raise InvalidMessage(path, f"{type(value).__name__} is not a message type")
+        return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Record):
+    """The header every frame carries, around one message.
+
+    ``seq`` numbers an edge's messages (1, 2, 3, ...; 0 for control messages that are not
+    acknowledged); the cloud ignores repeats of (edge_id, seq).
+    """
+
+    edge_id: str = wire(_ID)
+    seq: int = wire(_U64)
+    capture_ts_us: int = wire(_U64)
+    send_ts_us: int = wire(_U64)
+    message: Message = wire(_MessageField())
+
+    @property
+    def type(self) -> MessageType:
+        return TYPE_OF[type(self.message)]

@@ -1,0 +1,268 @@
+"""Reduced-dimension product-quantised codes (in the spirit of LeanVec, Tepper et al. 2023).
+
+Encoding a vector x of ``dim`` floats:
+
+1. centre and project: y = (x - mean) @ P, with P a (dim, d) matrix of orthonormal columns
+   (PCA, with the principal axes spread over sub-spaces so each carries a similar share of the
+   variance, optionally refined by OPQ rotations, Ge et al. 2013);
+2. split y into ``m`` sub-vectors of d/m dims and replace each by the index of its nearest of
+   256 centroids (one byte).
+
+The code is ``m`` bytes; decoding concatenates the centroids and maps back with P^T. Fitting
+needs only numpy (``shared`` may not depend on faiss or scikit-learn): PCA by an eigen-
+decomposition of the covariance and Lloyd's k-means with k-means++ seeding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shared.errors import CodebookError, CodecError
+from shared.vectors import F32Array, U8Array, as_codes, as_matrix
+
+CENTROIDS: Final = 256  # one byte per sub-vector
+FORMAT_VERSION: Final = 1
+
+Progress = Callable[[str, int, int], None]
+
+
+def _nearest(y: F32Array, centroids: F32Array) -> NDArray[np.intp]:
+    """Index of the nearest centroid (squared L2) for each row of y."""
+    d2 = (centroids * centroids).sum(axis=1)[None, :] - 2.0 * (y @ centroids.T)
+    return np.asarray(d2.argmin(axis=1))
+
+
+@dataclass(frozen=True, eq=False)
+class PQCodec:
+    """A fitted reduced-dimension product quantiser; see the module docstring."""
+
+    mean: F32Array  # (dim,)
+    projection: F32Array  # (dim, d), orthonormal columns
+    centroids: F32Array  # (m, 256, d / m)
+    info: dict[str, Any] = field(default_factory=dict)  # how it was fitted; not hashed
+    content_hash: bytes = b""
+
+    def __post_init__(self) -> None:
+        m, k, sub = self.centroids.shape
+        dim, d = self.projection.shape
+        if self.mean.shape != (dim,) or k != CENTROIDS or m * sub != d:
+            raise CodebookError(
+                "<memory>",
+                f"inconsistent shapes: mean {self.mean.shape}, projection {self.projection.shape}, "
+                f"centroids {self.centroids.shape}",
+            )
+        object.__setattr__(self, "content_hash", self._hash())
+
+    @property
+    def codec_id(self) -> str:
+        return f"pq{self.m}x8"
+
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[0])
+
+    @property
+    def reduced_dim(self) -> int:
+        return int(self.projection.shape[1])
+
+    @property
+    def m(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def code_bytes(self) -> int:
+        return self.m
+
+    def _hash(self) -> bytes:
+        h = hashlib.sha256(f"semcom-codec/pq/v{FORMAT_VERSION}/".encode())
+        for arr in (self.mean, self.projection, self.centroids):
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr, dtype="<f4").tobytes())
+        return h.digest()
+
+    def project(self, vectors: NDArray[np.floating] | NDArray[np.integer]) -> F32Array:
+        x = as_matrix(vectors, self.dim)
+        return np.asarray((x - self.mean) @ self.projection, dtype=np.float32)
+
+    def encode(self, vectors: NDArray[np.floating] | NDArray[np.integer]) -> U8Array:
+        y = self.project(vectors)
+        sub = self.reduced_dim // self.m
+        codes = np.empty((len(y), self.m), dtype=np.uint8)
+        for j in range(self.m):
+            codes[:, j] = _nearest(y[:, j * sub : (j + 1) * sub], self.centroids[j])
+        return codes
+
+    def decode(self, codes: U8Array) -> F32Array:
+        c = as_codes(codes, self.code_bytes)
+        y = self.centroids[np.arange(self.m)[None, :], c.astype(np.intp)]  # (n, m, sub)
+        y = y.reshape(len(c), self.reduced_dim)
+        return np.asarray(y @ self.projection.T + self.mean, dtype=np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """Write the codebook as ``.npz`` (plain arrays, no pickles) with its hash recorded."""
+        meta = {
+            "format": FORMAT_VERSION,
+            "codec_id": self.codec_id,
+            "content_hash": self.content_hash.hex(),
+            "info": self.info,
+        }
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                mean=self.mean,
+                projection=self.projection,
+                centroids=self.centroids,
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"PQCodec(id={self.codec_id}, dim={self.dim}, reduced_dim={self.reduced_dim}, "
+            f"hash={self.content_hash.hex()[:12]})"
+        )
+
+
+def load_codebook(path: str | Path) -> PQCodec:
+    """Load a codebook written by :meth:`PQCodec.save`, verifying its recorded hash."""
+    p = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ("mean", "projection", "centroids")}
+    except FileNotFoundError:
+        raise CodebookError(p, "file not found (fit one with `semcom codec fit`)") from None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise CodebookError(p, f"not a semcom codebook: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise CodebookError(p, f"unsupported codebook format {meta!r:.80}")
+    try:
+        codec = PQCodec(**arrays, info=dict(meta.get("info") or {}))
+    except CodebookError as exc:
+        raise CodebookError(p, exc.reason) from None
+    if codec.content_hash.hex() != meta.get("content_hash"):
+        raise CodebookError(p, "content hash does not match the arrays (corrupt file?)")
+    return codec
+
+
+def _kmeans(
+    x: F32Array, k: int, iters: int, rng: np.random.Generator, init: F32Array | None = None
+) -> F32Array:
+    """Lloyd's k-means with k-means++ seeding; empty clusters are re-seeded at far points."""
+    n = len(x)
+    if init is not None:
+        c = init.copy()
+    else:
+        c = np.empty((k, x.shape[1]), dtype=np.float32)
+        c[0] = x[rng.integers(n)]
+        d2 = ((x - c[0]) ** 2).sum(axis=1)
+        for i in range(1, k):
+            total = float(d2.sum())
+            j = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+            c[i] = x[j]
+            d2 = np.minimum(d2, ((x - c[i]) ** 2).sum(axis=1))
+    for _ in range(iters):
+        assign = _nearest(x, c)
+        counts = np.bincount(assign, minlength=k)
+        sums = np.zeros_like(c, dtype=np.float64)
+        np.add.at(sums, assign, x)
+        nonempty = counts > 0
+        c[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
+        if not nonempty.all():
+            err = ((x - c[assign]) ** 2).sum(axis=1)
+            far = np.argsort(err)[::-1][: int((~nonempty).sum())]
+            c[~nonempty] = x[far]
+    return c
+
+
+def _allocate(eigenvalues: F32Array, m: int) -> NDArray[np.intp]:
+    """Order principal axes so each of m sub-spaces gets a similar product of variances
+    (eigenvalue allocation, Ge et al. 2013). Returns the column order."""
+    d = len(eigenvalues)
+    cap = d // m
+    buckets: list[list[int]] = [[] for _ in range(m)]
+    log_prod = np.zeros(m)
+    for i in np.argsort(eigenvalues)[::-1]:
+        open_ = [b for b in range(m) if len(buckets[b]) < cap]
+        b = min(open_, key=lambda j: log_prod[j])
+        buckets[b].append(int(i))
+        log_prod[b] += np.log(max(float(eigenvalues[i]), 1e-12))
+    return np.array([i for bucket in buckets for i in bucket], dtype=np.intp)
+
+
+def fit_pq(
+    samples: NDArray[np.floating],
+    *,
+    m: int = 32,
+    reduced_dim: int | None = None,
+    opq_iters: int = 0,
+    kmeans_iters: int = 20,
+    max_train: int = 50_000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PQCodec:
+    """Fit a reduced-dimension product quantiser with ``m`` bytes per code.
+
+    ``reduced_dim`` (a multiple of ``m``) defaults to 4 * m dimensions, capped at the input
+    dim. ``opq_iters`` > 0 refines the rotation with that many OPQ alternations. Needs at least
+    256 samples; more (thousands) give better codebooks.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 2:
+        raise CodecError(f"samples must be (n, dim), got shape {x.shape}")
+    n, dim = x.shape
+    x = as_matrix(x, dim)
+    if n < CENTROIDS:
+        raise CodecError(f"need at least {CENTROIDS} samples to fit, got {n}")
+    d = reduced_dim if reduced_dim is not None else min(4 * m, dim - dim % m)
+    if d % m or not m <= d <= dim:
+        raise CodecError(f"reduced_dim {d} must be a multiple of m={m} in [{m}, {dim}]")
+    rng = np.random.default_rng(seed)
+    if n > max_train:
+        x = x[rng.choice(n, max_train, replace=False)]
+    report = progress or (lambda stage, i, total: None)
+
+    mean = x.mean(axis=0)
+    xc = x - mean
+    cov = (xc.T.astype(np.float64) @ xc) / len(xc)
+    evals, evecs = np.linalg.eigh(cov)
+    top = np.argsort(evals)[::-1][:d]
+    order = _allocate(evals[top].astype(np.float32), m)
+    projection = evecs[:, top][:, order].astype(np.float32)
+    explained = float(evals[top].sum() / max(evals.sum(), 1e-12))
+
+    sub = d // m
+    centroids = np.empty((m, CENTROIDS, sub), dtype=np.float32)
+    rounds = opq_iters + 1
+    for r in range(rounds):
+        y = xc @ projection
+        iters = kmeans_iters if r == rounds - 1 else max(4, kmeans_iters // 4)
+        for j in range(m):
+            part = np.ascontiguousarray(y[:, j * sub : (j + 1) * sub])
+            init = centroids[j] if r > 0 else None
+            centroids[j] = _kmeans(part, CENTROIDS, iters, rng, init)
+            report("k-means", r * m + j + 1, rounds * m)
+        if r < rounds - 1:  # OPQ: best rotation mapping projected data onto its reconstruction
+            codes = np.stack(
+                [_nearest(y[:, j * sub : (j + 1) * sub], centroids[j]) for j in range(m)], axis=1
+            )
+            recon = centroids[np.arange(m)[None, :], codes].reshape(len(y), d)
+            u, _, vt = np.linalg.svd(y.T @ recon)
+            projection = (projection @ (u @ vt)).astype(np.float32)
+    info = {
+        "samples": int(len(x)),
+        "input_dim": int(dim),
+        "reduced_dim": int(d),
+        "explained_variance": round(explained, 6),
+        "opq_iters": int(opq_iters),
+        "kmeans_iters": int(kmeans_iters),
+        "seed": int(seed),
+    }
+    return PQCodec(mean.astype(np.float32), projection, centroids, info)
