@@ -105,7 +105,9 @@ class Compressor:
             )
         dctx = self._decompressor(params.dict_id)
         try:
-            body = dctx.decompress(data, max_output_size=limits.MAX_BODY_BYTES, allow_extra_data=False)
+            body = dctx.decompress(
+                data, max_output_size=limits.MAX_BODY_BYTES, allow_extra_data=False
+            )
         except zstandard.ZstdError as exc:
             raise DecodeError(f"corrupt zstd body: {exc}") from None
         if len(body) != size:

@@ -48,7 +48,9 @@ class Box:
             raise InvalidMessage("Box", f"corners out of order: {self}")
 
     @classmethod
-    def from_pixels(cls, x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> Box:
+    def from_pixels(
+        cls, x1: float, y1: float, x2: float, y2: float, width: int, height: int
+    ) -> Box:
         """Build from pixel corners in a ``width`` x ``height`` frame, clipping to the frame."""
         if width <= 0 or height <= 0:
             raise InvalidMessage("Box", f"frame size must be positive, got {width}x{height}")
@@ -64,7 +66,9 @@ class Box:
 
     def to_bytes(self) -> bytes:
         """The 8-byte wire form: four little-endian uint16 fixed-point coordinates."""
-        return _BOX_STRUCT.pack(*(round(v * BOX_UNITS) for v in (self.x1, self.y1, self.x2, self.y2)))
+        return _BOX_STRUCT.pack(
+            *(round(v * BOX_UNITS) for v in (self.x1, self.y1, self.x2, self.y2))
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Box:

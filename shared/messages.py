@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Union
+from typing import Any, Final
 
 from shared import limits
 from shared.errors import InvalidMessage
@@ -130,9 +130,7 @@ class Detections(Record):
 
     camera: str = wire(_ID)
     boxes: tuple[Box, ...] = wire(Boxes(limits.MAX_DETECTIONS))
-    class_ids: tuple[int, ...] = wire(
-        Numbers("H", limits.MAX_DETECTIONS, high=limits.MAX_CLASS_ID)
-    )
+    class_ids: tuple[int, ...] = wire(Numbers("H", limits.MAX_DETECTIONS, high=limits.MAX_CLASS_ID))
     confidences: tuple[float, ...] = wire(Numbers("f", limits.MAX_DETECTIONS, low=0.0, high=1.0))
     #: Tracker ids; 0 means the box is not (yet) tracked.
     track_ids: tuple[int, ...] = wire(Numbers("I", limits.MAX_DETECTIONS))
@@ -225,9 +223,9 @@ class Error(Record):
     fatal: bool = wire(Bool())
 
 
-Message = Union[
-    Hello, HelloAck, Detections, Embedding, TrackEnd, FrameCounts, Ack, Heartbeat, Error
-]
+Message = (
+    Hello | HelloAck | Detections | Embedding | TrackEnd | FrameCounts | Ack | Heartbeat | Error
+)
 
 MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
     MessageType.HELLO: Hello,

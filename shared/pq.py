@@ -49,6 +49,7 @@ class PQCodec:
     centroids: F32Array  # (m, 256, d / m)
     info: dict[str, Any] = field(default_factory=dict)  # how it was fitted; not hashed
     content_hash: bytes = b""
+    _centroid_norms: F32Array = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         m, k, sub = self.centroids.shape
@@ -60,6 +61,7 @@ class PQCodec:
                 f"centroids {self.centroids.shape}",
             )
         object.__setattr__(self, "content_hash", self._hash())
+        object.__setattr__(self, "_centroid_norms", (self.centroids**2).sum(axis=2))
 
     @property
     def codec_id(self) -> str:
@@ -93,14 +95,12 @@ class PQCodec:
         return np.asarray((x - self.mean) @ self.projection, dtype=np.float32)
 
     def encode(self, vectors: NDArray[np.floating] | NDArray[np.integer]) -> U8Array:
-        y = self.project(vectors)
-        sub = self.reduced_dim // self.m
-        codes = np.empty((len(y), self.m), dtype=np.uint8)
-        for j in range(self.m):
-            codes[:, j] = _nearest(y[:, j * sub : (j + 1) * sub], self.centroids[j])
-        return codes
+        y = self.project(vectors).reshape(-1, self.m, self.reduced_dim // self.m)
+        # Squared distances to every centroid of every sub-space at once: (n, m, 256).
+        d2 = self._centroid_norms[None] - 2.0 * np.einsum("nms,mks->nmk", y, self.centroids)
+        return np.asarray(d2.argmin(axis=2), dtype=np.uint8)
 
-    def decode(self, codes: U8Array) -> F32Array:
+    def decode(self, codes: U8Array | bytes) -> F32Array:
         c = as_codes(codes, self.code_bytes)
         y = self.centroids[np.arange(self.m)[None, :], c.astype(np.intp)]  # (n, m, sub)
         y = y.reshape(len(c), self.reduced_dim)
@@ -136,7 +136,10 @@ def load_codebook(path: str | Path) -> PQCodec:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ("mean", "projection", "centroids")}
+            arrays = {
+                k: np.asarray(data[k], dtype=np.float32)
+                for k in ("mean", "projection", "centroids")
+            }
     except FileNotFoundError:
         raise CodebookError(p, "file not found (fit one with `semcom codec fit`)") from None
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -144,7 +147,9 @@ def load_codebook(path: str | Path) -> PQCodec:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise CodebookError(p, f"unsupported codebook format {meta!r:.80}")
     try:
-        codec = PQCodec(**arrays, info=dict(meta.get("info") or {}))
+        codec = PQCodec(
+            arrays["mean"], arrays["projection"], arrays["centroids"], dict(meta.get("info") or {})
+        )
     except CodebookError as exc:
         raise CodebookError(p, exc.reason) from None
     if codec.content_hash.hex() != meta.get("content_hash"):
@@ -179,7 +184,7 @@ def _kmeans(
             err = ((x - c[assign]) ** 2).sum(axis=1)
             far = np.argsort(err)[::-1][: int((~nonempty).sum())]
             c[~nonempty] = x[far]
-    return c
+    return np.asarray(c, dtype=np.float32)
 
 
 def _allocate(eigenvalues: F32Array, m: int) -> NDArray[np.intp]:
@@ -257,7 +262,7 @@ def fit_pq(
             u, _, vt = np.linalg.svd(y.T @ recon)
             projection = (projection @ (u @ vt)).astype(np.float32)
     info = {
-        "samples": int(len(x)),
+        "samples": len(x),
         "input_dim": int(dim),
         "reduced_dim": int(d),
         "explained_variance": round(explained, 6),

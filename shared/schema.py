@@ -384,6 +384,6 @@ def unpack_record(cls: type[R], items: list[Any], path: str) -> R:
         raise InvalidMessage(path, f"expected {len(fields)} fields, got {len(items)}")
     kwargs = {
         f.name: f.metadata["wire"].unpack(obj, f"{path}.{f.name}")
-        for f, obj in zip(fields, items)
+        for f, obj in zip(fields, items, strict=True)
     }
     return cls(**kwargs)

@@ -49,9 +49,7 @@ def clustered_embeddings(n: int, spec: ClusteredSpec, seed: int = 0) -> F32Array
     return _draw(n, spec, basis, scales, centres, weights, np.random.default_rng(seed + 1))
 
 
-def split(
-    sizes: tuple[int, ...], spec: ClusteredSpec, seed: int = 0
-) -> tuple[F32Array, ...]:
+def split(sizes: tuple[int, ...], spec: ClusteredSpec, seed: int = 0) -> tuple[F32Array, ...]:
     """Disjoint draws of one distribution, e.g. ``split((train, base, query), spec)``."""
     rng = np.random.default_rng(seed)
     k = spec.latent_dim
@@ -82,7 +80,7 @@ def _draw(
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     x = np.sqrt(1.0 - spec.noise) * signal + np.sqrt(spec.noise) * noise
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
+    return np.asarray(x, dtype=np.float32)
 
 
 def describe(spec: ClusteredSpec) -> str:

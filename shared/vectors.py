@@ -46,7 +46,7 @@ class VectorCodec(Protocol):
 
     def encode(self, vectors: NDArray[np.floating] | NDArray[np.integer]) -> U8Array: ...
 
-    def decode(self, codes: U8Array) -> F32Array: ...
+    def decode(self, codes: U8Array | bytes) -> F32Array: ...
 
 
 def fingerprint(codec: VectorCodec) -> int:
@@ -97,11 +97,21 @@ class _Builtin:
         self.dim = dim
         self.content_hash = _builtin_hash(self.codec_id, dim)
 
+    @property
+    def code_bytes(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, vectors: NDArray[np.floating] | NDArray[np.integer]) -> U8Array:
+        raise NotImplementedError
+
+    def decode(self, codes: U8Array | bytes) -> F32Array:
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim})"
 
 
-_REGISTRY: dict[str, Callable[[int], VectorCodec]] = {}
+_REGISTRY: dict[str, type[_Builtin]] = {}
 
 
 def register(codec_id: str) -> Callable[[type[_Builtin]], type[_Builtin]]:
@@ -127,7 +137,7 @@ class Float32Codec(_Builtin):
         x = as_matrix(vectors, self.dim).astype("<f4", copy=False)
         return np.ascontiguousarray(x).view(np.uint8).reshape(len(x), -1)
 
-    def decode(self, codes: U8Array) -> F32Array:
+    def decode(self, codes: U8Array | bytes) -> F32Array:
         c = np.ascontiguousarray(as_codes(codes, self.code_bytes))
         return c.view("<f4").astype(np.float32).reshape(len(c), self.dim)
 
@@ -146,7 +156,7 @@ class Float16Codec(_Builtin):
             raise CodecError("vector values exceed the float16 range (|x| > 65504)")
         return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(len(x), -1)
 
-    def decode(self, codes: U8Array) -> F32Array:
+    def decode(self, codes: U8Array | bytes) -> F32Array:
         c = np.ascontiguousarray(as_codes(codes, self.code_bytes))
         return c.view("<f2").astype(np.float32).reshape(len(c), self.dim)
 
@@ -172,7 +182,7 @@ class Int8Codec(_Builtin):
         out[:, 4:] = q.view(np.uint8)
         return out
 
-    def decode(self, codes: U8Array) -> F32Array:
+    def decode(self, codes: U8Array | bytes) -> F32Array:
         c = np.ascontiguousarray(as_codes(codes, self.code_bytes))
         scale = np.ascontiguousarray(c[:, :4]).view("<f4").astype(np.float32)
         if not np.isfinite(scale).all():

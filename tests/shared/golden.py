@@ -19,15 +19,15 @@ from shared.messages import (
     CameraInfo,
     CodecRef,
     Detections,
-    EmitReason,
     Embedding,
+    EmitReason,
     Envelope,
     Error,
     ErrorCode,
     FrameCounts,
+    Heartbeat,
     Hello,
     HelloAck,
-    Heartbeat,
     TrackEnd,
 )
 
@@ -83,8 +83,14 @@ SAMPLES: dict[str, Envelope] = {
         T0 + 40_000,
         T0 + 53_000,
         Embedding(
-            "cam-01", 3, EmitReason.FIRST_SIGHT, 2, 0.875, Box(0.1, 0.2, 0.25, 0.4),
-            0x1234ABCD, bytes(range(32)),
+            "cam-01",
+            3,
+            EmitReason.FIRST_SIGHT,
+            2,
+            0.875,
+            Box(0.1, 0.2, 0.25, 0.4),
+            0x1234ABCD,
+            bytes(range(32)),
         ),
     ),
     "track_end": Envelope(
@@ -93,14 +99,23 @@ SAMPLES: dict[str, Envelope] = {
         T0 + 2_000_000,
         T0 + 2_010_000,
         TrackEnd(
-            "cam-01", 3, T0, T0 + 2_000_000, 50, {2: 48, 7: 2},
+            "cam-01",
+            3,
+            T0,
+            T0 + 2_000_000,
+            50,
+            {2: 48, 7: 2},
             (Box(0.1, 0.2, 0.25, 0.4), Box(0.3, 0.2, 0.45, 0.4)),
         ),
     ),
-    "frame_counts": Envelope("edge-01", 45, T0 + 80_000, T0 + 81_000, FrameCounts("cam-01", {2: 4, 0: 1})),
+    "frame_counts": Envelope(
+        "edge-01", 45, T0 + 80_000, T0 + 81_000, FrameCounts("cam-01", {2: 4, 0: 1})
+    ),
     "ack": Envelope("cloud", 0, T0, T0, Ack(45)),
     "heartbeat": Envelope("edge-01", 0, T0, T0, Heartbeat(12, 200_000.0)),
-    "error": Envelope("cloud", 0, T0, T0, Error(ErrorCode.CODEC_MISMATCH, "codec 'pq32x8' mismatch", 43, True)),
+    "error": Envelope(
+        "cloud", 0, T0, T0, Error(ErrorCode.CODEC_MISMATCH, "codec 'pq32x8' mismatch", 43, True)
+    ),
 }
 
 #: Never compresses, so fixture bytes do not depend on the zstd library version.

@@ -112,7 +112,12 @@ def test_zstd_with_trailing_data_is_refused() -> None:
 
 def test_dictionary_compression_round_trip_and_unknown_dictionary() -> None:
     samples = [
-        encode(Envelope("edge-01", i, 10**15 + i, 10**15 + i, FrameCounts("cam-01", {2: i % 7, 0: i % 3})), RAW)[5:]
+        encode(
+            Envelope(
+                "edge-01", i, 10**15 + i, 10**15 + i, FrameCounts("cam-01", {2: i % 7, 0: i % 3})
+            ),
+            RAW,
+        )[5:]
         for i in range(2000)
     ]
     dictionary = train_dictionary(samples, size=2048)

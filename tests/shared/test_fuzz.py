@@ -87,7 +87,11 @@ def test_decode_only_raises_decode_error() -> None:
     corpus += [encode(env, Compressor(min_bytes=0)) for env in SAMPLES.values()]
     makers: list[Callable[[], bytes]] = [
         lambda: rng.randbytes(rng.randrange(64)),
-        lambda: MAGIC + bytes([1, rng.randrange(1, 10), rng.choice([0, 1])]) + rng.randbytes(rng.randrange(64)),
+        lambda: (
+            MAGIC
+            + bytes([1, rng.randrange(1, 10), rng.choice([0, 1])])
+            + rng.randbytes(rng.randrange(64))
+        ),
         lambda: _mutate(rng, rng.choice(corpus)),
         lambda: _mutate(rng, rng.choice(corpus)),
         lambda: _mutate(rng, rng.choice(corpus)),

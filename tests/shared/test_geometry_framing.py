@@ -36,13 +36,18 @@ def test_square_crop_rule(
 
 
 def test_crop_scale_is_configurable_and_checked() -> None:
-    assert square_crop_region((90, 95, 110, 105), 640, 360, scale=1.0) == PixelRegion(90, 90, 110, 110)
+    assert square_crop_region((90, 95, 110, 105), 640, 360, scale=1.0) == PixelRegion(
+        90, 90, 110, 110
+    )
     with pytest.raises(ValueError, match="positive"):
         square_crop_region((0, 0, 1, 1), 640, 360, scale=0)
 
 
 @given(
-    x1=st.floats(-50, 700), y1=st.floats(-50, 400), w=st.floats(0, 800), h=st.floats(0, 500),
+    x1=st.floats(-50, 700),
+    y1=st.floats(-50, 400),
+    w=st.floats(0, 800),
+    h=st.floats(0, 500),
     scale=st.floats(0.5, 4.0),
 )
 def test_crop_always_inside_frame_and_non_empty(

@@ -16,8 +16,8 @@ from shared.messages import (
     MESSAGE_TYPES,
     Ack,
     Detections,
-    EmitReason,
     Embedding,
+    EmitReason,
     Envelope,
     FrameCounts,
     Heartbeat,
@@ -122,11 +122,9 @@ def test_oversize_frame_refused_at_encode() -> None:
     n = limits.MAX_DETECTIONS
     # A frame over 64 KiB cannot be built from one embedding: the limits keep messages sendable.
     assert len(encode(Envelope("e", 1, 0, 0, big))) <= limits.MAX_FRAME_BYTES
-    counts = FrameCounts("c" * limits.MAX_ID_CHARS, {i: 2**32 - 1 for i in range(256)})
+    counts = FrameCounts("c" * limits.MAX_ID_CHARS, dict.fromkeys(range(256), 2**32 - 1))
     assert decode(encode(Envelope("e", 1, 0, 0, counts))).message == counts
-    dets = Detections(
-        "cam", (Box(0, 0, 1, 1),) * n, (1,) * n, (0.5,) * n, tuple(range(n))
-    )
+    dets = Detections("cam", (Box(0, 0, 1, 1),) * n, (1,) * n, (0.5,) * n, tuple(range(n)))
     assert decode(encode(Envelope("e", 1, 0, 0, dets))).message == dets
     with pytest.raises(InvalidMessage, match="exceeds max of 512"):
         Detections("cam", (Box(0, 0, 1, 1),) * (n + 1), (), (), ())

@@ -1,0 +1,3 @@
+from semcom.cli import main
+
+main()

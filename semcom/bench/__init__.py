@@ -1,0 +1,12 @@
+"""``semcom bench``: benchmark commands; each prints a table, or one JSON object with --json."""
+
+from __future__ import annotations
+
+import click
+
+from semcom.lazy import LazyGroup
+
+
+@click.group(cls=LazyGroup, lazy={"codec": "semcom.bench.codec:command"})
+def bench() -> None:
+    """Measure sizes and speeds (figures come from this run, on this machine)."""

@@ -1,0 +1,47 @@
+"""The ``semcom`` command: one entry point, sub-commands loaded on demand."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from semcom import software_version
+from semcom.lazy import LazyGroup
+
+COMMANDS = {
+    "bench": "semcom.bench:bench",
+    "codec": "semcom.codec_cli:codec",
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(software_version(), prog_name="semcom")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="SEMCOM_LOG_LEVEL",
+    help="Verbosity of the log on stderr.",
+)
+def cli(log_level: str) -> None:
+    """semcom: traffic cameras that send vectors, not pixels.
+
+    The edge detects and tracks road users, embeds each region of interest with a Vision
+    Transformer and sends compact codes; the cloud indexes, rebuilds and describes them.
+    """
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    cli(prog_name="semcom")
