@@ -2,9 +2,9 @@
 
 Encoding a vector x of ``dim`` floats:
 
-1. centre and project: y = (x - mean) @ P, with P a (dim, d) matrix of orthonormal columns
-   (PCA, with the principal axes spread over sub-spaces so each carries a similar share of the
-   variance, optionally refined by OPQ rotations, Ge et al. 2013);
+1. centre and project: y = (x - mean) @ P, with P a (dim, d) matrix of orthonormal columns:
+   the top-d principal axes followed by a random rotation, so each sub-space carries a similar
+   share of the variance;
 2. split y into ``m`` sub-vectors of d/m dims and replace each by the index of its nearest of
    256 centroids (one byte).
 
@@ -157,22 +157,17 @@ def load_codebook(path: str | Path) -> PQCodec:
     return codec
 
 
-def _kmeans(
-    x: F32Array, k: int, iters: int, rng: np.random.Generator, init: F32Array | None = None
-) -> F32Array:
+def _kmeans(x: F32Array, k: int, iters: int, rng: np.random.Generator) -> F32Array:
     """Lloyd's k-means with k-means++ seeding; empty clusters are re-seeded at far points."""
     n = len(x)
-    if init is not None:
-        c = init.copy()
-    else:
-        c = np.empty((k, x.shape[1]), dtype=np.float32)
-        c[0] = x[rng.integers(n)]
-        d2 = ((x - c[0]) ** 2).sum(axis=1)
-        for i in range(1, k):
-            total = float(d2.sum())
-            j = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
-            c[i] = x[j]
-            d2 = np.minimum(d2, ((x - c[i]) ** 2).sum(axis=1))
+    c = np.empty((k, x.shape[1]), dtype=np.float32)
+    c[0] = x[rng.integers(n)]
+    d2 = ((x - c[0]) ** 2).sum(axis=1)
+    for i in range(1, k):
+        total = float(d2.sum())
+        j = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        c[i] = x[j]
+        d2 = np.minimum(d2, ((x - c[i]) ** 2).sum(axis=1))
     for _ in range(iters):
         assign = _nearest(x, c)
         counts = np.bincount(assign, minlength=k)
@@ -187,19 +182,26 @@ def _kmeans(
     return np.asarray(c, dtype=np.float32)
 
 
-def _allocate(eigenvalues: F32Array, m: int) -> NDArray[np.intp]:
-    """Order principal axes so each of m sub-spaces gets a similar product of variances
-    (eigenvalue allocation, Ge et al. 2013). Returns the column order."""
-    d = len(eigenvalues)
-    cap = d // m
-    buckets: list[list[int]] = [[] for _ in range(m)]
-    log_prod = np.zeros(m)
-    for i in np.argsort(eigenvalues)[::-1]:
-        open_ = [b for b in range(m) if len(buckets[b]) < cap]
-        b = min(open_, key=lambda j: log_prod[j])
-        buckets[b].append(int(i))
-        log_prod[b] += np.log(max(float(eigenvalues[i]), 1e-12))
-    return np.array([i for bucket in buckets for i in bucket], dtype=np.intp)
+def _top_k(queries: F32Array, base: F32Array, k: int) -> NDArray[np.intp]:
+    scores = queries @ base.T
+    part = np.argpartition(-scores, min(k, base.shape[0] - 1), axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+    return np.asarray(np.take_along_axis(part, order, axis=1))
+
+
+def knn_recall(base: F32Array, approx: F32Array, queries: F32Array, k: int = 10) -> float:
+    """k-recall@k: the mean share of each query's k nearest base vectors (inner product) that
+    are also among its k nearest when the base is replaced by ``approx``."""
+    truth, found = _top_k(queries, base, k), _top_k(queries, approx, k)
+    hits = (truth[:, :, None] == found[:, None, :]).any(axis=2).sum(axis=1)
+    return float(hits.mean()) / k
+
+
+def nn_in_top_k(base: F32Array, approx: F32Array, queries: F32Array, k: int = 10) -> float:
+    """1-recall@k (Jegou et al. 2011): the share of queries whose true nearest base vector is
+    among the k nearest when the base is replaced by ``approx``."""
+    truth, found = _top_k(queries, base, 1), _top_k(queries, approx, k)
+    return float((found == truth).any(axis=1).mean())
 
 
 def fit_pq(
@@ -207,7 +209,6 @@ def fit_pq(
     *,
     m: int = 32,
     reduced_dim: int | None = None,
-    opq_iters: int = 0,
     kmeans_iters: int = 20,
     max_train: int = 50_000,
     seed: int = 0,
@@ -215,9 +216,10 @@ def fit_pq(
 ) -> PQCodec:
     """Fit a reduced-dimension product quantiser with ``m`` bytes per code.
 
-    ``reduced_dim`` (a multiple of ``m``) defaults to 4 * m dimensions, capped at the input
-    dim. ``opq_iters`` > 0 refines the rotation with that many OPQ alternations. Needs at least
-    256 samples; more (thousands) give better codebooks.
+    ``reduced_dim`` (a multiple of ``m``, at most the input dim) is chosen from m, 2m and 4m
+    by 10-recall@10 on a held-out fifth of the samples when not given: how many dimensions
+    pay off depends on how the variance of the embeddings is spread. Needs at least 256
+    samples; thousands give better codebooks.
     """
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 2:
@@ -226,48 +228,66 @@ def fit_pq(
     x = as_matrix(x, dim)
     if n < CENTROIDS:
         raise CodecError(f"need at least {CENTROIDS} samples to fit, got {n}")
-    d = reduced_dim if reduced_dim is not None else min(4 * m, dim - dim % m)
-    if d % m or not m <= d <= dim:
-        raise CodecError(f"reduced_dim {d} must be a multiple of m={m} in [{m}, {dim}]")
+    if m > dim:
+        raise CodecError(f"m={m} sub-quantisers need at least {m} dims, got {dim}")
     rng = np.random.default_rng(seed)
     if n > max_train:
         x = x[rng.choice(n, max_train, replace=False)]
     report = progress or (lambda stage, i, total: None)
+    selection: dict[str, float] = {}
+    if reduced_dim is None:
+        reduced_dim, selection = _select_reduced_dim(x, m, kmeans_iters, seed, report)
+    if reduced_dim % m or not m <= reduced_dim <= dim:
+        raise CodecError(f"reduced_dim {reduced_dim} must be a multiple of m={m} in [{m}, {dim}]")
+    codec = _fit(x, m, reduced_dim, kmeans_iters, np.random.default_rng(seed), report)
+    codec.info.update(seed=int(seed), selection=selection)
+    return codec
 
+
+def _select_reduced_dim(
+    x: F32Array, m: int, kmeans_iters: int, seed: int, report: Progress
+) -> tuple[int, dict[str, float]]:
+    dim = x.shape[1]
+    candidates = [d for d in (m, 2 * m, 4 * m) if d <= dim]
+    if len(candidates) == 1 or len(x) < 5 * CENTROIDS:
+        return candidates[0], {}
+    order = np.random.default_rng(seed + 1).permutation(len(x))
+    held = x[order[: len(x) // 5]]
+    train = x[order[len(x) // 5 :]]
+    n_query = max(20, len(held) // 10)
+    queries, base = held[:n_query], held[n_query:]
+    scores: dict[str, float] = {}
+    for d in candidates:
+        codec = _fit(train, m, d, max(5, kmeans_iters // 2), np.random.default_rng(seed), report)
+        scores[str(d)] = round(knn_recall(base, codec.decode(codec.encode(base)), queries), 4)
+    best = max(candidates, key=lambda d: (scores[str(d)], -d))
+    return best, scores
+
+
+def _fit(
+    x: F32Array, m: int, d: int, kmeans_iters: int, rng: np.random.Generator, report: Progress
+) -> PQCodec:
     mean = x.mean(axis=0)
     xc = x - mean
     cov = (xc.T.astype(np.float64) @ xc) / len(xc)
     evals, evecs = np.linalg.eigh(cov)
     top = np.argsort(evals)[::-1][:d]
-    order = _allocate(evals[top].astype(np.float32), m)
-    projection = evecs[:, top][:, order].astype(np.float32)
-    explained = float(evals[top].sum() / max(evals.sum(), 1e-12))
-
+    # A random rotation spreads the variance of every principal axis over all sub-spaces
+    # (Jegou et al. 2010); measured here it beats eigenvalue allocation by ~0.1 recall@10.
+    rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    projection = (evecs[:, top] @ rotation).astype(np.float32)
+    y = xc @ projection
     sub = d // m
     centroids = np.empty((m, CENTROIDS, sub), dtype=np.float32)
-    rounds = opq_iters + 1
-    for r in range(rounds):
-        y = xc @ projection
-        iters = kmeans_iters if r == rounds - 1 else max(4, kmeans_iters // 4)
-        for j in range(m):
-            part = np.ascontiguousarray(y[:, j * sub : (j + 1) * sub])
-            init = centroids[j] if r > 0 else None
-            centroids[j] = _kmeans(part, CENTROIDS, iters, rng, init)
-            report("k-means", r * m + j + 1, rounds * m)
-        if r < rounds - 1:  # OPQ: best rotation mapping projected data onto its reconstruction
-            codes = np.stack(
-                [_nearest(y[:, j * sub : (j + 1) * sub], centroids[j]) for j in range(m)], axis=1
-            )
-            recon = centroids[np.arange(m)[None, :], codes].reshape(len(y), d)
-            u, _, vt = np.linalg.svd(y.T @ recon)
-            projection = (projection @ (u @ vt)).astype(np.float32)
+    for j in range(m):
+        part = np.ascontiguousarray(y[:, j * sub : (j + 1) * sub])
+        centroids[j] = _kmeans(part, CENTROIDS, kmeans_iters, rng)
+        report(f"k-means d={d}", j + 1, m)
     info = {
         "samples": len(x),
-        "input_dim": int(dim),
+        "input_dim": int(x.shape[1]),
         "reduced_dim": int(d),
-        "explained_variance": round(explained, 6),
-        "opq_iters": int(opq_iters),
+        "explained_variance": round(float(evals[top].sum() / max(evals.sum(), 1e-12)), 6),
         "kmeans_iters": int(kmeans_iters),
-        "seed": int(seed),
     }
     return PQCodec(mean.astype(np.float32), projection, centroids, info)
