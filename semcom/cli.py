@@ -11,6 +11,7 @@ from semcom import software_version
 from semcom.lazy import LazyGroup
 
 COMMANDS = {
+    "edge": "edge.cli:edge",
     "bench": "semcom.bench:bench",
     "codec": "semcom.codec_cli:codec",
 }

@@ -7,6 +7,8 @@ import click
 from semcom.lazy import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy={"codec": "semcom.bench.codec:command"})
+@click.group(
+    cls=LazyGroup, lazy={"codec": "semcom.bench.codec:command", "edge": "semcom.bench.edge:command"}
+)
 def bench() -> None:
     """Measure sizes and speeds (figures come from this run, on this machine)."""

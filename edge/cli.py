@@ -1,0 +1,217 @@
+"""``semcom edge``: run the edge agent, export its encoder, show its configuration."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge.errors import EdgeError
+from shared.errors import ProtocolError
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("semcom")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _config_options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--config",
+            "-c",
+            "config_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="YAML config file (flags and SEMCOM_EDGE__* env win).",
+        ),
+        click.option(
+            "--source", "-s", help="Video file, image folder, rtsp/http URL or camera index."
+        ),
+        click.option("--camera-id", help="Camera id sent with every message."),
+        click.option("--edge-id", help="This agent's id."),
+        click.option("--fps", type=float, help="Sample the source at this rate."),
+        click.option("--loop/--no-loop", default=None, help="Restart files at their end."),
+        click.option(
+            "--pace/--no-pace",
+            default=None,
+            help="Play files at their own rate (default) or as fast as possible.",
+        ),
+        click.option("--detector", "-d", help="Detector model (.pt/.onnx/.engine/.yaml)."),
+        click.option("--imgsz", type=int, help="Detector input size (px)."),
+        click.option("--conf", type=float, help="Detector confidence threshold."),
+        click.option("--tracker", type=click.Choice(["bytetrack", "botsort"])),
+        click.option("--encoder", "-e", help="timm model name, or an exported .onnx encoder."),
+        click.option(
+            "--encoder-weights",
+            type=click.Path(path_type=Path),
+            help="Local weights file for a timm encoder.",
+        ),
+        click.option(
+            "--random-init-encoder",
+            is_flag=True,
+            default=None,
+            help="DEVELOPMENT ONLY: untrained encoder weights (outputs say so).",
+        ),
+        click.option("--codec", help="Embedding codec: f32, f16, int8 or a codebook .npz."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _overrides(**kw: Any) -> dict[str, Any]:
+    encoder = kw.get("encoder")
+    out: dict[str, Any] = {
+        "source.uri": kw.get("source"),
+        "source.camera_id": kw.get("camera_id"),
+        "edge_id": kw.get("edge_id"),
+        "source.fps": kw.get("fps"),
+        "source.loop": kw.get("loop"),
+        "source.pace": kw.get("pace"),
+        "detector.model": kw.get("detector"),
+        "detector.imgsz": kw.get("imgsz"),
+        "detector.conf": kw.get("conf"),
+        "detector.tracker": kw.get("tracker"),
+        "codec": kw.get("codec"),
+    }
+    if encoder is not None and str(encoder).endswith(".onnx"):
+        out.update({"encoder.type": "onnx", "encoder.path": encoder})
+    else:
+        out.update(
+            {
+                "encoder.name": encoder,
+                "encoder.weights": kw.get("encoder_weights"),
+                "encoder.random_init": kw.get("random_init_encoder"),
+            }
+        )
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _load(config_path: Path | None, extra: dict[str, Any] | None = None, **kw: Any) -> Any:
+    from edge.config import load_config
+
+    overrides = _overrides(**kw)
+    overrides.update(extra or {})
+    return load_config(config_path, overrides)
+
+
+@click.group()
+def edge() -> None:
+    """The edge agent: camera -> detections, tracks and embeddings -> messages."""
+
+
+@edge.command()
+@_config_options
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append encoded messages to this file (replayable by cloud and sim).",
+)
+@click.option("--max-frames", type=click.IntRange(1), help="Stop after this many frames.")
+@click.option("--status/--no-status", default=True, help="Live one-line status on stderr.")
+def run(
+    out: Path | None, max_frames: int | None, status: bool, config_path: Path | None, **kw: Any
+) -> None:
+    """Run the edge agent on a source until it ends or SIGINT/SIGTERM."""
+    from edge.daemon import build_agent, run_agent
+
+    extra = {"sink": {"type": "file", "path": str(out)}} if out else None
+    try:
+        config = _load(config_path, extra, **kw)
+        if config.sink is None:
+            raise click.UsageError(
+                "nowhere to send messages: give --out FILE (or a sink in the config file)"
+            )
+        agent = build_agent(config, _software_version(), max_frames=max_frames)
+    except (EdgeError, ProtocolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        click.echo(f"\n{signal.Signals(signum).name}: stopping, flushing messages...", err=True)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        stats = run_agent(agent, stop, status=status and sys.stderr.isatty())
+    except (EdgeError, ProtocolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    o = agent.outbox.stats
+    note = (
+        " (RANDOM-INIT encoder: embeddings carry no meaning)"
+        if agent.pipeline.encoder.random_init
+        else ""
+    )
+    click.echo(
+        f"{stats.frames} frames in {stats.elapsed_s:.1f} s ({stats.fps:.1f} fps), "
+        f"{o.total_messages} messages, {o.total_bytes} bytes -> {config.sink.path}{note}",
+        err=True,
+    )
+
+
+@edge.command("show-config")
+@_config_options
+def show_config(config_path: Path | None, **kw: Any) -> None:
+    """Print the effective configuration (defaults, file, environment and flags) as JSON."""
+    try:
+        config = _load(
+            config_path, **({"source": "<required>"} | kw) if not kw.get("source") else kw
+        )
+    except EdgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+@edge.command("export-encoder")
+@click.option(
+    "--encoder", "-e", default="vit_base_patch16_224", show_default=True, help="timm model name."
+)
+@click.option("--encoder-weights", type=click.Path(path_type=Path), help="Local weights file.")
+@click.option(
+    "--random-init-encoder",
+    is_flag=True,
+    help="DEVELOPMENT ONLY: export untrained weights (recorded in the file).",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "int8"]),
+    default="none",
+    show_default=True,
+    help="Dynamic int8 quantisation of the weights (faster on CPU).",
+)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export_encoder(
+    encoder: str, encoder_weights: Path | None, random_init_encoder: bool, quantize: str, out: Path
+) -> None:
+    """Export a timm encoder to ONNX, with its preprocessing, for ONNX Runtime / TensorRT."""
+    from edge.config import TimmEncoderConfig
+    from edge.embed import TimmEncoder, quantize_onnx
+
+    try:
+        enc = TimmEncoder(
+            TimmEncoderConfig(
+                name=encoder, weights=encoder_weights, random_init=random_init_encoder
+            )
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        enc.export_onnx(out)
+        if quantize == "int8":
+            quantize_onnx(out, out)
+    except EdgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    note = " (RANDOM-INIT weights)" if random_init_encoder else ""
+    click.echo(
+        f"wrote {out}: {encoder}, {enc.dim}-d, input {enc.preprocess.size} px, "
+        f"quantize={quantize}{note}"
+    )

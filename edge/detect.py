@@ -1,0 +1,160 @@
+"""Detection and tracking through ultralytics (YOLO + ByteTrack / BoT-SORT).
+
+ultralytics objects never leave this module: :meth:`Detector.track` returns plain arrays. The
+adapter switches ultralytics to offline behaviour when it is built (no DNS look-ups, no
+analytics, no runtime installs, a writable settings folder), not at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.config import DetectorConfig
+from edge.errors import ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".pt", ".onnx", ".engine", ".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBoxes:
+    """The kept boxes of one frame, in pixels; ``track_ids`` 0 means not (yet) tracked."""
+
+    xyxy: NDArray[np.float32]  # (n, 4)
+    class_ids: NDArray[np.int64]  # (n,)
+    confidences: NDArray[np.float32]  # (n,)
+    track_ids: NDArray[np.int64]  # (n,)
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @classmethod
+    def empty(cls) -> FrameBoxes:
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int64),
+        )
+
+
+def _offline_settings(settings_dir: Path | None) -> None:
+    """Make ultralytics work offline: called before it is first imported."""
+    folder = settings_dir or Path.home() / ".cache" / "semcom" / "ultralytics"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
+    os.environ.setdefault("YOLO_OFFLINE", "true")  # no connectivity checks, no downloads
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
+    os.environ.setdefault("YOLO_VERBOSE", "false")  # its logger prints to stdout
+
+
+def resolve_model(model: str) -> Path:
+    """The detector file, or :class:`ModelNotFound` saying how to provide it."""
+    path = Path(model).expanduser()
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelNotFound(
+            "detector model", model, f"Expected a file ending in {', '.join(MODEL_SUFFIXES)}."
+        )
+    if path.suffix.lower() in (".yaml", ".yml") and not path.exists():
+        return path  # a built-in architecture name such as yolo11n.yaml (untrained)
+    if not path.is_file():
+        raise ModelNotFound(
+            "detector model",
+            str(path),
+            "Copy the weights file there, or pass --detector PATH. On a connected machine, "
+            "`yolo export model=yolo11n.pt format=onnx` (ultralytics) writes an ONNX file "
+            "that runs here with onnxruntime; weights are never downloaded at run time.",
+        )
+    return path
+
+
+class Detector:
+    """An ultralytics model run in tracking mode; one instance per video stream."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        path = resolve_model(config.model)
+        _offline_settings(config.settings_dir)
+        from ultralytics import YOLO, settings
+
+        settings.update({"sync": False})
+        task = "detect" if path.suffix.lower() in (".onnx", ".engine") else None
+        self._model: Any = YOLO(str(path), task=task)
+        self.random_init = path.suffix.lower() in (".yaml", ".yml")
+        if self.random_init:
+            logger.warning("detector %s is an untrained architecture: boxes are noise", path.name)
+        self.name = path.name
+        self.class_names: dict[int, str] = dict(self._model.names)
+        self._tracker = f"{config.tracker}.yaml"
+        if path.suffix.lower() == ".onnx":
+            self._tune_onnx_session(path)
+
+    def _tune_onnx_session(self, path: Path) -> None:
+        """Rebuild ultralytics' ONNX Runtime session with our thread settings.
+
+        ultralytics offers no way to pass session options through ``YOLO``; the session is
+        created with the predictor on the first call, so run one blank frame and swap it.
+        """
+        c = self.config
+        if c.ort_spinning and c.ort_threads is None:
+            return
+        import onnxruntime as ort
+
+        self.track(np.zeros((c.imgsz, c.imgsz, 3), np.uint8))
+        try:
+            backend = self._model.predictor.model.backend
+            old = backend.session
+        except AttributeError:
+            logger.warning("cannot apply ONNX Runtime thread settings to this ultralytics version")
+            return
+        options = ort.SessionOptions()
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if c.ort_spinning else "0"
+        )
+        if c.ort_threads is not None:
+            options.intra_op_num_threads = c.ort_threads
+        backend.session = ort.InferenceSession(str(path), options, providers=old.get_providers())
+        self.reset()
+
+    def track(self, image: NDArray[np.uint8]) -> FrameBoxes:
+        """Detect and track road users in one BGR frame (state persists across calls)."""
+        c = self.config
+        kwargs: dict[str, Any] = {}
+        if c.device is not None:
+            kwargs["device"] = c.device
+        results = self._model.track(
+            image,
+            imgsz=c.imgsz,
+            conf=c.conf,
+            iou=c.iou,
+            classes=list(c.classes),
+            persist=True,
+            tracker=self._tracker,
+            verbose=False,
+            **kwargs,
+        )
+        boxes = results[0].boxes
+        if boxes is None or len(boxes) == 0:
+            return FrameBoxes.empty()
+        ids = boxes.id
+        n = len(boxes)
+        return FrameBoxes(
+            np.asarray(boxes.xyxy.cpu().numpy(), np.float32).reshape(n, 4),
+            np.asarray(boxes.cls.cpu().numpy(), np.int64),
+            np.asarray(boxes.conf.cpu().numpy(), np.float32),
+            np.zeros(n, np.int64) if ids is None else np.asarray(ids.cpu().numpy(), np.int64),
+        )
+
+    def reset(self) -> None:
+        """Forget every track (e.g. after a stream gap)."""
+        predictor = getattr(self._model, "predictor", None)
+        for tracker in getattr(predictor, "trackers", None) or []:
+            tracker.reset()

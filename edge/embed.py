@@ -1,0 +1,239 @@
+"""RoI embedding with a timm Vision Transformer, in PyTorch or ONNX Runtime.
+
+Preprocessing (input size, mean, std, interpolation) comes from the model's timm data config and
+travels with exported ONNX files as metadata, so no value is hard-coded here. The RoI crop
+already is the region to embed, so timm's centre-crop step is not applied. Embeddings are
+L2-normalised (cosine geometry) before they leave the encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.config import OnnxEncoderConfig, TimmEncoderConfig
+from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+ONNX_META_KEY = "semcom.encoder"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What the encoder expects: square input side (px), per-channel mean and std (0-1 scale)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+
+    def apply(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(n, size, size, 3) RGB uint8 -> (n, 3, size, size) normalised float32."""
+        x = crops.astype(np.float32) * (1.0 / 255.0)
+        x -= np.asarray(self.mean, np.float32)
+        x /= np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+    random_init: bool
+    preprocess: Preprocess
+
+    def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(n, size, size, 3) RGB uint8 crops -> (n, dim) unit-norm float32 embeddings."""
+        ...
+
+
+def _unit(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
+
+
+def _missing_weights(name: str, cause: Exception) -> ModelNotFound:
+    return ModelNotFound(
+        f"encoder weights for {name}",
+        "the local Hugging Face cache (HF_HUB_OFFLINE is on)",
+        f"Pass --encoder-weights PATH (.safetensors/.pth), or on a connected machine run "
+        f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` and copy "
+        f"~/.cache/huggingface to this machine. Only for development, --random-init-encoder "
+        f"runs untrained weights. ({type(cause).__name__}: {str(cause)[:200]})",
+    )
+
+
+class TimmEncoder:
+    """A timm model in PyTorch; weights from a path, the local cache, or random (flagged)."""
+
+    def __init__(self, config: TimmEncoderConfig) -> None:
+        import timm
+        import torch
+
+        self.name = config.name
+        self.random_init = config.random_init
+        self.batch_size = config.batch_size
+        torch.set_num_threads(config.threads)  # process-wide in torch: documented in the config
+        if config.name not in timm.list_models():
+            raise EdgeError(f"unknown timm model {config.name!r} (see timm.list_models())")
+        kwargs: dict[str, Any] = {"num_classes": 0}
+        if config.random_init:
+            kwargs["pretrained"] = False
+        elif config.weights is not None:
+            if not config.weights.is_file():
+                raise ModelNotFound(
+                    f"encoder weights for {config.name}",
+                    str(config.weights),
+                    "Copy the weights file there or fix --encoder-weights.",
+                )
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(config.weights)})
+        else:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local cache only unless told else
+            kwargs["pretrained"] = True
+        try:
+            model = timm.create_model(config.name, **kwargs)
+        except Exception as exc:  # timm/hub raise many types for a missing file
+            if kwargs.get("pretrained"):
+                raise _missing_weights(config.name, exc) from exc
+            raise
+        self._device = torch.device(config.device)
+        self._model = model.eval().to(self._device)
+        self._torch = torch
+        cfg = timm.data.resolve_model_data_config(model)
+        self.dim = int(model.num_features)
+        self.preprocess = Preprocess(
+            int(cfg["input_size"][-1]),
+            tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
+            tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
+            str(cfg.get("interpolation", "bicubic")),
+        )
+        if self.random_init:
+            logger.warning("encoder %s has RANDOM weights: embeddings carry no meaning", self.name)
+
+    def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                x = self._torch.from_numpy(self.preprocess.apply(crops[i : i + self.batch_size]))
+                out.append(self._model(x.to(self._device)).float().cpu().numpy())
+        return _unit(np.concatenate(out))
+
+    def export_onnx(self, path: Path, opset: int = 17) -> None:
+        """Write the model as ONNX (dynamic batch) with its preprocessing as metadata."""
+        import onnx
+
+        size = self.preprocess.size
+        dummy = self._torch.zeros(1, 3, size, size, device=self._device)
+        self._torch.onnx.export(
+            self._model,
+            (dummy,),
+            str(path),
+            input_names=["pixels"],
+            output_names=["embedding"],
+            dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        model = onnx.load(str(path))
+        meta = model.metadata_props.add()
+        meta.key = ONNX_META_KEY
+        meta.value = json.dumps(
+            {
+                "name": self.name,
+                "dim": self.dim,
+                "random_init": self.random_init,
+                "size": size,
+                "mean": self.preprocess.mean,
+                "std": self.preprocess.std,
+                "interpolation": self.preprocess.interpolation,
+            }
+        )
+        onnx.save(model, str(path))
+
+
+class OnnxEncoder:
+    """An encoder exported by :meth:`TimmEncoder.export_onnx`, run by ONNX Runtime."""
+
+    def __init__(self, config: OnnxEncoderConfig) -> None:
+        if not config.path.is_file():
+            raise ModelNotFound(
+                "ONNX encoder",
+                str(config.path),
+                "Create it with `semcom edge export-encoder --out PATH`.",
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime cannot be imported: {exc}") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        available = set(ort.get_available_providers())
+        providers = [p for p in config.providers if p in available]
+        if not providers:
+            raise BackendUnavailable(
+                f"none of the ONNX Runtime providers {list(config.providers)} is available here "
+                f"(available: {sorted(available)})"
+            )
+        self._session = ort.InferenceSession(str(config.path), options, providers=providers)
+        meta_raw = self._session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+        if meta_raw is None:
+            raise EdgeError(
+                f"{config.path} lacks semcom encoder metadata; export it with "
+                "`semcom edge export-encoder`"
+            )
+        meta = json.loads(meta_raw)
+        self.name = str(meta["name"])
+        self.dim = int(meta["dim"])
+        self.random_init = bool(meta["random_init"])
+        self.batch_size = config.batch_size
+        self.preprocess = Preprocess(
+            int(meta["size"]), tuple(meta["mean"]), tuple(meta["std"]), str(meta["interpolation"])
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        out = [
+            self._session.run(
+                None, {self._input: self.preprocess.apply(crops[i : i + self.batch_size])}
+            )[0]
+            for i in range(0, len(crops), self.batch_size)
+        ]
+        return _unit(np.concatenate(out).astype(np.float32))
+
+
+def build_encoder(config: TimmEncoderConfig | OnnxEncoderConfig) -> Encoder:
+    if isinstance(config, OnnxEncoderConfig):
+        return OnnxEncoder(config)
+    return TimmEncoder(config)
+
+
+def quantize_onnx(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of an exported encoder, keeping its semcom metadata."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    tmp = dst.with_suffix(".tmp.onnx")
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    model = onnx.load(str(tmp))
+    for key, value in meta.items():
+        if key == ONNX_META_KEY:
+            info = json.loads(value)
+            info["quantized"] = "int8-dynamic"
+            value = json.dumps(info)
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(dst))
+    tmp.unlink()

@@ -1,0 +1,36 @@
+"""Errors of the edge agent; each says what failed and what to do about it.
+
+EdgeError
+├── ConfigError          an invalid config file, env variable or flag
+├── ModelNotFound        a detector or encoder file that is not there (with a fix)
+├── BackendUnavailable   an optional runtime that cannot be used here
+└── SourceError          a frame source that cannot be opened
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of edge errors."""
+
+
+class ConfigError(EdgeError):
+    """Configuration that does not validate; the message lists every problem."""
+
+
+class ModelNotFound(EdgeError):
+    """A model file is missing; the message says which file and how to provide it."""
+
+    def __init__(self, what: str, path: str, hint: str) -> None:
+        self.what = what
+        self.path = path
+        self.hint = hint
+        super().__init__(f"{what} not found: {path}. {hint}")
+
+
+class BackendUnavailable(EdgeError):
+    """An optional backend (ONNX Runtime, TensorRT, ...) that cannot run on this machine."""
+
+
+class SourceError(EdgeError):
+    """A frame source that cannot be opened or read."""

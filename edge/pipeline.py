@@ -1,0 +1,236 @@
+"""The edge pipeline without I/O: a frame in, messages out.
+
+:class:`EdgePipeline` runs detection + tracking, the emission policy, cropping, embedding and
+the vector codec; :class:`Outbox` numbers, stamps and encodes the messages. The threaded runner
+(:mod:`edge.runner`), benchmarks and ``sim`` drive these directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.capture import Frame
+from edge.crops import extract_crops
+from edge.detect import Detector
+from edge.embed import Encoder
+from edge.policy import EmbedRequest, EmissionPolicy
+from edge.sink import MessageSink
+from shared.codec import encode
+from shared.compression import Compressor
+from shared.messages import (
+    TYPE_OF,
+    CameraInfo,
+    CodecRef,
+    Embedding,
+    Envelope,
+    Hello,
+    Message,
+)
+from shared.vectors import VectorCodec, fingerprint
+
+Timed = tuple[int, Message]  # (capture time in us, message)
+
+
+class StageTimes:
+    """Recent per-stage durations (ms), for status lines and benchmark percentiles."""
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self._samples: dict[str, deque[float]] = {}
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, (time.perf_counter() - start) * 1e3)
+
+    def add(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._samples.setdefault(stage, deque(maxlen=self._keep)).append(ms)
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            items = {k: np.asarray(v) for k, v in self._samples.items() if v}
+        return {
+            k: {
+                "p50_ms": round(float(np.percentile(v, 50)), 3),
+                "p95_ms": round(float(np.percentile(v, 95)), 3),
+                "count": len(v),
+            }
+            for k, v in items.items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedJob:
+    request: EmbedRequest
+    crop: NDArray[np.uint8]
+
+
+class EdgePipeline:
+    def __init__(
+        self,
+        detector: Detector,
+        encoder: Encoder,
+        codec: VectorCodec,
+        policy: EmissionPolicy,
+        crop_scale: float,
+        times: StageTimes | None = None,
+    ) -> None:
+        if codec.dim != encoder.dim:
+            raise ValueError(
+                f"codec {codec.codec_id} encodes dim {codec.dim}, the encoder gives {encoder.dim}"
+            )
+        self.detector = detector
+        self.encoder = encoder
+        self.codec = codec
+        self.codec_fp = fingerprint(codec)
+        self.policy = policy
+        self.crop_scale = crop_scale
+        self.times = times or StageTimes()
+        self.rois = 0
+
+    def detect(self, frame: Frame) -> tuple[list[Timed], list[EmbedJob]]:
+        with self.times.measure("detect"):
+            boxes = self.detector.track(frame.image)
+        self.rois += len(boxes)
+        with self.times.measure("policy"):
+            messages, requests = self.policy.observe(
+                frame.index, frame.capture_ts_us, frame.width, frame.height, boxes
+            )
+        jobs: list[EmbedJob] = []
+        if requests:
+            with self.times.measure("crop"):
+                p = self.encoder.preprocess
+                crops = extract_crops(
+                    frame.image,
+                    np.asarray([r.box_px for r in requests], np.float32),
+                    p.size,
+                    self.crop_scale,
+                    p.interpolation,
+                )
+            jobs = [EmbedJob(r, c) for r, c in zip(requests, crops, strict=True)]
+        return [(frame.capture_ts_us, m) for m in messages], jobs
+
+    def embed(self, jobs: list[EmbedJob]) -> list[Timed]:
+        if not jobs:
+            return []
+        with self.times.measure("embed"):
+            vectors = self.encoder.embed(np.stack([j.crop for j in jobs]))
+        out: list[Timed] = []
+        with self.times.measure("codec"):
+            keep = [
+                i for i, j in enumerate(jobs) if self.policy.on_embedding(j.request, vectors[i])
+            ]
+            codes = self.codec.encode(vectors[keep]) if keep else None
+            for k, i in enumerate(keep):
+                r = jobs[i].request
+                assert codes is not None
+                out.append(
+                    (
+                        r.capture_ts_us,
+                        Embedding(
+                            self.policy.camera,
+                            r.track_id,
+                            r.reason,
+                            r.class_id,
+                            r.confidence,
+                            r.box,
+                            self.codec_fp,
+                            codes[k].tobytes(),
+                        ),
+                    )
+                )
+        return out
+
+    def process(self, frame: Frame) -> list[Timed]:
+        """Both stages inline (no threads): for tests, benchmarks and simulation."""
+        messages, jobs = self.detect(frame)
+        return messages + self.embed(jobs)
+
+    def finish(self) -> list[Timed]:
+        now = time.time_ns() // 1_000
+        return [(now, m) for m in self.policy.flush()]
+
+    def hello(self, software_version: str, frame: Frame, fps: float | None) -> Hello:
+        return Hello(
+            software_version,
+            self.detector.name,
+            self.encoder.name,
+            self.encoder.dim,
+            (CodecRef(self.codec.codec_id, self.codec.content_hash),),
+            (CameraInfo(self.policy.camera, frame.width, frame.height, min(fps or 0.0, 1000.0)),),
+            self.encoder.random_init,
+        )
+
+
+@dataclass
+class OutboxStats:
+    messages: Counter[str] = field(default_factory=Counter)
+    bytes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total_messages(self) -> int:
+        return sum(self.messages.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+class Outbox:
+    """Numbers (seq), stamps (send time) and encodes messages, then writes them to the sink."""
+
+    def __init__(
+        self,
+        edge_id: str,
+        sink: MessageSink,
+        *,
+        first_seq: int = 1,
+        compressor: Compressor | None = None,
+        times: StageTimes | None = None,
+    ) -> None:
+        self.edge_id = edge_id
+        self.sink = sink
+        self.stats = OutboxStats()
+        self._seq = first_seq
+        self._compressor = compressor or Compressor()
+        self._times = times or StageTimes()
+        self._lock = threading.Lock()
+
+    def put(self, capture_ts_us: int, message: Message, *, control: bool = False) -> int:
+        """Send one message; control messages (Hello) carry seq 0 and are not numbered."""
+        with self._lock:
+            seq = 0 if control else self._seq
+            now = time.time_ns() // 1_000
+            start = time.perf_counter()
+            frame = encode(
+                Envelope(self.edge_id, seq, capture_ts_us, now, message), self._compressor
+            )
+            self._times.add("encode", (time.perf_counter() - start) * 1e3)
+            self.sink.write(frame)
+            if not control:
+                self._seq += 1
+            name = TYPE_OF[type(message)].name
+            self.stats.messages[name] += 1
+            self.stats.bytes[name] += len(frame)
+            return len(frame)
+
+    def put_all(self, messages: list[Timed]) -> None:
+        for ts, message in messages:
+            self.put(ts, message)
+
+    def flush(self) -> None:
+        with self._lock:
+            self.sink.flush()

@@ -1,0 +1,227 @@
+"""Track-aware emission: which messages a frame produces, and which crops need embedding.
+
+The paper sends one embedding per crop per frame. Here, per track (Onsu et al. go further with
+none of this):
+
+- **first sight**: once a track has been seen for ``confirm_frames`` frames, embed and send;
+- **drift**: re-embed at most every ``check_interval_s`` (sooner when the box side changed by
+  ``recheck_scale``) and send only if the cosine distance to the last *sent* embedding reaches
+  ``drift_threshold``;
+- **keyframe**: send anyway once ``keyframe_interval_s`` passed since the last send;
+- **track end**: after ``lost_frames`` unseen frames, a :class:`TrackEnd` with duration, class
+  votes and a sampled box path (tracks never confirmed end silently, counted as flicker);
+- **counts**: a :class:`FrameCounts` every ``counts_every_frames`` frames (skipped when unchanged
+  if ``counts_on_change``), and all boxes as :class:`Detections` every ``detections_every_frames``.
+
+The policy is sans-IO and thread-safe: the detection thread calls :meth:`observe`, the encoder
+thread :meth:`on_embedding` / :meth:`on_skipped`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.config import PolicyConfig
+from edge.detect import FrameBoxes
+from shared.geometry import Box
+from shared.messages import Detections, EmitReason, FrameCounts, Message, TrackEnd
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    """A crop of ``track_id`` in the frame at ``capture_ts_us`` that the policy wants embedded."""
+
+    track_id: int
+    reason: EmitReason  # FIRST_SIGHT, KEYFRAME, or DRIFT (a check: sent only if drifted)
+    capture_ts_us: int
+    box_px: tuple[float, float, float, float]
+    box: Box
+    class_id: int
+    confidence: float
+
+
+@dataclass
+class _Track:
+    track_id: int
+    first_seen_us: int
+    last_seen_us: int
+    last_index: int
+    frames: int = 0
+    votes: Counter[int] = field(default_factory=Counter)
+    path: list[Box] = field(default_factory=list)
+    sent_vector: NDArray[np.float32] | None = None
+    sent_us: int = 0
+    checked_us: int = 0
+    checked_side: float = 0.0
+    pending: bool = False
+
+
+@dataclass
+class PolicyStats:
+    tracks_started: int = 0
+    tracks_ended: int = 0
+    flicker_tracks: int = 0
+    requests: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    drift_checks_quiet: int = 0
+    skipped: int = 0
+
+
+def _side(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1], 1.0)
+
+
+class EmissionPolicy:
+    def __init__(self, config: PolicyConfig, camera: str) -> None:
+        self.config = config
+        self.camera = camera
+        self.stats = PolicyStats()
+        self._tracks: dict[int, _Track] = {}
+        self._frames = 0
+        self._last_counts: dict[int, int] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def active_tracks(self) -> int:
+        return len(self._tracks)
+
+    def observe(
+        self, index: int, capture_ts_us: int, width: int, height: int, boxes: FrameBoxes
+    ) -> tuple[list[Message], list[EmbedRequest]]:
+        """Messages this frame produces now, and crops to embed (in box order)."""
+        messages: list[Message] = []
+        requests: list[EmbedRequest] = []
+        with self._lock:
+            self._frames += 1
+            for i in range(len(boxes)):
+                tid = int(boxes.track_ids[i])
+                if tid <= 0:
+                    continue
+                px = tuple(float(v) for v in boxes.xyxy[i])
+                box_px = (px[0], px[1], px[2], px[3])
+                box = Box.from_pixels(*box_px, width=width, height=height)
+                cls, conf = int(boxes.class_ids[i]), float(boxes.confidences[i])
+                track = self._tracks.get(tid)
+                if track is None:
+                    track = self._tracks[tid] = _Track(tid, capture_ts_us, capture_ts_us, index)
+                    self.stats.tracks_started += 1
+                track.frames += 1
+                track.last_seen_us, track.last_index = capture_ts_us, index
+                track.votes[cls] += 1
+                self._add_point(track, box)
+                reason = self._due(track, capture_ts_us, _side(box_px))
+                if reason is not None:
+                    track.pending = True
+                    self.stats.requests[reason.name] += 1
+                    requests.append(
+                        EmbedRequest(tid, reason, capture_ts_us, box_px, box, cls, min(conf, 1.0))
+                    )
+            messages.extend(self._end_lost(index))
+        messages.extend(self._counts(boxes, width, height))
+        return messages, requests
+
+    def _due(self, track: _Track, now: int, side: float) -> EmitReason | None:
+        c = self.config
+        if track.pending:
+            return None
+        if track.sent_vector is None:
+            return EmitReason.FIRST_SIGHT if track.frames >= c.confirm_frames else None
+        if now - track.sent_us >= c.keyframe_interval_s * 1e6:
+            return EmitReason.KEYFRAME
+        ratio = side / track.checked_side if track.checked_side else 1.0
+        if now - track.checked_us >= c.check_interval_s * 1e6 or not (
+            1.0 / c.recheck_scale < ratio < c.recheck_scale
+        ):
+            return EmitReason.DRIFT
+        return None
+
+    def _add_point(self, track: _Track, box: Box) -> None:
+        """Keep at most ``path_points`` boxes, evenly thinned as the track grows."""
+        track.path.append(box)
+        if len(track.path) > self.config.path_points:
+            track.path = track.path[::2] + ([track.path[-1]] if len(track.path) % 2 == 0 else [])
+
+    def on_embedding(self, request: EmbedRequest, vector: NDArray[np.float32]) -> bool:
+        """Record an embedding; True when it must be sent (drift checks may stay quiet)."""
+        with self._lock:
+            track = self._tracks.get(request.track_id)
+            send = True
+            if track is not None:
+                track.pending = False
+                track.checked_us = request.capture_ts_us
+                track.checked_side = _side(request.box_px)
+                if request.reason is EmitReason.DRIFT and track.sent_vector is not None:
+                    distance = 1.0 - float(np.dot(vector, track.sent_vector))
+                    send = distance >= self.config.drift_threshold
+                if send:
+                    track.sent_vector = vector
+                    track.sent_us = request.capture_ts_us
+            if send:
+                self.stats.sent[request.reason.name] += 1
+            else:
+                self.stats.drift_checks_quiet += 1
+            return send
+
+    def on_skipped(self, request: EmbedRequest) -> None:
+        """The encoder could not take this request; the track will ask again later."""
+        with self._lock:
+            self.stats.skipped += 1
+            track = self._tracks.get(request.track_id)
+            if track is not None:
+                track.pending = False
+
+    def _end_lost(self, index: int) -> list[Message]:
+        lost = [t for t in self._tracks.values() if index - t.last_index > self.config.lost_frames]
+        return [m for t in lost if (m := self._end(t)) is not None]
+
+    def _end(self, track: _Track) -> TrackEnd | None:
+        del self._tracks[track.track_id]
+        if track.sent_vector is None and track.frames < self.config.confirm_frames:
+            self.stats.flicker_tracks += 1
+            return None
+        self.stats.tracks_ended += 1
+        return TrackEnd(
+            self.camera,
+            track.track_id,
+            track.first_seen_us,
+            track.last_seen_us,
+            track.frames,
+            dict(track.votes),
+            tuple(track.path),
+        )
+
+    def flush(self) -> list[Message]:
+        """End every open track (at shutdown or the end of a stream)."""
+        with self._lock:
+            return [m for t in list(self._tracks.values()) if (m := self._end(t)) is not None]
+
+    def _counts(self, boxes: FrameBoxes, width: int, height: int) -> list[Message]:
+        c = self.config
+        out: list[Message] = []
+        n = self._frames
+        if c.counts_every_frames and n % c.counts_every_frames == 0:
+            counts = dict(Counter(int(v) for v in boxes.class_ids))
+            if not (c.counts_on_change and counts == self._last_counts):
+                out.append(FrameCounts(self.camera, counts))
+                self._last_counts = counts
+        if c.detections_every_frames and n % c.detections_every_frames == 0 and len(boxes):
+            out.append(
+                Detections(
+                    self.camera,
+                    tuple(
+                        Box.from_pixels(
+                            float(b[0]), float(b[1]), float(b[2]), float(b[3]), width, height
+                        )
+                        for b in boxes.xyxy
+                    ),
+                    tuple(int(v) for v in boxes.class_ids),
+                    tuple(min(float(v), 1.0) for v in boxes.confidences),
+                    tuple(int(v) for v in boxes.track_ids),
+                )
+            )
+        return out
