@@ -34,7 +34,7 @@ class SourceConfig(_Model):
     )
     camera_id: str = Field(
         "cam-01",
-        pattern=ID_PATTERN,
+        pattern=f"^{ID_PATTERN}$",
         max_length=64,
         description="Camera id sent with every message.",
     )
@@ -174,7 +174,7 @@ SinkConfig = Annotated[FileSinkConfig, Field(discriminator="type")]
 class EdgeConfig(_Model):
     edge_id: str = Field(
         "edge-01",
-        pattern=ID_PATTERN,
+        pattern=f"^{ID_PATTERN}$",
         max_length=64,
         description="This agent's id, unique per deployment.",
     )

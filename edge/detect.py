@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +44,16 @@ class FrameBoxes:
             np.zeros(0, np.float32),
             np.zeros(0, np.int64),
         )
+
+
+class TrackingDetector(Protocol):
+    """What the pipeline needs from a detector: boxes with track ids, frame after frame."""
+
+    name: str
+
+    def track(self, image: NDArray[np.uint8]) -> FrameBoxes: ...
+
+    def reset(self) -> None: ...
 
 
 def _offline_settings(settings_dir: Path | None) -> None:

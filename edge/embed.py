@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,10 +71,28 @@ def _missing_weights(name: str, cause: Exception) -> ModelNotFound:
     )
 
 
+def _hub_offline() -> None:
+    """Use only the local Hugging Face cache, unless the user set HF_HUB_OFFLINE=0.
+
+    huggingface_hub reads the variable when it is first imported, so the already-imported
+    module's constant is set too.
+    """
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None and value.strip().lower() in ("0", "false", "no", "off"):
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as hub_constants
+    except ImportError:  # timm without the hub: nothing to configure
+        return
+    hub_constants.HF_HUB_OFFLINE = True
+
+
 class TimmEncoder:
     """A timm model in PyTorch; weights from a path, the local cache, or random (flagged)."""
 
     def __init__(self, config: TimmEncoderConfig) -> None:
+        _hub_offline()
         import timm
         import torch
 
@@ -95,7 +114,6 @@ class TimmEncoder:
                 )
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(config.weights)})
         else:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local cache only unless told else
             kwargs["pretrained"] = True
         try:
             model = timm.create_model(config.name, **kwargs)
@@ -133,16 +151,22 @@ class TimmEncoder:
 
         size = self.preprocess.size
         dummy = self._torch.zeros(1, 3, size, size, device=self._device)
-        self._torch.onnx.export(
-            self._model,
-            (dummy,),
-            str(path),
-            input_names=["pixels"],
-            output_names=["embedding"],
-            dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            # Tracing a ViT warns about shape checks turned into constants; the batch axis stays
+            # dynamic and the input size is fixed by design, so these are expected.
+            warnings.simplefilter("ignore", self._torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            self._torch.onnx.export(
+                self._model,
+                (dummy,),
+                str(path),
+                input_names=["pixels"],
+                output_names=["embedding"],
+                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
         model = onnx.load(str(path))
         meta = model.metadata_props.add()
         meta.key = ONNX_META_KEY

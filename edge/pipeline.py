@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from edge.capture import Frame
 from edge.crops import extract_crops
-from edge.detect import Detector
+from edge.detect import TrackingDetector
 from edge.embed import Encoder
 from edge.policy import EmbedRequest, EmissionPolicy
 from edge.sink import MessageSink
@@ -81,7 +81,7 @@ class EmbedJob:
 class EdgePipeline:
     def __init__(
         self,
-        detector: Detector,
+        detector: TrackingDetector,
         encoder: Encoder,
         codec: VectorCodec,
         policy: EmissionPolicy,
@@ -208,6 +208,7 @@ class Outbox:
         self._compressor = compressor or Compressor()
         self._times = times or StageTimes()
         self._lock = threading.Lock()
+        self._flushed = time.monotonic()
 
     def put(self, capture_ts_us: int, message: Message, *, control: bool = False) -> int:
         """Send one message; control messages (Hello) carry seq 0 and are not numbered."""
@@ -234,3 +235,9 @@ class Outbox:
     def flush(self) -> None:
         with self._lock:
             self.sink.flush()
+            self._flushed = time.monotonic()
+
+    def flush_if_due(self, every_s: float = 1.0) -> None:
+        """Flush the sink when ``every_s`` passed since the last flush (bounds data at risk)."""
+        if time.monotonic() - self._flushed >= every_s:
+            self.flush()

@@ -153,6 +153,7 @@ class EdgeRunner:
                         self.pipeline.policy.on_skipped(job.request)
                         self.stats.skipped_embeddings += 1
                 self.stats.frames += 1
+                self.outbox.flush_if_due()
         finally:
             self._close(self._jobs)
 

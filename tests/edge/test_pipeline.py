@@ -1,0 +1,199 @@
+"""The whole edge pipeline and the `semcom edge` command, on generated and real video."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.capture import VideoFileSource
+from edge.config import PolicyConfig, TimmEncoderConfig, load_config
+from edge.daemon import build_agent, run_agent
+from edge.detect import FrameBoxes
+from edge.embed import TimmEncoder
+from edge.pipeline import EdgePipeline, Outbox
+from edge.policy import EmissionPolicy
+from edge.runner import EdgeRunner
+from edge.sink import FileSink
+from shared.codec import decode
+from shared.framing import read_frames
+from shared.messages import Embedding, Envelope, FrameCounts, Hello, TrackEnd
+from shared.vectors import CodecSet, create_codec
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::UserWarning", "ignore::FutureWarning"
+)
+
+
+class GroundTruthDetector:
+    """Stands in for YOLO only: reports the two rectangles tests/conftest.py draws, tracked.
+
+    Everything downstream (policy, crops, real random-init ViT, codec, framing, file) is real.
+    """
+
+    name = "ground-truth"
+
+    def __init__(self) -> None:
+        self.i = 0
+
+    def track(self, image: np.ndarray) -> FrameBoxes:
+        x = 10 + 6 * self.i
+        w = image.shape[1]
+        self.i += 1
+        return FrameBoxes(
+            np.asarray([[x, 60, x + 70, 110], [w - x - 60, 120, w - x, 170]], np.float32),
+            np.asarray([2, 7]),
+            np.asarray([0.9, 0.8], np.float32),
+            np.asarray([1, 2]),
+        )
+
+    def reset(self) -> None:
+        self.i = 0
+
+
+def read_file(path: Path) -> list[Envelope]:
+    with open(path, "rb") as fh:
+        return [decode(f) for f in read_frames(fh)]
+
+
+def test_pipeline_end_to_end_into_a_message_file(tiny_video: Path, tmp_path: Path) -> None:
+    encoder = TimmEncoder(TimmEncoderConfig(name="test_vit", random_init=True))
+    codec = create_codec("int8", encoder.dim)
+    policy = EmissionPolicy(PolicyConfig(confirm_frames=3, lost_frames=5), "cam-01")
+    pipeline = EdgePipeline(GroundTruthDetector(), encoder, codec, policy, 2.5)
+    out = tmp_path / "m.semcom"
+    sink = FileSink(out)
+    outbox = Outbox("edge-01", sink)
+    source = VideoFileSource(tiny_video, loop=False, pace=False, sample_fps=None)
+
+    def hello(frame: object) -> None:
+        outbox.put(0, pipeline.hello("test", frame, source.fps), control=True)  # type: ignore[arg-type]
+
+    runner = EdgeRunner(source, pipeline, outbox, on_first_frame=hello)
+    stats = runner.run(threading.Event())
+    sink.close()
+    assert stats.frames == 30
+    envs = read_file(out)
+    assert isinstance(envs[0].message, Hello)
+    hello_msg = envs[0].message
+    assert hello_msg.random_init_encoder is True
+    assert hello_msg.cameras[0].width == 320
+    assert [e.seq for e in envs[1:]] == list(range(1, len(envs)))
+    embeddings = [e.message for e in envs if isinstance(e.message, Embedding)]
+    assert sorted(m.track_id for m in embeddings) == [1, 2]  # one first sight per track
+    codecs = CodecSet()
+    ref = hello_msg.codecs[0]
+    book = codecs.accept(ref.codec_id, ref.content_hash, hello_msg.embedding_dim)
+    for m in embeddings:
+        vector = codecs.resolve(m.codec).decode(m.code)
+        assert vector.shape == (1, 64)
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 0.02
+    assert book.codec_id == "int8"
+    ends = [e.message for e in envs if isinstance(e.message, TrackEnd)]
+    assert sorted(m.track_id for m in ends) == [1, 2]  # flushed at the end of the file
+    assert ends[0].frames == 30
+    assert any(isinstance(e.message, FrameCounts) for e in envs)
+    assert sink.last_seq == 0
+    again = FileSink(out)  # appending continues the numbering
+    assert again.last_seq == envs[-1].seq
+    again.close()
+
+
+def _edge_cmd(video: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "semcom",
+        "edge",
+        "run",
+        "--source",
+        str(video),
+        "--detector",
+        "yolo11n.yaml",
+        "--imgsz",
+        "160",
+        "--encoder",
+        "test_vit",
+        "--random-init-encoder",
+        "--codec",
+        "f16",
+        "--out",
+        str(out),
+        "--no-status",
+        *extra,
+    ]
+
+
+def test_edge_run_command(tiny_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.semcom"
+    result = subprocess.run(
+        _edge_cmd(tiny_video, out, "--no-pace"), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "30 frames" in result.stderr
+    assert "RANDOM-INIT encoder" in result.stderr
+    assert result.stdout == ""
+    envs = read_file(out)
+    assert isinstance(envs[0].message, Hello)
+    assert envs[0].message.encoder == "test_vit"
+
+
+def test_edge_run_stops_cleanly_on_sigterm(tiny_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sig.semcom"
+    proc = subprocess.Popen(_edge_cmd(tiny_video, out, "--loop"), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
+        time.sleep(0.2)  # the first flush happens within a second of the first frame
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "SIGTERM: stopping" in stderr
+    envs = read_file(out)  # every record whole: nothing cut mid-write
+    assert isinstance(envs[0].message, Hello)
+    assert len(envs) >= 2
+
+
+def test_edge_run_reports_bad_input_in_one_line(tmp_path: Path, tiny_video: Path) -> None:
+    cases = [
+        (["--source", str(tmp_path / "nope.mp4")], "does not exist"),
+        (["--detector", str(tmp_path / "y.pt")], "detector model not found"),
+        (["--imgsz", "5"], "detector.imgsz"),
+        (["--codec", "zip"], "unknown embedding codec"),
+    ]
+    for args, message in cases:
+        cmd = _edge_cmd(tiny_video, tmp_path / "x.semcom") + args
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.realdata
+def test_real_video_with_the_real_detector(shared_data: Path, tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        {
+            "source.uri": str(shared_data / "videos" / "cars_kraten.mp4"),
+            "source.pace": False,
+            "detector.model": str(shared_data / "weights" / "yolo11n_int8_coco_320.onnx"),
+            "detector.imgsz": 320,
+            "encoder.name": "test_vit",
+            "encoder.random_init": True,
+            "sink": {"type": "file", "path": str(tmp_path / "real.semcom")},
+        },
+        environ={},
+    )
+    agent = build_agent(config, "test", max_frames=100)
+    stats = run_agent(agent, threading.Event(), status=False)
+    assert stats.frames == 100
+    envs = read_file(tmp_path / "real.semcom")
+    kinds = {type(e.message).__name__ for e in envs}
+    assert {"Hello", "FrameCounts", "Detections", "Embedding", "TrackEnd"} <= kinds
+    assert agent.pipeline.rois > 100  # cars on every frame

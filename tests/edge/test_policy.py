@@ -1,0 +1,165 @@
+"""The emission policy, driven by scripted tracks: appear, confirm, drift, keyframe, vanish."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.config import PolicyConfig
+from edge.detect import FrameBoxes
+from edge.policy import EmbedRequest, EmissionPolicy
+from shared.messages import Detections, EmitReason, FrameCounts, TrackEnd
+
+FPS = 25
+W, H = 640, 360
+
+
+def boxes(*tracks: tuple[int, int, float]) -> FrameBoxes:
+    """(track id, class id, x) per box; boxes are 40x30 px at (x, 100)."""
+    return FrameBoxes(
+        np.asarray([[x, 100, x + 40, 130] for _, _, x in tracks], np.float32).reshape(-1, 4),
+        np.asarray([c for _, c, _ in tracks], np.int64),
+        np.full(len(tracks), 0.9, np.float32),
+        np.asarray([t for t, _, _ in tracks], np.int64),
+    )
+
+
+class Script:
+    """Feeds frames at 25 fps; answers embedding requests with given vectors."""
+
+    def __init__(self, **config: object) -> None:
+        self.policy = EmissionPolicy(PolicyConfig(**config), "cam-01")  # type: ignore[arg-type]
+        self.index = 0
+        self.sent: list[EmbedRequest] = []
+        self.messages: list[object] = []
+
+    def frame(self, fb: FrameBoxes, vector: np.ndarray | None = None) -> list[EmbedRequest]:
+        ts = 1_000_000 + self.index * 1_000_000 // FPS
+        messages, requests = self.policy.observe(self.index, ts, W, H, fb)
+        self.messages += messages
+        self.index += 1
+        for r in requests:
+            v = vector if vector is not None else unit(0)
+            if self.policy.on_embedding(r, v):
+                self.sent.append(r)
+        return requests
+
+
+def unit(i: int, dim: int = 8) -> np.ndarray:
+    v = np.zeros(dim, np.float32)
+    v[i] = 1.0
+    return v
+
+
+def test_first_sight_after_confirmation_then_silence() -> None:
+    s = Script(confirm_frames=3, check_interval_s=100, keyframe_interval_s=100)
+    asked = [len(s.frame(boxes((7, 2, 10.0)))) for _ in range(10)]
+    assert asked == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert [(r.track_id, r.reason) for r in s.sent] == [(7, EmitReason.FIRST_SIGHT)]
+    assert s.sent[0].class_id == 2
+
+
+def test_drift_checks_send_only_when_appearance_moved() -> None:
+    s = Script(
+        confirm_frames=1,
+        check_interval_s=0.2,
+        drift_threshold=0.3,
+        keyframe_interval_s=100,
+        recheck_scale=10,
+    )
+    s.frame(boxes((1, 2, 10.0)), unit(0))  # first sight
+    for _ in range(5):  # 0.2 s later: a check with the same appearance stays quiet
+        s.frame(boxes((1, 2, 10.0)), unit(0))
+    assert s.policy.stats.drift_checks_quiet == 1
+    assert len(s.sent) == 1
+    near = (unit(0) * 0.95 + unit(1) * 0.31).astype(np.float32)
+    near /= np.linalg.norm(near)
+    for _ in range(5):  # cosine distance 0.05 < 0.3: quiet again
+        s.frame(boxes((1, 2, 10.0)), near)
+    assert len(s.sent) == 1
+    for _ in range(5):  # orthogonal: distance 1.0 -> sent as drift
+        s.frame(boxes((1, 2, 10.0)), unit(3))
+    assert [r.reason for r in s.sent] == [EmitReason.FIRST_SIGHT, EmitReason.DRIFT]
+
+
+def test_box_scale_change_triggers_an_early_check() -> None:
+    s = Script(confirm_frames=1, check_interval_s=100, keyframe_interval_s=100, recheck_scale=1.5)
+    s.frame(boxes((1, 2, 10.0)))
+    grown = FrameBoxes(
+        np.asarray([[10, 100, 80, 160]], np.float32),
+        np.asarray([2]),
+        np.asarray([0.9], np.float32),
+        np.asarray([1]),
+    )
+    requests = s.frame(grown)
+    assert [r.reason for r in requests] == [EmitReason.DRIFT]
+
+
+def test_keyframe_interval_forces_a_send() -> None:
+    s = Script(confirm_frames=1, check_interval_s=100, keyframe_interval_s=1.0, recheck_scale=10)
+    for _ in range(2 * FPS + 1):
+        s.frame(boxes((4, 5, 10.0)))
+    assert [r.reason for r in s.sent] == [
+        EmitReason.FIRST_SIGHT,
+        EmitReason.KEYFRAME,
+        EmitReason.KEYFRAME,
+    ]
+
+
+def test_track_end_summary_after_lost_frames() -> None:
+    s = Script(confirm_frames=2, lost_frames=5, path_points=4)
+    for i in range(10):
+        s.frame(boxes((3, 2 if i < 7 else 7, 10.0 + 5 * i)))
+    for _ in range(6):
+        s.frame(boxes())
+    ends = [m for m in s.messages if isinstance(m, TrackEnd)]
+    assert len(ends) == 1
+    end = ends[0]
+    assert end.track_id == 3
+    assert end.frames == 10
+    assert end.class_votes == {2: 7, 7: 3}
+    assert end.duration_s == pytest.approx(9 / FPS, abs=1e-6)
+    assert 2 <= len(end.path) <= 4
+    assert end.path[0].x1 == pytest.approx(10 / W, abs=1e-4)
+    assert end.path[-1].x1 == pytest.approx(55 / W, abs=1e-4)  # the last box is kept
+
+
+def test_flicker_tracks_end_silently_and_flush_ends_the_rest() -> None:
+    s = Script(confirm_frames=3, lost_frames=2)
+    s.frame(boxes((9, 2, 10.0), (10, 2, 200.0)))  # 9 is seen once: flicker
+    for _ in range(4):
+        s.frame(boxes((10, 2, 200.0)))
+    assert s.policy.stats.flicker_tracks == 1
+    assert not [m for m in s.messages if isinstance(m, TrackEnd)]
+    ends = s.policy.flush()
+    assert [m.track_id for m in ends if isinstance(m, TrackEnd)] == [10]
+    assert s.policy.active_tracks == 0
+
+
+def test_untracked_boxes_are_counted_not_embedded() -> None:
+    s = Script(confirm_frames=1, detections_every_frames=1)
+    requests = s.frame(boxes((0, 2, 10.0), (0, 0, 50.0)))
+    assert requests == []
+    counts = [m for m in s.messages if isinstance(m, FrameCounts)]
+    assert counts[-1].counts == {2: 1, 0: 1}
+    dets = [m for m in s.messages if isinstance(m, Detections)]
+    assert dets[-1].track_ids == (0, 0)
+
+
+def test_counts_sent_on_change_only() -> None:
+    s = Script(counts_on_change=True, detections_every_frames=0)
+    for n in (1, 1, 1, 2, 2, 0):
+        s.frame(boxes(*[(i + 1, 2, 10.0 + 60 * i) for i in range(n)]))
+    assert [m.counts for m in s.messages if isinstance(m, FrameCounts)] == [{2: 1}, {2: 2}, {}]
+
+
+def test_pending_request_is_not_repeated_until_answered_or_skipped() -> None:
+    policy = EmissionPolicy(PolicyConfig(confirm_frames=1), "cam")
+    _, first = policy.observe(0, 0, W, H, boxes((1, 2, 10.0)))
+    _, again = policy.observe(1, 40_000, W, H, boxes((1, 2, 10.0)))
+    assert len(first) == 1
+    assert again == []
+    policy.on_skipped(first[0])
+    _, retry = policy.observe(2, 80_000, W, H, boxes((1, 2, 10.0)))
+    assert [r.reason for r in retry] == [EmitReason.FIRST_SIGHT]
+    assert policy.stats.skipped == 1
