@@ -163,11 +163,9 @@ def run(
 @edge.command("show-config")
 @_config_options
 def show_config(config_path: Path | None, **kw: Any) -> None:
-    """Print the effective configuration (defaults, file, environment and flags) as JSON."""
+    """Validate and print the effective configuration (defaults < file < env < flags) as JSON."""
     try:
-        config = _load(
-            config_path, **({"source": "<required>"} | kw) if not kw.get("source") else kw
-        )
+        config = _load(config_path, **kw)
     except EdgeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(config.model_dump(mode="json"), indent=2))

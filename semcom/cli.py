@@ -14,6 +14,7 @@ COMMANDS = {
     "edge": "edge.cli:edge",
     "bench": "semcom.bench:bench",
     "codec": "semcom.codec_cli:codec",
+    "inspect": "semcom.inspect_cli:inspect",
 }
 
 

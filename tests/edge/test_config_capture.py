@@ -159,3 +159,10 @@ def test_extract_crops_follow_the_paper_rule() -> None:
     blue = crops[0, :, :, 2] == 255  # RGB order out
     rows, cols = np.nonzero(blue)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 29, 15, 34)
+
+
+def test_deploy_example_config_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "edge.example.yaml"
+    config = load_config(path, environ={})
+    assert config.edge_id == "junction-7"
+    assert isinstance(config.encoder, OnnxEncoderConfig)

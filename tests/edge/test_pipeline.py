@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -142,6 +143,16 @@ def test_edge_run_command(tiny_video: Path, tmp_path: Path) -> None:
     envs = read_file(out)
     assert isinstance(envs[0].message, Hello)
     assert envs[0].message.encoder == "test_vit"
+    from click.testing import CliRunner
+
+    from semcom.cli import cli
+
+    summary = CliRunner().invoke(cli, ["inspect", str(out), "--json"])
+    doc = json.loads(summary.output)
+    assert doc["messages"] == len(envs)
+    assert doc["sessions"][0]["random_init_encoder"] is True
+    assert doc["duplicate_seqs"] == 0
+    assert doc["damaged_tail"] is None
 
 
 def test_edge_run_stops_cleanly_on_sigterm(tiny_video: Path, tmp_path: Path) -> None:
@@ -197,3 +208,58 @@ def test_real_video_with_the_real_detector(shared_data: Path, tmp_path: Path) ->
     kinds = {type(e.message).__name__ for e in envs}
     assert {"Hello", "FrameCounts", "Detections", "Embedding", "TrackEnd"} <= kinds
     assert agent.pipeline.rois > 100  # cars on every frame
+
+
+class _BurstLiveSource:
+    """A live source delivering frames faster than the detector below can take them."""
+
+    live = True
+    fps = 100.0
+
+    def __init__(self, video: Path, count: int) -> None:
+        from edge.capture import SourceStats
+
+        self.frames_ = list(
+            VideoFileSource(video, loop=False, pace=False, sample_fps=None).frames(
+                threading.Event()
+            )
+        )[:count]
+        self.stats = SourceStats()
+
+    def frames(self, stop: threading.Event):  # type: ignore[no-untyped-def]
+        for frame in self.frames_:
+            time.sleep(0.005)
+            yield frame
+
+
+class _SlowDetector(GroundTruthDetector):
+    def track(self, image: np.ndarray) -> FrameBoxes:
+        time.sleep(0.03)
+        return super().track(image)
+
+
+def test_live_source_drops_frames_instead_of_lagging(tiny_video: Path, tmp_path: Path) -> None:
+    encoder = TimmEncoder(TimmEncoderConfig(name="test_vit", random_init=True))
+    policy = EmissionPolicy(PolicyConfig(), "cam-01")
+    pipeline = EdgePipeline(_SlowDetector(), encoder, create_codec("f16", encoder.dim), policy, 2.5)
+    outbox = Outbox("edge-01", FileSink(tmp_path / "live.semcom"))
+    runner = EdgeRunner(_BurstLiveSource(tiny_video, 30), pipeline, outbox)
+    stats = runner.run(threading.Event())
+    assert stats.dropped_frames > 5
+    assert stats.frames + stats.dropped_frames == 30  # every frame processed or counted
+
+
+def test_botsort_tracker_option(tiny_video: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from edge.config import DetectorConfig
+    from edge.detect import Detector
+
+    detector = Detector(
+        DetectorConfig(
+            model="yolo11n.yaml", imgsz=160, tracker="botsort", settings_dir=tmp_path / "yolo"
+        )
+    )
+    ok, image = cv2.VideoCapture(str(tiny_video)).read()
+    assert ok
+    assert isinstance(detector.track(image), FrameBoxes)
