@@ -61,6 +61,11 @@ def _config_options(fn: Any) -> Any:
             default=None,
             help="DEVELOPMENT ONLY: untrained encoder weights (outputs say so).",
         ),
+        click.option(
+            "--encoder-runtime",
+            type=click.Choice(["torch", "onnx", "onnx-int8"]),
+            help="Run a timm encoder in PyTorch, or export it at start-up to ONNX Runtime.",
+        ),
         click.option("--codec", help="Embedding codec: f32, f16, int8 or a codebook .npz."),
     ]
     for option in reversed(options):
@@ -91,6 +96,7 @@ def _overrides(**kw: Any) -> dict[str, Any]:
                 "encoder.name": encoder,
                 "encoder.weights": kw.get("encoder_weights"),
                 "encoder.random_init": kw.get("random_init_encoder"),
+                "encoder.runtime": kw.get("encoder_runtime"),
             }
         )
     return {k: v for k, v in out.items() if v is not None}

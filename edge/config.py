@@ -83,6 +83,11 @@ class DetectorConfig(_Model):
 
 class TimmEncoderConfig(_Model):
     type: Literal["timm"] = "timm"
+    runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="Run the model in PyTorch, or export it at start-up and run it in ONNX "
+        "Runtime (onnx-int8: with dynamic int8 weights, about 2x faster on CPU).",
+    )
     name: str = Field(
         "vit_base_patch16_224",
         description="timm model name (768-d ViT-B as in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +241,18 @@ class OnnxEncoder:
 def build_encoder(config: TimmEncoderConfig | OnnxEncoderConfig) -> Encoder:
     if isinstance(config, OnnxEncoderConfig):
         return OnnxEncoder(config)
-    return TimmEncoder(config)
+    encoder = TimmEncoder(config)
+    if config.runtime == "torch":
+        return encoder
+    with tempfile.TemporaryDirectory(prefix="semcom-encoder-") as tmp:
+        path = Path(tmp) / "encoder.onnx"
+        logger.info("exporting %s to ONNX (%s) for ONNX Runtime", config.name, config.runtime)
+        encoder.export_onnx(path)
+        if config.runtime == "onnx-int8":
+            quantize_onnx(path, path)
+        return OnnxEncoder(
+            OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
+        )
 
 
 def quantize_onnx(src: Path, dst: Path) -> None:

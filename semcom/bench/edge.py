@@ -97,6 +97,12 @@ class _RecordingPipeline(EdgePipeline):
 )
 @click.option("--encoder-weights", type=click.Path(path_type=Path))
 @click.option("--random-init-encoder", is_flag=True, help="Untrained encoder (reported).")
+@click.option(
+    "--encoder-runtime",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    default=None,
+    help="Runtime of a timm encoder [default: config, torch].",
+)
 @click.option("--imgsz", type=int, default=None, help="Detector input size [default: config].")
 @click.option("--codec", default=None, help="Embedding codec [default: config].")
 @click.option("--config", "-c", "config_path", type=click.Path(exists=True, path_type=Path))
@@ -108,6 +114,7 @@ def command(
     encoder: str,
     encoder_weights: Path | None,
     random_init_encoder: bool,
+    encoder_runtime: str | None,
     imgsz: int | None,
     codec: str | None,
     config_path: Path | None,
@@ -123,6 +130,7 @@ def command(
         encoder=encoder,
         encoder_weights=encoder_weights,
         random_init_encoder=random_init_encoder or None,
+        encoder_runtime=encoder_runtime,
         imgsz=imgsz,
         codec=codec,
         pace=False,
@@ -166,6 +174,7 @@ def command(
         "detector": config.detector.model,
         "imgsz": config.detector.imgsz,
         "encoder": agent.pipeline.encoder.name,
+        "encoder_runtime": getattr(config.encoder, "runtime", "onnx"),
         "embedding_dim": agent.pipeline.encoder.dim,
         "random_init_encoder": agent.pipeline.encoder.random_init,
         "codec": agent.pipeline.codec.codec_id,

@@ -110,3 +110,15 @@ def test_missing_encoder_weights_are_one_clear_error(
         TimmEncoder(TimmEncoderConfig(name="vit_nonsense", random_init=True))
     with pytest.raises(ModelNotFound, match="semcom edge export-encoder"):
         OnnxEncoder(OnnxEncoderConfig(path=tmp_path / "none.onnx"))
+
+
+def test_timm_encoder_in_onnx_runtime(encoder: TimmEncoder) -> None:
+    from edge.embed import build_encoder
+
+    onnx_encoder = build_encoder(
+        TimmEncoderConfig(name="test_vit", random_init=True, runtime="onnx")
+    )
+    assert isinstance(onnx_encoder, OnnxEncoder)
+    assert onnx_encoder.random_init
+    assert onnx_encoder.dim == 64
+    assert onnx_encoder.embed(_crops(2, 160)).shape == (2, 64)
