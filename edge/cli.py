@@ -13,15 +13,7 @@ import click
 
 from edge.errors import EdgeError
 from shared.errors import ProtocolError
-
-
-def _software_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("semcom")
-    except PackageNotFoundError:
-        return "0+unknown"
+from shared.version import software_version
 
 
 def _config_options(fn: Any) -> Any:
@@ -73,7 +65,7 @@ def _config_options(fn: Any) -> Any:
     return fn
 
 
-def _overrides(**kw: Any) -> dict[str, Any]:
+def flag_overrides(**kw: Any) -> dict[str, Any]:
     encoder = kw.get("encoder")
     out: dict[str, Any] = {
         "source.uri": kw.get("source"),
@@ -105,7 +97,7 @@ def _overrides(**kw: Any) -> dict[str, Any]:
 def _load(config_path: Path | None, extra: dict[str, Any] | None = None, **kw: Any) -> Any:
     from edge.config import load_config
 
-    overrides = _overrides(**kw)
+    overrides = flag_overrides(**kw)
     overrides.update(extra or {})
     return load_config(config_path, overrides)
 
@@ -138,7 +130,7 @@ def run(
             raise click.UsageError(
                 "nowhere to send messages: give --out FILE (or a sink in the config file)"
             )
-        agent = build_agent(config, _software_version(), max_frames=max_frames)
+        agent = build_agent(config, software_version(), max_frames=max_frames)
     except (EdgeError, ProtocolError) as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()

@@ -52,8 +52,15 @@ class StatusLine:
         return (
             f"frames {s.frames} ({fps:.1f} fps) | tracks {self.pipeline.policy.active_tracks} | "
             f"messages {o.total_messages} ({msg_rate:.1f}/s) | {byte_rate / 1000:.2f} kB/s | "
-            f"dropped {s.dropped_frames} frames, {s.skipped_embeddings} embeds{self.tag}"
+            f"dropped {s.dropped_frames} frames, {s.skipped_embeddings} embeds"
+            f"{self._source_note()}{self.tag}"
         )
+
+    def _source_note(self) -> str:
+        stats = self.runner.source.stats
+        if not stats.reconnects:
+            return ""
+        return f" | source reconnects {stats.reconnects} ({stats.last_error})"
 
     def _loop(self) -> None:
         last = (time.monotonic(), 0, 0, 0)

@@ -7,12 +7,6 @@ domain logic of its own.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from shared.version import software_version
 
-
-def software_version() -> str:
-    """The installed distribution's version ("0+unknown" when run from a bare checkout)."""
-    try:
-        return version("semcom")
-    except PackageNotFoundError:
-        return "0+unknown"
+__all__ = ["software_version"]

@@ -122,9 +122,9 @@ def command(
     as_json: bool,
 ) -> None:
     """Pipeline fps vs the bare detector+tracker, stage latencies, and bytes vs the paper."""
-    from edge.cli import _overrides
+    from edge.cli import flag_overrides
 
-    overrides = _overrides(
+    overrides = flag_overrides(
         source=source,
         detector=detector,
         encoder=encoder,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from edge.pipeline import EdgePipeline, Outbox
 from edge.policy import EmissionPolicy
 from edge.runner import EdgeRunner
 from edge.sink import FileSink
+from edge.status import StatusLine
 from shared.codec import decode
 from shared.framing import read_frames
 from shared.messages import Embedding, Envelope, FrameCounts, Hello, TrackEnd
@@ -77,8 +79,15 @@ def test_pipeline_end_to_end_into_a_message_file(tiny_video: Path, tmp_path: Pat
         outbox.put(0, pipeline.hello("test", frame, source.fps), control=True)  # type: ignore[arg-type]
 
     runner = EdgeRunner(source, pipeline, outbox, on_first_frame=hello)
-    stats = runner.run(threading.Event())
+    status = io.StringIO()
+    with StatusLine(runner, pipeline, outbox, interval_s=0.05, random_init=True, stream=status):
+        stats = runner.run(threading.Event())
     sink.close()
+    last = status.getvalue().rsplit("\r\033[K", 1)[-1]
+    assert last.startswith("frames 30 (")
+    assert "tracks" in last
+    assert "kB/s" in last
+    assert "RANDOM-INIT ENCODER" in last
     assert stats.frames == 30
     envs = read_file(out)
     assert isinstance(envs[0].message, Hello)
