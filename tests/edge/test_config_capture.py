@@ -166,3 +166,15 @@ def test_deploy_example_config_is_valid() -> None:
     config = load_config(path, environ={})
     assert config.edge_id == "junction-7"
     assert isinstance(config.encoder, OnnxEncoderConfig)
+
+
+def test_live_source_reopens_after_the_stream_ends(tiny_video: Path) -> None:
+    # A file opened as a "stream" ends after 30 frames, like a camera that drops the connection.
+    source = LiveSource(str(tiny_video), sample_fps=None, backoff=(0.05, 0.1))
+    stop = threading.Event()
+    frames = source.frames(stop)
+    got = [next(frames) for _ in range(45)]
+    stop.set()
+    assert source.stats.reconnects == 1
+    assert "stopped delivering frames" in source.stats.last_error
+    assert [f.index for f in got[28:32]] == [28, 29, 30, 31]  # numbering continues
