@@ -81,14 +81,17 @@ class _Sampler:
 
 
 class VideoFileSource:
-    """A video file; paced at its own rate when ``pace`` (timestamps follow video time)."""
+    """A video file; paced at its own rate when ``pace`` (timestamps follow video time).
 
-    live = False
+    A paced file stands in for a camera, so it is ``live``: a slow pipeline drops its frames
+    rather than falling behind.
+    """
 
     def __init__(self, path: Path, *, loop: bool, pace: bool, sample_fps: float | None) -> None:
         self.path = path
         self.loop = loop
         self.pace = pace
+        self.live = pace
         self.sample_fps = sample_fps
         self.stats = SourceStats()
         cap = self._open()
@@ -133,11 +136,10 @@ class VideoFileSource:
 
 
 class ImageFolderSource:
-    """Images of a folder in name order, at ``fps`` (default 1) when paced."""
-
-    live = False
+    """Images of a folder in name order, at ``fps`` (default 1) when paced (then ``live``)."""
 
     def __init__(self, path: Path, *, loop: bool, pace: bool, fps: float | None) -> None:
+        self.live = pace
         self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")

@@ -153,6 +153,7 @@ def run(
     )
     click.echo(
         f"{stats.frames} frames in {stats.elapsed_s:.1f} s ({stats.fps:.1f} fps), "
+        f"{stats.dropped_frames} frames dropped, {stats.skipped_embeddings} embeddings skipped, "
         f"{o.total_messages} messages, {o.total_bytes} bytes -> {config.sink.path}{note}",
         err=True,
     )
