@@ -212,3 +212,38 @@ def export_encoder(
         f"wrote {out}: {encoder}, {enc.dim}-d, input {enc.preprocess.size} px, "
         f"quantize={quantize}{note}"
     )
+
+
+@edge.command("embed-sample")
+@_config_options
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the embeddings (.npz: 'embeddings' plus a 'description').",
+)
+@click.option("--max-embeddings", type=click.IntRange(1), default=20_000, show_default=True)
+@click.option(
+    "--every", type=click.IntRange(1), default=2, show_default=True, help="Use every N-th frame."
+)
+def embed_sample(
+    out: Path, max_embeddings: int, every: int, config_path: Path | None, **kw: Any
+) -> None:
+    """Embed the RoI crops of a source, for `semcom codec fit` and `semcom bench codec`.
+
+    Runs this edge's own detector, crop rule and encoder on every box of every N-th frame.
+    """
+    import numpy as np
+
+    from edge.sample import collect_embeddings
+
+    try:
+        config = _load(config_path, {"source.pace": False}, **kw)
+        vectors, description = collect_embeddings(config, max_embeddings, every)
+    except (EdgeError, ProtocolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not len(vectors):
+        raise click.ClickException("no detections in the source: nothing to embed")
+    np.savez(out, embeddings=vectors, description=np.array(description))
+    click.echo(f"wrote {out}: {description}")

@@ -66,6 +66,18 @@ def _offline_settings(settings_dir: Path | None) -> None:
     os.environ.setdefault("YOLO_VERBOSE", "false")  # its logger prints to stdout
 
 
+def _ultralytics_weights_dir() -> Path:
+    """Where ultralytics keeps downloaded weights (read from its settings file, no import)."""
+    settings = Path(os.environ.get("YOLO_CONFIG_DIR", Path.home() / ".config" / "Ultralytics"))
+    try:
+        import json
+
+        data = json.loads((settings / "settings.json").read_text())
+        return Path(data.get("weights_dir", settings / "weights"))
+    except (OSError, ValueError):
+        return settings / "weights"
+
+
 def resolve_model(model: str) -> Path:
     """The detector file, or :class:`ModelNotFound` saying how to provide it."""
     path = Path(model).expanduser()
@@ -75,11 +87,16 @@ def resolve_model(model: str) -> Path:
         )
     if path.suffix.lower() in (".yaml", ".yml") and not path.exists():
         return path  # a built-in architecture name such as yolo11n.yaml (untrained)
+    if not path.is_file() and path.parent == Path("."):
+        cached = _ultralytics_weights_dir() / path.name  # the local ultralytics cache
+        if cached.is_file():
+            return cached
     if not path.is_file():
         raise ModelNotFound(
             "detector model",
             str(path),
-            "Copy the weights file there, or pass --detector PATH. On a connected machine, "
+            "Copy the weights file there (or into the ultralytics weights folder), or pass "
+            "--detector PATH. On a connected machine, "
             "`yolo export model=yolo11n.pt format=onnx` (ultralytics) writes an ONNX file "
             "that runs here with onnxruntime; weights are never downloaded at run time.",
         )

@@ -122,3 +122,19 @@ def test_timm_encoder_in_onnx_runtime(encoder: TimmEncoder) -> None:
     assert onnx_encoder.random_init
     assert onnx_encoder.dim == 64
     assert onnx_encoder.embed(_crops(2, 160)).shape == (2, 64)
+
+
+def test_detector_found_in_the_ultralytics_weights_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "yolo11n.pt").write_bytes(b"stand-in")
+    (tmp_path / "settings.json").write_text(json.dumps({"weights_dir": str(weights)}))
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("yolo11n.pt") == weights / "yolo11n.pt"
+    with pytest.raises(ModelNotFound):
+        resolve_model("yolo11s.pt")

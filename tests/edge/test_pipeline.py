@@ -272,3 +272,57 @@ def test_botsort_tracker_option(tiny_video: Path, tmp_path: Path) -> None:
     ok, image = cv2.VideoCapture(str(tiny_video)).read()
     assert ok
     assert isinstance(detector.track(image), FrameBoxes)
+
+
+def test_embed_sample_without_detections_is_a_clear_error(tiny_video: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "semcom",
+        "edge",
+        "embed-sample",
+        "--source",
+        str(tiny_video),
+        "--detector",
+        "yolo11n.yaml",
+        "--imgsz",
+        "160",
+        "--encoder",
+        "test_vit",
+        "--random-init-encoder",
+        "--out",
+        str(tmp_path / "s.npz"),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "no detections in the source" in result.stderr
+
+
+@pytest.mark.realdata
+def test_embed_sample_on_real_video(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.npz"
+    cmd = [
+        sys.executable,
+        "-m",
+        "semcom",
+        "edge",
+        "embed-sample",
+        "--source",
+        str(shared_data / "videos" / "cars_kraten.mp4"),
+        "--detector",
+        str(shared_data / "weights" / "yolo11n_int8_coco_320.onnx"),
+        "--imgsz",
+        "320",
+        "--encoder",
+        "test_vit",
+        "--random-init-encoder",
+        "--max-embeddings",
+        "40",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with np.load(out) as data:
+        assert data["embeddings"].shape == (40, 64)
+        assert "RANDOM-INIT" in str(data["description"])
