@@ -32,6 +32,7 @@ MAX_PATH_POINTS: Final = 256  # sampled boxes in a TrackEnd path
 MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
 MAX_CLASS_ID: Final = 65_535
 MAX_COUNT: Final = 2**32 - 1
+MAX_ACK_RANGES: Final = 1_024  # (first, last) seq ranges in one Ack
 
 #: Per-object caps handed to the msgpack unpacker (bytes for str/bin, items for containers).
 MSGPACK_MAX_STR_BYTES: Final = 4 * MAX_TEXT_CHARS

@@ -10,6 +10,7 @@ change and needs a new ``PROTOCOL_VERSION`` and new golden fixtures.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
@@ -200,9 +201,42 @@ class FrameCounts(Record):
 
 @dataclass(frozen=True, slots=True)
 class Ack(Record):
-    """Cloud -> edge: every message up to and including ``seq`` is durably stored."""
+    """Cloud -> edge: messages durably stored.
+
+    ``ranges`` lists inclusive seq ranges as flat pairs ``(first, last, first, last, ...)``: the
+    edge may forget exactly those. Selective ranges are needed because the edge drains its spool
+    by priority after an outage, not in seq order. ``seq`` is the cumulative watermark: every
+    seq up to it is stored (informational: seqs the edge had to drop never arrive).
+    """
 
     seq: int = wire(_U64)
+    ranges: tuple[int, ...] = wire(Numbers("Q", 2 * limits.MAX_ACK_RANGES))
+
+    def _validate(self) -> None:
+        if len(self.ranges) % 2:
+            raise InvalidMessage("Ack.ranges", "must hold (first, last) pairs")
+        for i in range(0, len(self.ranges), 2):
+            if self.ranges[i] > self.ranges[i + 1]:
+                raise InvalidMessage(f"Ack.ranges[{i}]", "first seq is after last seq")
+
+    def seqs(self) -> list[int]:
+        """Every seq the ranges cover."""
+        return [
+            s
+            for i in range(0, len(self.ranges), 2)
+            for s in range(self.ranges[i], self.ranges[i + 1] + 1)
+        ]
+
+    @classmethod
+    def covering(cls, seqs: Iterable[int], watermark: int = 0) -> Ack:
+        """The Ack for a set of stored seqs, coalesced into ranges."""
+        flat: list[int] = []
+        for s in sorted(set(seqs)):
+            if flat and s == flat[-1] + 1:
+                flat[-1] = s
+            else:
+                flat += [s, s]
+        return cls(watermark, tuple(flat))
 
 
 @dataclass(frozen=True, slots=True)

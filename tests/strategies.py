@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from shared import limits
 from shared.geometry import BOX_UNITS, Box
-from shared.messages import ID_PATTERN, MESSAGE_TYPES, Detections, Envelope, TrackEnd
+from shared.messages import ID_PATTERN, MESSAGE_TYPES, Ack, Detections, Envelope, TrackEnd
 from shared.schema import (
     F32,
     Bool,
@@ -85,6 +85,8 @@ def records(cls: type[Any]) -> st.SearchStrategy[Any]:
         return _detections()
     if cls is TrackEnd:
         return _track_ends()
+    if cls is Ack:
+        return _acks()
     return st.builds(cls, **{f.name: for_wire(f.metadata["wire"]) for f in wire_fields(cls)})
 
 
@@ -99,6 +101,15 @@ def _detections(draw: st.DrawFn) -> Detections:
         confidences=tuple(draw(for_wire(fields["confidences"].item)) for _ in range(n)),
         track_ids=tuple(draw(for_wire(fields["track_ids"].item)) for _ in range(n)),
     )
+
+
+@st.composite
+def _acks(draw: st.DrawFn) -> Ack:
+    pairs = draw(
+        st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=5)
+    )
+    flat = tuple(v for a, b in pairs for v in sorted((a, b)))
+    return Ack(draw(st.integers(0, 2**64 - 1)), flat)
 
 
 @st.composite

@@ -45,12 +45,14 @@ ACK = MessageType.ACK
         (b"XX\x01\x07\x00\x90", "bad magic"),
         (b"SC\x01\x63\x00\x90", "unknown message type 99"),
         (b"SC\x01\x07\x80\x90", "unknown flag bits 0x80"),
-        (_frame(ACK, ["e", 1, 0, 0]), "Ack body has 4 fields, expected 5"),
+        (_frame(ACK, ["e", 1, 0, 0]), "Ack body has 4 fields, expected 6"),
         (_frame(ACK, {"seq": 1}), "body must be a msgpack array, got dict"),
-        (_frame(ACK, ["e", 1, 0, 0, "1"]), "Ack.seq: expected an integer, got str"),
-        (_frame(ACK, ["e", 1, 0, 0, -1]), "Ack.seq: -1 is outside"),
-        (_frame(ACK, ["bad id!", 1, 0, 0, 1]), "Envelope.edge_id"),
-        (_frame(ACK, ["e", 1, 0, 1.5, 1]), "delta must be an integer"),
+        (_frame(ACK, ["e", 1, 0, 0, "1", b""]), "Ack.seq: expected an integer, got str"),
+        (_frame(ACK, ["e", 1, 0, 0, -1, b""]), "Ack.seq: -1 is outside"),
+        (_frame(ACK, ["bad id!", 1, 0, 0, 1, b""]), "Envelope.edge_id"),
+        (_frame(ACK, ["e", 1, 0, 1.5, 1, b""]), "delta must be an integer"),
+        (_frame(ACK, ["e", 1, 0, 0, 1, b"\x00" * 12]), "not 0..2048 items"),
+        (_frame(ACK, ["e", 1, 0, 0, 1, (5).to_bytes(8, "little")]), "(first, last) pairs"),
         (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("nan")]), "NaN is not allowed"),
         (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("inf")]), "must be finite"),
         (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, 5]), "expected a float, got int"),
@@ -62,8 +64,8 @@ ACK = MessageType.ACK
             _frame(MessageType.DETECTIONS, ["e", 0, 0, 0, "cam", b"\x00" * 9, b"", b"", b""]),
             "not a whole number of boxes",
         ),
-        (_frame(ACK, ["e", 1, 0, 0, 1]) + b"\x00", "trailing bytes"),
-        (_frame(ACK, ["e", 1, 0, 0, 1])[:-1], "malformed msgpack body"),
+        (_frame(ACK, ["e", 1, 0, 0, 1, b""]) + b"\x00", "trailing bytes"),
+        (_frame(ACK, ["e", 1, 0, 0, 1, b""])[:-1], "malformed msgpack body"),
         (MAGIC + b"\x01\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
         (MAGIC + b"\x01\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
         (MAGIC + b"\x01\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
@@ -79,7 +81,7 @@ def test_bad_input_gives_precise_decode_error(frame: bytes, message: str) -> Non
 
 def test_wrong_version_is_version_mismatch() -> None:
     with pytest.raises(VersionMismatch) as info:
-        decode(_frame(ACK, ["e", 1, 0, 0, 1], version=9))
+        decode(_frame(ACK, ["e", 1, 0, 0, 1, b""], version=9))
     assert info.value.got == 9
     assert info.value.supported == (1,)
 
@@ -99,13 +101,13 @@ def test_decompression_bomb_is_refused() -> None:
 
 def test_zstd_without_content_size_is_refused() -> None:
     stream = zstandard.ZstdCompressor(write_content_size=False).compressobj()
-    body = stream.compress(msgpack.packb(["e", 1, 0, 0, 1])) + stream.flush()
+    body = stream.compress(msgpack.packb(["e", 1, 0, 0, 1, b""])) + stream.flush()
     with pytest.raises(DecodeError, match="does not declare its content size"):
         decode(MAGIC + bytes([1, ACK, 1]) + body)
 
 
 def test_zstd_with_trailing_data_is_refused() -> None:
-    body = zstandard.ZstdCompressor().compress(msgpack.packb(["e", 1, 0, 0, 1]))
+    body = zstandard.ZstdCompressor().compress(msgpack.packb(["e", 1, 0, 0, 1, b""]))
     with pytest.raises(DecodeError, match="corrupt zstd body"):
         decode(MAGIC + bytes([1, ACK, 1]) + body + b"tail")
 
@@ -132,7 +134,7 @@ def test_dictionary_compression_round_trip_and_unknown_dictionary() -> None:
 
 
 def test_peek_type_reads_only_the_prefix() -> None:
-    frame = encode(Envelope("e", 1, 0, 0, Ack(3)))
+    frame = encode(Envelope("e", 1, 0, 0, Ack(3, ())))
     assert peek_type(frame) is MessageType.ACK
     assert peek_type(frame[:6]) is MessageType.ACK
 
@@ -143,6 +145,6 @@ def test_non_bytes_input() -> None:
 
 
 def test_struct_layout_of_prefix() -> None:
-    frame = encode(Envelope("e", 1, 0, 0, Ack(3)), RAW)
+    frame = encode(Envelope("e", 1, 0, 0, Ack(3, ())), RAW)
     magic, version, mtype, flags = struct.unpack_from("<2sBBB", frame)
     assert (magic, version, mtype, flags) == (b"SC", 1, 7, 0)

@@ -59,7 +59,7 @@ def test_crop_always_inside_frame_and_non_empty(
 
 
 def _frames(n: int) -> list[bytes]:
-    return [encode(Envelope("edge-01", i, i, i, Ack(i))) for i in range(1, n + 1)]
+    return [encode(Envelope("edge-01", i, i, i, Ack(i, ()))) for i in range(1, n + 1)]
 
 
 def test_batch_round_trip_and_limits() -> None:

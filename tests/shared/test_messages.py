@@ -129,4 +129,15 @@ def test_oversize_frame_refused_at_encode() -> None:
     with pytest.raises(InvalidMessage, match="exceeds max of 512"):
         Detections("cam", (Box(0, 0, 1, 1),) * (n + 1), (), (), ())
     with pytest.raises(EncodeError, match="apart"):
-        encode(Envelope("e", 1, 0, 2**64 - 1, Ack(1)))
+        encode(Envelope("e", 1, 0, 2**64 - 1, Ack(1, ())))
+
+
+def test_ack_ranges_coalesce_and_expand() -> None:
+    ack = Ack.covering([7, 3, 4, 5, 9, 10, 4], watermark=2)
+    assert ack.ranges == (3, 5, 7, 7, 9, 10)
+    assert ack.seqs() == [3, 4, 5, 7, 9, 10]
+    assert decode(encode(Envelope("cloud", 0, 0, 0, ack))).message == ack
+    with pytest.raises(InvalidMessage, match="first seq is after last seq"):
+        Ack(0, (5, 4))
+    with pytest.raises(InvalidMessage, match="pairs"):
+        Ack(0, (5,))
