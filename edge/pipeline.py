@@ -26,7 +26,6 @@ from edge.sink import MessageSink
 from shared.codec import encode
 from shared.compression import Compressor
 from shared.messages import (
-    TYPE_OF,
     CameraInfo,
     CodecRef,
     Embedding,
@@ -223,7 +222,7 @@ class Outbox:
             self.sink.write(frame)
             if not control:
                 self._seq += 1
-            name = TYPE_OF[type(message)].name
+            name = type(message).__name__
             self.stats.messages[name] += 1
             self.stats.bytes[name] += len(frame)
             return len(frame)

@@ -189,7 +189,7 @@ def command(
         "ort_spinning": config.detector.ort_spinning,
         "encoder_alone_per_s": round(enc_per_s, 2),
         "rois_per_s": round(rois / video_s, 2),
-        "embeddings_per_s": round(o.messages["EMBEDDING"] / video_s, 3),
+        "embeddings_per_s": round(o.messages["Embedding"] / video_s, 3),
         "embeddings_computed_per_s": round(len(agent.pipeline.crops) / video_s, 3),  # type: ignore[attr-defined]
         "messages_per_s": round(o.total_messages / video_s, 2),
         "bytes_per_s": round(o.total_bytes / video_s, 1),
