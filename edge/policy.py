@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
 from shared.geometry import Box
+from shared.limits import MAX_DETECTIONS
 from shared.messages import Detections, EmitReason, FrameCounts, Message, TrackEnd
 
 
@@ -70,6 +71,7 @@ class PolicyStats:
     sent: Counter[str] = field(default_factory=Counter)
     drift_checks_quiet: int = 0
     skipped: int = 0
+    boxes_truncated: int = 0  # frames with more boxes than one Detections message holds
 
 
 def _side(box: tuple[float, float, float, float]) -> float:
@@ -210,6 +212,15 @@ class EmissionPolicy:
                 out.append(FrameCounts(self.camera, counts))
                 self._last_counts = counts
         if c.detections_every_frames and n % c.detections_every_frames == 0 and len(boxes):
+            if len(boxes) > MAX_DETECTIONS:  # a crowded frame: keep the most confident boxes
+                keep = np.argsort(-boxes.confidences, kind="stable")[:MAX_DETECTIONS]
+                boxes = FrameBoxes(
+                    boxes.xyxy[keep],
+                    boxes.class_ids[keep],
+                    boxes.confidences[keep],
+                    boxes.track_ids[keep],
+                )
+                self.stats.boxes_truncated += 1
             out.append(
                 Detections(
                     self.camera,

@@ -163,3 +163,20 @@ def test_pending_request_is_not_repeated_until_answered_or_skipped() -> None:
     _, retry = policy.observe(2, 80_000, W, H, boxes((1, 2, 10.0)))
     assert [r.reason for r in retry] == [EmitReason.FIRST_SIGHT]
     assert policy.stats.skipped == 1
+
+
+def test_crowded_frame_keeps_the_most_confident_boxes() -> None:
+    n = 600
+    fb = FrameBoxes(
+        np.tile(np.asarray([[10, 10, 20, 20]], np.float32), (n, 1)),
+        np.full(n, 2, np.int64),
+        np.linspace(0.01, 0.99, n).astype(np.float32),
+        np.arange(1, n + 1, dtype=np.int64),
+    )
+    s = Script(detections_every_frames=1, confirm_frames=100)
+    s.frame(fb)
+    dets = [m for m in s.messages if isinstance(m, Detections)][-1]
+    assert len(dets.boxes) == 512
+    assert min(dets.confidences) > 0.15  # the 88 least confident were left out
+    assert [m for m in s.messages if isinstance(m, FrameCounts)][-1].counts == {2: 600}
+    assert s.policy.stats.boxes_truncated == 1
