@@ -55,8 +55,9 @@ def _config_options(fn: Any) -> Any:
         ),
         click.option(
             "--encoder-runtime",
-            type=click.Choice(["torch", "onnx", "onnx-int8"]),
-            help="Run a timm encoder in PyTorch, or export it at start-up to ONNX Runtime.",
+            type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
+            help="Run a timm encoder in PyTorch, or export it at start-up to ONNX Runtime "
+            "[default: auto = onnx-int8 on CPU].",
         ),
         click.option("--codec", help="Embedding codec: f32, f16, int8 or a codebook .npz."),
     ]

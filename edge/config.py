@@ -83,10 +83,11 @@ class DetectorConfig(_Model):
 
 class TimmEncoderConfig(_Model):
     type: Literal["timm"] = "timm"
-    runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
         description="Run the model in PyTorch, or export it at start-up and run it in ONNX "
-        "Runtime (onnx-int8: with dynamic int8 weights, about 2x faster on CPU).",
+        "Runtime (onnx-int8: dynamic int8 weights, about 2x faster on CPU). auto: onnx-int8 "
+        "on a CPU device (falling back to torch if the export fails), torch on a GPU.",
     )
     name: str = Field(
         "vit_base_patch16_224",

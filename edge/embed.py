@@ -49,6 +49,7 @@ class Encoder(Protocol):
     name: str
     dim: int
     random_init: bool
+    runtime: str  # torch, onnx or onnx-int8
     preprocess: Preprocess
 
     def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -100,6 +101,7 @@ class TimmEncoder:
         self.name = config.name
         self.random_init = config.random_init
         self.batch_size = config.batch_size
+        self.runtime = "torch"
         torch.set_num_threads(config.threads)  # process-wide in torch: documented in the config
         if config.name not in timm.list_models():
             raise EdgeError(f"unknown timm model {config.name!r} (see timm.list_models())")
@@ -220,6 +222,7 @@ class OnnxEncoder:
         self.name = str(meta["name"])
         self.dim = int(meta["dim"])
         self.random_init = bool(meta["random_init"])
+        self.runtime = "onnx-int8" if meta.get("quantized") else "onnx"
         self.batch_size = config.batch_size
         self.preprocess = Preprocess(
             int(meta["size"]), tuple(meta["mean"]), tuple(meta["std"]), str(meta["interpolation"])
@@ -242,17 +245,29 @@ def build_encoder(config: TimmEncoderConfig | OnnxEncoderConfig) -> Encoder:
     if isinstance(config, OnnxEncoderConfig):
         return OnnxEncoder(config)
     encoder = TimmEncoder(config)
-    if config.runtime == "torch":
+    runtime = config.runtime
+    if runtime == "auto":
+        runtime = "onnx-int8" if config.device == "cpu" else "torch"
+    if runtime == "torch":
         return encoder
-    with tempfile.TemporaryDirectory(prefix="semcom-encoder-") as tmp:
-        path = Path(tmp) / "encoder.onnx"
-        logger.info("exporting %s to ONNX (%s) for ONNX Runtime", config.name, config.runtime)
-        encoder.export_onnx(path)
-        if config.runtime == "onnx-int8":
-            quantize_onnx(path, path)
-        return OnnxEncoder(
-            OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
-        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="semcom-encoder-") as tmp:
+            path = Path(tmp) / "encoder.onnx"
+            logger.info("exporting %s to ONNX Runtime (%s)", config.name, runtime)
+            encoder.export_onnx(path)
+            if runtime == "onnx-int8":
+                quantize_onnx(path, path)
+            return OnnxEncoder(
+                OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
+            )
+    except Exception as exc:  # exporters raise many types; the cause is kept in the message
+        if config.runtime != "auto":
+            raise BackendUnavailable(
+                f"cannot run {config.name} in ONNX Runtime ({type(exc).__name__}: {exc}); "
+                "use --encoder-runtime torch"
+            ) from exc
+        logger.warning("ONNX export of %s failed (%s); running it in PyTorch", config.name, exc)
+        return encoder
 
 
 def quantize_onnx(src: Path, dst: Path) -> None:

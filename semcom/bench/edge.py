@@ -99,9 +99,9 @@ class _RecordingPipeline(EdgePipeline):
 @click.option("--random-init-encoder", is_flag=True, help="Untrained encoder (reported).")
 @click.option(
     "--encoder-runtime",
-    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
     default=None,
-    help="Runtime of a timm encoder [default: config, torch].",
+    help="Runtime of a timm encoder [default: config, auto = onnx-int8 on CPU].",
 )
 @click.option("--imgsz", type=int, default=None, help="Detector input size [default: config].")
 @click.option("--codec", default=None, help="Embedding codec [default: config].")
@@ -174,7 +174,7 @@ def command(
         "detector": config.detector.model,
         "imgsz": config.detector.imgsz,
         "encoder": agent.pipeline.encoder.name,
-        "encoder_runtime": getattr(config.encoder, "runtime", "onnx"),
+        "encoder_runtime": agent.pipeline.encoder.runtime,
         "embedding_dim": agent.pipeline.encoder.dim,
         "random_init_encoder": agent.pipeline.encoder.random_init,
         "codec": agent.pipeline.codec.codec_id,

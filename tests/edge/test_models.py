@@ -138,3 +138,15 @@ def test_detector_found_in_the_ultralytics_weights_folder(
     assert resolve_model("yolo11n.pt") == weights / "yolo11n.pt"
     with pytest.raises(ModelNotFound):
         resolve_model("yolo11s.pt")
+
+
+def test_auto_runtime_is_onnx_int8_on_cpu() -> None:
+    from edge.embed import build_encoder
+
+    auto = build_encoder(TimmEncoderConfig(name="test_vit", random_init=True))
+    assert (auto.runtime, auto.random_init) == ("onnx-int8", True)
+    torch_encoder = build_encoder(
+        TimmEncoderConfig(name="test_vit", random_init=True, runtime="torch")
+    )
+    assert isinstance(torch_encoder, TimmEncoder)
+    assert torch_encoder.runtime == "torch"
