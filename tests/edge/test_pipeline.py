@@ -326,3 +326,49 @@ def test_embed_sample_on_real_video(shared_data: Path, tmp_path: Path) -> None:
     with np.load(out) as data:
         assert data["embeddings"].shape == (40, 64)
         assert "RANDOM-INIT" in str(data["description"])
+
+
+def test_bench_edge_json(tiny_video: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "semcom",
+        "bench",
+        "edge",
+        "--source",
+        str(tiny_video),
+        "--detector",
+        "yolo11n.yaml",
+        "--imgsz",
+        "160",
+        "--encoder",
+        "test_vit",
+        "--random-init-encoder",
+        "--frames",
+        "20",
+        "--json",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)  # stdout holds exactly one JSON object
+    for key in (
+        "fps",
+        "bare_fps",
+        "ratio",
+        "rois_per_s",
+        "embeddings_per_s",
+        "messages_per_s",
+        "bytes_per_s",
+        "paper_bytes_per_s",
+        "frames",
+        "random_init_encoder",
+        "stages",
+    ):
+        assert key in doc, key
+    assert doc["frames"] == 20
+    assert doc["random_init_encoder"] is True
+    assert doc["encoder_runtime"] == "onnx-int8"
+    assert doc["fps"] > 0
+    assert doc["ratio"] == pytest.approx(doc["fps"] / doc["bare_fps"], rel=0.01)
+    assert {"capture", "detect", "policy"} <= set(doc["stages"])
+    assert all({"p50_ms", "p95_ms"} <= set(v) for v in doc["stages"].values())
