@@ -173,3 +173,22 @@ def test_load_embeddings(tmp_path: Path) -> None:
         load_embeddings(tmp_path / "bad.npy")
     with pytest.raises(CodecError, match="cannot read"):
         load_embeddings(tmp_path / "none.npy")
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_pq_round_trip_properties(pq: PQCodec, data: st.DataObject) -> None:
+    x = data.draw(
+        hnp.arrays(
+            np.float32,
+            st.tuples(st.integers(1, 6), st.just(64)),
+            elements=st.floats(-2, 2, allow_nan=False, width=32),
+        )
+    )
+    codes = pq.encode(x)
+    assert codes.shape == (len(x), pq.code_bytes)
+    y = pq.decode(codes)
+    assert y.shape == x.shape
+    assert np.isfinite(y).all()
+    # Decoding is idempotent: a decoded vector re-encodes to a code that decodes to itself.
+    np.testing.assert_allclose(pq.decode(pq.encode(y)), y, atol=1e-5)
