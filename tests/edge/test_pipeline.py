@@ -115,13 +115,13 @@ def test_pipeline_end_to_end_into_a_message_file(tiny_video: Path, tmp_path: Pat
     again.close()
 
 
-def _edge_cmd(video: Path, out: Path, *extra: str) -> list[str]:
+def _tiny_models(command: str, video: Path, *extra: str) -> list[str]:
+    """``semcom <command>`` on ``video`` with a random-init YOLO and the tiny test ViT."""
     return [
         sys.executable,
         "-m",
         "semcom",
-        "edge",
-        "run",
+        *command.split(),
         "--source",
         str(video),
         "--detector",
@@ -131,13 +131,14 @@ def _edge_cmd(video: Path, out: Path, *extra: str) -> list[str]:
         "--encoder",
         "test_vit",
         "--random-init-encoder",
-        "--codec",
-        "f16",
-        "--out",
-        str(out),
-        "--no-status",
         *extra,
     ]
+
+
+def _edge_cmd(video: Path, out: Path, *extra: str) -> list[str]:
+    return _tiny_models(
+        "edge run", video, "--codec", "f16", "--out", str(out), "--no-status", *extra
+    )
 
 
 def test_edge_run_command(tiny_video: Path, tmp_path: Path) -> None:
@@ -275,24 +276,7 @@ def test_botsort_tracker_option(tiny_video: Path, tmp_path: Path) -> None:
 
 
 def test_embed_sample_without_detections_is_a_clear_error(tiny_video: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "semcom",
-        "edge",
-        "embed-sample",
-        "--source",
-        str(tiny_video),
-        "--detector",
-        "yolo11n.yaml",
-        "--imgsz",
-        "160",
-        "--encoder",
-        "test_vit",
-        "--random-init-encoder",
-        "--out",
-        str(tmp_path / "s.npz"),
-    ]
+    cmd = _tiny_models("edge embed-sample", tiny_video, "--out", str(tmp_path / "s.npz"))
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "no detections in the source" in result.stderr
@@ -329,25 +313,7 @@ def test_embed_sample_on_real_video(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_bench_edge_json(tiny_video: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "semcom",
-        "bench",
-        "edge",
-        "--source",
-        str(tiny_video),
-        "--detector",
-        "yolo11n.yaml",
-        "--imgsz",
-        "160",
-        "--encoder",
-        "test_vit",
-        "--random-init-encoder",
-        "--frames",
-        "20",
-        "--json",
-    ]
+    cmd = _tiny_models("bench edge", tiny_video, "--frames", "20", "--json")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # stdout holds exactly one JSON object
