@@ -1,0 +1,135 @@
+"""One edge's session on the cloud side, without I/O: bytes in, reply frames out.
+
+The transport (aiortc data channel, or the WebSocket fallback) authenticates the edge, then
+hands every received message to :meth:`EdgeSession.receive` and sends back what it returns.
+Rules:
+
+- the first message must be ``Hello``; its codecs are checked (``CodecSet.accept``) and the
+  answer is ``HelloAck`` (with the stored watermark) or a fatal ``Error`` naming the problem;
+- a frame that does not decode, claims another edge id, or names a codec the edge did not
+  announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
+  are still stored;
+- data frames are stored in one transaction per received message, then acknowledged with
+  the exact seq ranges stored (new and repeats), so the edge may forget them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cloud.journal import Incoming, Journal
+from shared import limits
+from shared.codec import decode, encode
+from shared.errors import CodecError, CodecMismatch, DecodeError
+from shared.framing import BATCH_MAGIC, unpack_batch
+from shared.messages import Ack, Embedding, Envelope, Error, ErrorCode, Hello, HelloAck, Message
+from shared.vectors import CodecSet
+
+logger = logging.getLogger(__name__)
+
+CLOUD_ID = "cloud"
+
+
+@dataclass
+class SessionStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class EdgeSession:
+    def __init__(self, edge_id: str, session_id: str, journal: Journal, codecs: CodecSet) -> None:
+        self.edge_id = edge_id
+        self.session_id = session_id
+        self.journal = journal
+        self.codecs = codecs
+        self.hello: Hello | None = None
+        self.closed = False
+        self.stats = SessionStats()
+
+    def _reply(self, message: Message) -> bytes:
+        now = time.time_ns() // 1_000
+        return encode(Envelope(CLOUD_ID, 0, now, now, message))
+
+    def _error(self, code: ErrorCode, text: str, ref_seq: int = 0, fatal: bool = False) -> bytes:
+        self.stats.rejected[code.name] += 1
+        logger.warning("edge %s: %s (seq %d)", self.edge_id, text, ref_seq)
+        if fatal:
+            self.closed = True
+        return self._reply(Error(code, text[: limits.MAX_TEXT_CHARS], ref_seq, fatal))
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Handle one data-channel message (a frame or a batch); returns the frames to send."""
+        if self.closed:
+            return []
+        replies: list[bytes] = []
+        try:
+            raw = unpack_batch(data) if data.startswith(BATCH_MAGIC) else [data]
+        except DecodeError as exc:
+            return [self._error(ErrorCode.BAD_MESSAGE, f"bad batch: {exc}")]
+        incoming: list[Incoming] = []
+        for frame in raw:
+            self.stats.received += 1
+            try:
+                env = decode(frame)
+            except DecodeError as exc:
+                replies.append(self._error(ErrorCode.BAD_MESSAGE, f"undecodable frame: {exc}"))
+                continue
+            if env.edge_id != self.edge_id:
+                replies.append(
+                    self._error(
+                        ErrorCode.BAD_MESSAGE,
+                        f"frame from edge {env.edge_id!r} in the session of {self.edge_id!r}",
+                        env.seq,
+                    )
+                )
+                continue
+            if isinstance(env.message, Hello):
+                reply, accepted = self._hello(env.message)
+                replies.append(reply)
+                if not accepted:
+                    return replies  # fatal: the session is closed
+                continue
+            if self.hello is None:
+                replies.append(self._error(ErrorCode.BAD_MESSAGE, "Hello must come first", env.seq))
+                continue
+            if env.seq == 0:
+                continue  # control traffic (heartbeats): not stored
+            if isinstance(env.message, Embedding) and env.message.codec not in self.codecs:
+                replies.append(
+                    self._error(
+                        ErrorCode.UNKNOWN_CODEC,
+                        f"embedding names codec {env.message.codec:#010x}, not announced in Hello",
+                        env.seq,
+                    )
+                )
+                continue
+            incoming.append(Incoming(env.seq, int(env.type), env.capture_ts_us, frame))
+        if incoming:
+            result = self.journal.store(self.edge_id, incoming)
+            self.stats.stored += len(result.stored)
+            self.stats.duplicates += len(result.duplicates)
+            replies.append(self._reply(Ack.covering([i.seq for i in incoming], result.watermark)))
+        return replies
+
+    def _hello(self, hello: Hello) -> tuple[bytes, bool]:
+        try:
+            for ref in hello.codecs:
+                self.codecs.accept(ref.codec_id, ref.content_hash, hello.embedding_dim)
+        except CodecMismatch as exc:
+            return self._error(ErrorCode.CODEC_MISMATCH, str(exc), fatal=True), False
+        except CodecError as exc:
+            return self._error(ErrorCode.UNKNOWN_CODEC, str(exc), fatal=True), False
+        self.hello = hello
+        if hello.random_init_encoder:
+            logger.warning(
+                "edge %s runs a RANDOM-INIT encoder: its embeddings carry no meaning", self.edge_id
+            )
+        ack = HelloAck(
+            self.session_id, self.journal.watermark(self.edge_id), limits.MAX_FRAME_BYTES
+        )
+        return self._reply(ack), True

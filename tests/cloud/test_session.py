@@ -1,0 +1,145 @@
+"""The cloud's receiving side without a transport: journal (exactly once) and session rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloud.journal import Incoming, Journal
+from cloud.session import EdgeSession
+from shared.codec import decode, encode
+from shared.framing import pack_batch
+from shared.geometry import Box
+from shared.messages import (
+    Ack,
+    CameraInfo,
+    CodecRef,
+    Embedding,
+    EmitReason,
+    Envelope,
+    Error,
+    ErrorCode,
+    FrameCounts,
+    Hello,
+    HelloAck,
+)
+from shared.vectors import CodecSet, create_codec, fingerprint
+
+INT8 = create_codec("int8", 64)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(f"sqlite:///{tmp_path / 'journal.db'}")
+
+
+def hello(codec_hash: bytes = INT8.content_hash) -> bytes:
+    msg = Hello(
+        "0.1.0",
+        "det",
+        "enc",
+        64,
+        (CodecRef("int8", codec_hash),),
+        (CameraInfo("cam-01", 640, 360, 25.0),),
+        True,
+    )
+    return encode(Envelope("edge-01", 0, 1, 1, msg))
+
+
+def counts(seq: int, edge: str = "edge-01") -> bytes:
+    return encode(Envelope(edge, seq, 1000 + seq, 1000 + seq, FrameCounts("cam-01", {2: seq})))
+
+
+def embedding(seq: int, codec: int = fingerprint(INT8)) -> bytes:
+    msg = Embedding(
+        "cam-01", 3, EmitReason.FIRST_SIGHT, 2, 0.5, Box(0, 0, 0.1, 0.1), codec, bytes(68)
+    )
+    return encode(Envelope("edge-01", seq, 5, 6, msg))
+
+
+def replies(session: EdgeSession, data: bytes) -> list[object]:
+    return [decode(r).message for r in session.receive(data)]
+
+
+def test_journal_stores_each_frame_once(journal: Journal) -> None:
+    batch = [Incoming(s, 6, 0, b"f%d" % s) for s in (1, 2, 4)]
+    first = journal.store("e", batch)
+    assert (first.stored, first.duplicates, first.watermark) == ([1, 2, 4], [], 2)
+    again = journal.store("e", [Incoming(2, 6, 0, b"x"), Incoming(3, 6, 0, b"f3")])
+    assert (again.stored, again.duplicates, again.watermark) == ([3], [2], 4)
+    assert journal.count("e") == 4
+    assert journal.watermark("other") == 0
+
+
+def test_session_handshake_data_and_acks(journal: Journal) -> None:
+    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+    [ack] = replies(session, hello())
+    assert isinstance(ack, HelloAck)
+    assert (ack.session_id, ack.last_seq) == ("s-1", 0)
+    [a] = replies(session, pack_batch([counts(1), counts(2), embedding(3), counts(5)]))
+    assert isinstance(a, Ack)
+    assert a.ranges == (1, 3, 5, 5)
+    assert a.seq == 3
+    # A resend after a reconnect: acknowledged again, stored once.
+    [b] = replies(session, pack_batch([counts(2), counts(4)]))
+    assert isinstance(b, Ack)
+    assert b.seqs() == [2, 4]
+    assert b.seq == 5
+    assert journal.count("edge-01") == 5
+    assert (session.stats.stored, session.stats.duplicates) == (5, 1)
+
+
+def test_a_new_session_reports_the_watermark(journal: Journal) -> None:
+    first = EdgeSession("edge-01", "s-1", journal, CodecSet())
+    first.receive(hello())
+    first.receive(pack_batch([counts(1), counts(2)]))
+    second = EdgeSession("edge-01", "s-2", journal, CodecSet())
+    [ack] = replies(second, hello())
+    assert isinstance(ack, HelloAck)
+    assert ack.last_seq == 2
+
+
+def test_codec_mismatch_is_fatal_and_reported(journal: Journal) -> None:
+    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+    [err] = replies(session, hello(create_codec("int8", 32).content_hash))
+    assert isinstance(err, Error)
+    assert err.code is ErrorCode.CODEC_MISMATCH
+    assert err.fatal
+    assert "'int8' mismatch" in err.message
+    assert session.receive(counts(1)) == []  # closed
+    assert journal.count("edge-01") == 0
+
+
+def test_bad_frames_are_refused_alone(journal: Journal) -> None:
+    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+    [err] = replies(session, counts(1))
+    assert isinstance(err, Error)
+    assert "Hello must come first" in err.message
+    session.receive(hello())
+    out = replies(
+        session,
+        pack_batch(
+            [
+                counts(1),
+                b"SC\x01\x07\x00garbage",
+                counts(2, "edge-99"),
+                embedding(3, codec=0xDEAD),
+                counts(4),
+            ]
+        ),
+    )
+    errors = [m for m in out if isinstance(m, Error)]
+    assert [e.code for e in errors] == [
+        ErrorCode.BAD_MESSAGE,
+        ErrorCode.BAD_MESSAGE,
+        ErrorCode.UNKNOWN_CODEC,
+    ]
+    assert "undecodable frame" in errors[0].message
+    assert "from edge 'edge-99'" in errors[1].message
+    assert not any(e.fatal for e in errors)
+    [ack] = [m for m in out if isinstance(m, Ack)]
+    assert ack.seqs() == [1, 4]  # the good frames of the batch are stored and acknowledged
+    [bad] = replies(session, b"SB\x01\xff")
+    assert isinstance(bad, Error)
+    assert "bad batch" in bad.message
