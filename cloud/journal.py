@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
 
@@ -84,7 +85,20 @@ class Journal:
         metadata.create_all(self.engine)
 
     def store(self, edge_id: str, items: Sequence[Incoming]) -> StoreResult:
-        """Store new frames and report repeats, in one transaction (commit before any ack)."""
+        """Store new frames and report repeats, in one transaction (commit before any ack).
+
+        Two sessions of one edge may race (a reconnect overlapping the old session): a
+        primary-key conflict means the other stored the frame first, so the batch is retried.
+        """
+        for attempt in range(3):
+            try:
+                return self._store(edge_id, items)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store(self, edge_id: str, items: Sequence[Incoming]) -> StoreResult:
         now = time.time_ns() // 1_000
         unique = {i.seq: i for i in items}
         with self.engine.begin() as conn:

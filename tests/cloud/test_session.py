@@ -143,3 +143,27 @@ def test_bad_frames_are_refused_alone(journal: Journal) -> None:
     [bad] = replies(session, b"SB\x01\xff")
     assert isinstance(bad, Error)
     assert "bad batch" in bad.message
+
+
+def test_racing_sessions_store_each_frame_once(journal: Journal) -> None:
+    import threading
+
+    batch = [Incoming(s, 6, 0, b"f") for s in range(1, 201)]
+    results = []
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        try:
+            results.append(journal.store("edge-01", batch))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert journal.count("edge-01") == 200
+    assert sum(len(r.stored) for r in results) == 200
+    assert journal.watermark("edge-01") == 200
