@@ -9,6 +9,7 @@ Rules:
 - a frame that does not decode, claims another edge id, or names a codec the edge did not
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
+- heartbeats are answered with a heartbeat (the edge's liveness check);
 - data frames are stored in one transaction per received message, then acknowledged with
   the exact seq ranges stored (new and repeats), so the edge may forget them.
 """
@@ -25,7 +26,17 @@ from shared import limits
 from shared.codec import decode, encode
 from shared.errors import CodecError, CodecMismatch, DecodeError
 from shared.framing import BATCH_MAGIC, unpack_batch
-from shared.messages import Ack, Embedding, Envelope, Error, ErrorCode, Hello, HelloAck, Message
+from shared.messages import (
+    Ack,
+    Embedding,
+    Envelope,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Hello,
+    HelloAck,
+    Message,
+)
 from shared.vectors import CodecSet
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,7 @@ class EdgeSession:
         self.codecs = codecs
         self.hello: Hello | None = None
         self.closed = False
+        self.edge_backlog = 0  # messages waiting on the edge, from its heartbeats
         self.stats = SessionStats()
 
     def _reply(self, message: Message) -> bytes:
@@ -97,8 +109,12 @@ class EdgeSession:
             if self.hello is None:
                 replies.append(self._error(ErrorCode.BAD_MESSAGE, "Hello must come first", env.seq))
                 continue
+            if isinstance(env.message, Heartbeat):
+                self.edge_backlog = env.message.backlog
+                replies.append(self._reply(Heartbeat(0, 0.0)))  # liveness for the edge
+                continue
             if env.seq == 0:
-                continue  # control traffic (heartbeats): not stored
+                continue  # other control traffic is not stored
             if isinstance(env.message, Embedding) and env.message.codec not in self.codecs:
                 replies.append(
                     self._error(

@@ -66,6 +66,53 @@ def _config_options(fn: Any) -> Any:
     return fn
 
 
+def _uplink_options(fn: Any) -> Any:
+    options = [
+        click.option("--cloud", help="Send live to this cloud (URL, e.g. https://host:8443)."),
+        click.option(
+            "--token",
+            envvar="SEMCOM_EDGE__UPLINK__TOKEN",
+            help="This edge's token [env: SEMCOM_EDGE__UPLINK__TOKEN].",
+        ),
+        click.option("--transport", type=click.Choice(["webrtc", "websocket"])),
+        click.option("--max-rate", help="Uplink budget, e.g. 200kbit."),
+        click.option(
+            "--spool", type=click.Path(dir_okay=False, path_type=Path), help="Spool file."
+        ),
+        click.option(
+            "--ladder", help="Codec ladder, richest first, comma-separated (f16,int8,pq.npz)."
+        ),
+        click.option(
+            "--ice-host-address",
+            "ice_hosts",
+            multiple=True,
+            help="Offer ICE candidates only on this address (repeatable; 127.0.0.1 for loopback).",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="CA bundle of the cloud's TLS certificate.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def uplink_overrides(**kw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "uplink.cloud": kw.get("cloud"),
+        "uplink.token": kw.get("token"),
+        "uplink.transport": kw.get("transport"),
+        "uplink.max_rate": kw.get("max_rate"),
+        "uplink.spool_path": kw.get("spool"),
+        "uplink.ca_file": kw.get("ca_file"),
+        "uplink.ladder": kw["ladder"].split(",") if kw.get("ladder") else None,
+        "uplink.ice_host_addresses": list(kw["ice_hosts"]) if kw.get("ice_hosts") else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def flag_overrides(**kw: Any) -> dict[str, Any]:
     encoder = kw.get("encoder")
     out: dict[str, Any] = {
@@ -99,6 +146,7 @@ def _load(config_path: Path | None, extra: dict[str, Any] | None = None, **kw: A
     from edge.config import load_config
 
     overrides = flag_overrides(**kw)
+    overrides.update(uplink_overrides(**kw))
     overrides.update(extra or {})
     return load_config(config_path, overrides)
 
@@ -110,6 +158,7 @@ def edge() -> None:
 
 @edge.command()
 @_config_options
+@_uplink_options
 @click.option(
     "--out",
     "-o",
@@ -121,16 +170,22 @@ def edge() -> None:
 def run(
     out: Path | None, max_frames: int | None, status: bool, config_path: Path | None, **kw: Any
 ) -> None:
-    """Run the edge agent on a source until it ends or SIGINT/SIGTERM."""
+    """Run the edge agent on a source until it ends or SIGINT/SIGTERM.
+
+    Messages go to the cloud (--cloud, --token: spooled durably, sent over WebRTC or a
+    WebSocket) or to a message file (--out).
+    """
     from edge.daemon import build_agent, run_agent
 
     extra = {"sink": {"type": "file", "path": str(out)}} if out else None
     try:
         config = _load(config_path, extra, **kw)
-        if config.sink is None:
+        if config.sink is None and config.uplink is None:
             raise click.UsageError(
-                "nowhere to send messages: give --out FILE (or a sink in the config file)"
+                "nowhere to send messages: give --cloud URL --token T, or --out FILE"
             )
+        if config.sink is not None and config.uplink is not None:
+            raise click.UsageError("give either a cloud (uplink) or a message file, not both")
         agent = build_agent(config, software_version(), max_frames=max_frames)
     except (EdgeError, ProtocolError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -155,7 +210,113 @@ def run(
     click.echo(
         f"{stats.frames} frames in {stats.elapsed_s:.1f} s ({stats.fps:.1f} fps), "
         f"{stats.dropped_frames} frames dropped, {stats.skipped_embeddings} embeddings skipped, "
-        f"{o.total_messages} messages, {o.total_bytes} bytes -> {config.sink.path}{note}",
+        f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}{note}",
+        err=True,
+    )
+
+
+def _target(agent: Any) -> str:
+    if agent.uplink is None:
+        return str(agent.config.sink.path)
+    stats = agent.uplink.uplink.stats
+    return (
+        f"{agent.config.uplink.cloud} ({stats.acked_frames} acknowledged, "
+        f"{stats.connects} connections)"
+    )
+
+
+@edge.command()
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML config file (its edge_id and uplink sections are used).",
+)
+@click.option("--edge-id", help="This agent's id.")
+@_uplink_options
+@click.option("--synthetic", is_flag=True, help="Send a synthetic traffic scene instead of FILE.")
+@click.option("--drain", is_flag=True, help="Send nothing new: empty the spool, then exit.")
+@click.option("--seconds", type=float, default=30.0, show_default=True, help="Synthetic length.")
+@click.option("--tracks-per-s", type=float, default=4.0, show_default=True)
+@click.option("--update-s", type=float, default=1.0, show_default=True)
+@click.option("--dim", type=int, default=768, show_default=True, help="Embedding dim.")
+@click.option("--rate", type=float, help="Pace FILE at this many messages per second.")
+@click.option(
+    "--codebook",
+    "codebooks",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Codebook needed to decode FILE's embeddings (repeatable).",
+)
+@click.option("--drain-timeout", type=float, help="Seconds to keep sending after the stream.")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report here."
+)
+def replay(
+    file: Path | None,
+    config_path: Path | None,
+    edge_id: str | None,
+    synthetic: bool,
+    drain: bool,
+    seconds: float,
+    tracks_per_s: float,
+    update_s: float,
+    dim: int,
+    rate: float | None,
+    codebooks: tuple[Path, ...],
+    drain_timeout: float | None,
+    report: Path | None,
+    **kw: Any,
+) -> None:
+    """Send a message FILE, a synthetic scene, or the spool's backlog to the cloud.
+
+    For load tests and store-and-forward: embeddings are re-encoded with the codec the rate
+    controller picks. Synthetic vectors are not real embeddings; reports say so.
+    """
+    from edge.config import load_uplink_config
+    from edge.loadgen import SceneSpec
+    from edge.replay import run_replay
+
+    if sum([file is not None, synthetic, drain]) != 1:
+        raise click.UsageError("give exactly one of FILE, --synthetic and --drain")
+    overrides = uplink_overrides(**kw)
+    overrides["edge_id"] = edge_id
+    if drain_timeout is not None:
+        overrides["uplink.drain_timeout_s"] = drain_timeout
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        eid, config = load_uplink_config(config_path, overrides)
+        result = run_replay(
+            eid,
+            config,
+            software_version(),
+            file=file,
+            scene=SceneSpec(tracks_per_s=tracks_per_s, update_s=update_s) if synthetic else None,
+            seconds=seconds,
+            dim=dim,
+            codebooks=codebooks,
+            rate=rate,
+            stop=stop,
+        )
+    except (EdgeError, ProtocolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if report is not None:
+        report.write_text(result.to_json())
+    note = " (synthetic vectors)" if synthetic else ""
+    click.echo(
+        f"{sum(result.messages.values())} messages ({result.bytes} bytes) in "
+        f"{result.elapsed_s:.1f} s; {result.uplink['acked_frames']} acknowledged, "
+        f"{result.left_in_spool} left in the spool{note}",
         err=True,
     )
 

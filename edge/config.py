@@ -7,15 +7,22 @@ implementation with a ``type`` field.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 
 from edge.errors import ConfigError
+from shared import settings
 from shared.messages import ID_PATTERN
 
 ENV_PREFIX = "SEMCOM_EDGE__"
@@ -176,6 +183,101 @@ class FileSinkConfig(_Model):
 
 SinkConfig = Annotated[FileSinkConfig, Field(discriminator="type")]
 
+_RATE_UNITS = {"": 1, "bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 1}
+_RATE_UNITS |= {"kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "k": 1e3, "m": 1e6}
+
+
+def parse_rate(value: object) -> float:
+    """``200kbit``, ``1.5mbit``, ``256000`` -> bit/s (``kbps``/``mbps`` also accepted)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz/")
+    unit = text[len(number) :].replace("/s", "")
+    if unit not in _RATE_UNITS or not number:
+        raise ValueError(f"{value!r} is not a rate such as 200kbit, 1.5mbit or 256000 (bit/s)")
+    return float(number) * _RATE_UNITS[unit]
+
+
+Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+
+
+class IceServerConfig(_Model):
+    urls: tuple[str, ...] = Field(description="stun:/turn: URLs of one ICE server.")
+    username: str | None = None
+    credential: str | None = None
+
+
+class UplinkConfig(_Model):
+    cloud: str = Field(
+        description="Cloud base URL, e.g. https://cloud.example:8443 (signaling goes to "
+        "POST {cloud}/v1/edges/{edge_id}/session).",
+        pattern=r"^https?://",
+    )
+    token: SecretStr = Field(
+        description="This edge's token (set it with SEMCOM_EDGE__UPLINK__TOKEN or --token "
+        "rather than in a shared file)."
+    )
+    transport: Literal["webrtc", "websocket"] = Field(
+        "webrtc",
+        description="webrtc: data channels over DTLS/SCTP/UDP; websocket: one TCP connection "
+        "to {cloud}/v1/edges/{edge_id}/ws, for networks that block UDP.",
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signs the cloud's TLS certificate (https URLs)."
+    )
+    ice_servers: tuple[IceServerConfig, ...] = Field(
+        (), description="STUN/TURN servers; none needed on a LAN or loopback."
+    )
+    ice_host_addresses: tuple[str, ...] | None = Field(
+        None,
+        description="Offer ICE host candidates only on these local addresses (e.g. "
+        "[127.0.0.1] for loopback tests); default: every interface but loopback.",
+    )
+    spool_path: Path = Field(
+        Path("semcom-spool.db"), description="Durable spool (SQLite) of unacknowledged messages."
+    )
+    spool_max_bytes: ByteSize = Field(
+        ByteSize(256 * 1024 * 1024),
+        description="Spool bound (e.g. 256MiB); when full, the lowest-priority oldest messages "
+        "go first (counts, then boxes, then embedding updates, then track ends).",
+    )
+    max_rate: Rate | None = Field(
+        None, description="Uplink budget, e.g. 200kbit (token bucket; default: unlimited)."
+    )
+    burst_bytes: int = Field(16_384, ge=1024, description="Token bucket depth (bytes).")
+    ladder: tuple[str, ...] = Field(
+        (),
+        description="Codec ladder, richest first, e.g. [f16, int8, pq.npz]; the controller "
+        "steps down it when the backlog grows (default: just `codec`).",
+    )
+    high_water_s: float = Field(
+        0.8, gt=0, description="Queue delay (backlog / delivered rate) that steps the ladder down."
+    )
+    low_water_s: float = Field(
+        0.2, gt=0, description="Queue delay under which the ladder may step back up."
+    )
+    hold_s: float = Field(2.0, ge=0, description="Calm time before stepping up (s).")
+    batch_bytes: int = Field(
+        60_000, ge=1024, le=65_000, description="Largest data-channel message (batch of frames)."
+    )
+    window_bytes: int = Field(
+        262_144, ge=4096, description="Unacknowledged bytes allowed in flight."
+    )
+    heartbeat_s: float = Field(2.0, gt=0, description="Heartbeat period (s).")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Reconnect when nothing was heard from the cloud this long (s)."
+    )
+    connect_timeout_s: float = Field(15.0, gt=0, description="Signaling + ICE + Hello limit.")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="First reconnect delay (s).")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Largest reconnect delay (s).")
+    drain_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="When the source ends, keep sending this long for the spool to empty "
+        "(what is left stays spooled for the next start).",
+    )
+
 
 class EdgeConfig(_Model):
     edge_id: str = Field(
@@ -195,38 +297,8 @@ class EdgeConfig(_Model):
         "fitted with `semcom codec fit`.",
     )
     sink: SinkConfig | None = None
+    uplink: UplinkConfig | None = None
     status_interval_s: float = Field(1.0, gt=0, description="Live status refresh period (s).")
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
-def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``SEMCOM_EDGE__DETECTOR__IMGSZ=320`` -> ``{"detector": {"imgsz": 320}}`` (YAML-typed)."""
-    dotted = {
-        k[len(ENV_PREFIX) :].lower().replace("__", "."): yaml.safe_load(v)
-        for k, v in environ.items()
-        if k.startswith(ENV_PREFIX)
-    }
-    return _nest(dotted)
 
 
 def load_config(
@@ -235,28 +307,42 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> EdgeConfig:
     """Build the config; ``overrides`` uses dotted keys (``{"detector.imgsz": 320}``)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        data = loaded or {}
-    data = _merge(data, env_overrides(os.environ if environ is None else environ))
-    data = _merge(data, _nest({k: v for k, v in (overrides or {}).items() if v is not None}))
+    try:
+        data = settings.layered(path, ENV_PREFIX, environ, overrides)
+    except settings.SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     for section, default_type in (("encoder", "timm"), ("sink", "file")):
         if isinstance(data.get(section), dict):
             data[section] = {"type": default_type, **data[section]}
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        )
         where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid edge configuration{where}: {problems}") from None
+        raise ConfigError(
+            f"invalid edge configuration{where}: {settings.describe_errors(exc.errors())}"
+        ) from None
+
+
+def load_uplink_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, UplinkConfig]:
+    """Only ``edge_id`` and the ``uplink`` section (for tools that send without a camera)."""
+    try:
+        data = settings.layered(path, ENV_PREFIX, environ, overrides)
+    except settings.SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    edge_id = data.get("edge_id", EdgeConfig.model_fields["edge_id"].default)
+    if "uplink" not in data:
+        raise ConfigError("no uplink configured: give --cloud URL and --token (or a config file)")
+    try:
+        partial = EdgeConfig.model_validate(
+            {"edge_id": edge_id, "source": {"uri": "-"}, "uplink": data["uplink"]}
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid uplink configuration: {settings.describe_errors(exc.errors())}"
+        ) from None
+    assert partial.uplink is not None
+    return partial.edge_id, partial.uplink

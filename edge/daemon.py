@@ -13,8 +13,10 @@ from edge.embed import build_encoder
 from edge.pipeline import EdgePipeline, Outbox, StageTimes
 from edge.policy import EmissionPolicy
 from edge.runner import EdgeRunner, RunStats
-from edge.sink import FileSink, MessageSink, NullSink
+from edge.sink import FileSink, MessageSink, NullSink, SpoolSink
+from edge.spool import Spool
 from edge.status import StatusLine
+from edge.uplink import Uplink, UplinkRejected, UplinkThread
 from shared.vectors import create_codec
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class Agent:
     outbox: Outbox
     sink: MessageSink
     runner: EdgeRunner
+    uplink: UplinkThread | None = None
 
 
 def build_agent(
@@ -40,14 +43,36 @@ def build_agent(
     source = open_source(config.source)
     detector = Detector(config.detector)
     encoder = build_encoder(config.encoder)
-    codec = create_codec(config.codec, encoder.dim)
+    up = config.uplink
+    ladder = [create_codec(spec, encoder.dim) for spec in (up.ladder if up else ()) or ()]
+    codec = ladder[0] if ladder else create_codec(config.codec, encoder.dim)
     times = StageTimes()
     policy = EmissionPolicy(config.policy, config.source.camera_id)
-    pipeline = EdgePipeline(detector, encoder, codec, policy, config.crop.scale, times)
+    pipeline = EdgePipeline(
+        detector, encoder, codec, policy, config.crop.scale, times, ladder=ladder
+    )
+    uplink: UplinkThread | None = None
+    if sink is None and up is not None:
+        spool_sink = SpoolSink(Spool(up.spool_path, up.spool_max_bytes))
+
+        def adapt(rung: int, chattiness: float) -> None:
+            pipeline.use_codec(pipeline.ladder[rung])
+            policy.chattiness = chattiness
+
+        link = Uplink(
+            up,
+            config.edge_id,
+            spool_sink.spool,
+            lambda: spool_sink.hello,
+            ladder=[c.codec_id for c in pipeline.ladder],
+            on_adapt=adapt,
+        )
+        spool_sink.on_append = link.wake
+        uplink = UplinkThread(link)
+        sink = spool_sink
     if sink is None:
         sink = FileSink(config.sink.path) if config.sink is not None else NullSink()
-    first_seq = getattr(sink, "last_seq", 0) + 1
-    outbox = Outbox(config.edge_id, sink, first_seq=first_seq, times=times)
+    outbox = Outbox(config.edge_id, sink, times=times)
 
     def hello(frame: Frame) -> None:
         outbox.put(
@@ -63,11 +88,20 @@ def build_agent(
         on_first_frame=hello,
         max_frames=max_frames,
     )
-    return Agent(config, source, pipeline, outbox, sink, runner)
+    return Agent(config, source, pipeline, outbox, sink, runner, uplink)
 
 
 def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> RunStats:
-    """Run until the source ends or ``stop`` is set; the sink is flushed and closed."""
+    """Run until the source ends or ``stop`` is set; the sink is flushed and closed.
+
+    With an uplink, the spool keeps sending for ``uplink.drain_timeout_s`` after the source
+    ended (not after ``stop``); what is left stays spooled for the next start. Raises
+    :class:`~edge.uplink.UplinkRejected` when the cloud refused the edge.
+    """
+    uplink = agent.uplink
+    if uplink is not None:
+        uplink.on_fatal = lambda _exc: stop.set()
+        uplink.start()
     try:
         if status:
             with StatusLine(
@@ -77,7 +111,18 @@ def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> Ru
                 interval_s=agent.config.status_interval_s,
                 random_init=agent.pipeline.encoder.random_init,
             ):
-                return agent.runner.run(stop)
-        return agent.runner.run(stop)
+                stats = agent.runner.run(stop)
+        else:
+            stats = agent.runner.run(stop)
     finally:
         agent.sink.close()
+        if uplink is not None:
+            assert agent.config.uplink is not None
+            drain = 0.0 if stop.is_set() else agent.config.uplink.drain_timeout_s
+            if drain and uplink.alive:
+                logger.info("source ended: draining the spool (at most %.0f s)", drain)
+            uplink.stop(drain)
+            uplink.uplink.spool.close()
+    if uplink is not None and isinstance(uplink.error, UplinkRejected):
+        raise uplink.error
+    return stats

@@ -7,10 +7,11 @@ the vector codec; :class:`Outbox` numbers, stamps and encodes the messages. The 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from edge.detect import TrackingDetector
 from edge.embed import Encoder
 from edge.policy import EmbedRequest, EmissionPolicy
 from edge.sink import MessageSink
+from edge.spool import SpoolFull, priority_of
 from shared.codec import encode
 from shared.compression import Compressor
 from shared.messages import (
@@ -34,6 +36,8 @@ from shared.messages import (
     Message,
 )
 from shared.vectors import VectorCodec, fingerprint
+
+logger = logging.getLogger(__name__)
 
 Timed = tuple[int, Message]  # (capture time in us, message)
 
@@ -86,11 +90,19 @@ class EdgePipeline:
         policy: EmissionPolicy,
         crop_scale: float,
         times: StageTimes | None = None,
+        *,
+        ladder: Sequence[VectorCodec] = (),
     ) -> None:
-        if codec.dim != encoder.dim:
-            raise ValueError(
-                f"codec {codec.codec_id} encodes dim {codec.dim}, the encoder gives {encoder.dim}"
-            )
+        """``ladder``: every codec the uplink may switch to (announced in Hello); ``codec``
+        is used until :meth:`use_codec` picks another."""
+        self.ladder = tuple(ladder) or (codec,)
+        if codec not in self.ladder:
+            self.ladder = (codec, *self.ladder)
+        for c in self.ladder:
+            if c.dim != encoder.dim:
+                raise ValueError(
+                    f"codec {c.codec_id} encodes dim {c.dim}, the encoder gives {encoder.dim}"
+                )
         self.detector = detector
         self.encoder = encoder
         self.codec = codec
@@ -99,6 +111,12 @@ class EdgePipeline:
         self.crop_scale = crop_scale
         self.times = times or StageTimes()
         self.rois = 0
+
+    def use_codec(self, codec: VectorCodec) -> None:
+        """Switch the codec of later embeddings (called by the uplink's rate controller)."""
+        if codec not in self.ladder:
+            raise ValueError(f"codec {codec.codec_id} is not on the announced ladder")
+        self.codec, self.codec_fp = codec, fingerprint(codec)
 
     def detect(self, frame: Frame) -> tuple[list[Timed], list[EmbedJob]]:
         with self.times.measure("detect"):
@@ -128,11 +146,12 @@ class EdgePipeline:
         with self.times.measure("embed"):
             vectors = self.encoder.embed(np.stack([j.crop for j in jobs]))
         out: list[Timed] = []
+        codec, codec_fp = self.codec, self.codec_fp  # one codec per batch, even mid-switch
         with self.times.measure("codec"):
             keep = [
                 i for i, j in enumerate(jobs) if self.policy.on_embedding(j.request, vectors[i])
             ]
-            codes = self.codec.encode(vectors[keep]) if keep else None
+            codes = codec.encode(vectors[keep]) if keep else None
             for k, i in enumerate(keep):
                 r = jobs[i].request
                 assert codes is not None
@@ -146,7 +165,7 @@ class EdgePipeline:
                             r.class_id,
                             r.confidence,
                             r.box,
-                            self.codec_fp,
+                            codec_fp,
                             codes[k].tobytes(),
                         ),
                     )
@@ -168,7 +187,7 @@ class EdgePipeline:
             self.detector.name,
             self.encoder.name,
             self.encoder.dim,
-            (CodecRef(self.codec.codec_id, self.codec.content_hash),),
+            tuple(CodecRef(c.codec_id, c.content_hash) for c in self.ladder),
             (CameraInfo(self.policy.camera, frame.width, frame.height, min(fps or 0.0, 1000.0)),),
             self.encoder.random_init,
         )
@@ -178,6 +197,7 @@ class EdgePipeline:
 class OutboxStats:
     messages: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)  # the full spool kept older ones
 
     @property
     def total_messages(self) -> int:
@@ -189,43 +209,54 @@ class OutboxStats:
 
 
 class Outbox:
-    """Numbers (seq), stamps (send time) and encodes messages, then writes them to the sink."""
+    """Stamps and encodes messages and hands them to the sink, which numbers them (seq)."""
 
     def __init__(
         self,
         edge_id: str,
         sink: MessageSink,
         *,
-        first_seq: int = 1,
         compressor: Compressor | None = None,
         times: StageTimes | None = None,
     ) -> None:
         self.edge_id = edge_id
         self.sink = sink
         self.stats = OutboxStats()
-        self._seq = first_seq
         self._compressor = compressor or Compressor()
         self._times = times or StageTimes()
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
 
     def put(self, capture_ts_us: int, message: Message, *, control: bool = False) -> int:
-        """Send one message; control messages (Hello) carry seq 0 and are not numbered."""
-        with self._lock:
-            seq = 0 if control else self._seq
-            now = time.time_ns() // 1_000
+        """Send one message (returns its encoded size, 0 if the spool refused it); control
+        messages (Hello) carry seq 0 and are not numbered."""
+        name = type(message).__name__
+        size = 0
+
+        def make_frame(seq: int) -> bytes:
+            nonlocal size
             start = time.perf_counter()
+            now = time.time_ns() // 1_000
             frame = encode(
                 Envelope(self.edge_id, seq, capture_ts_us, now, message), self._compressor
             )
             self._times.add("encode", (time.perf_counter() - start) * 1e3)
-            self.sink.write(frame)
-            if not control:
-                self._seq += 1
-            name = type(message).__name__
+            size = len(frame)
+            return frame
+
+        with self._lock:
+            if control:
+                self.sink.control(message, make_frame(0))
+            else:
+                try:
+                    self.sink.append(priority_of(message), make_frame)
+                except SpoolFull as exc:
+                    self.stats.refused[name] += 1
+                    logger.warning("%s not spooled: %s", name, exc)
+                    return 0
             self.stats.messages[name] += 1
-            self.stats.bytes[name] += len(frame)
-            return len(frame)
+            self.stats.bytes[name] += size
+            return size
 
     def put_all(self, messages: list[Timed]) -> None:
         for ts, message in messages:

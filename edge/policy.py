@@ -13,6 +13,10 @@ none of this):
 - **counts**: a :class:`FrameCounts` every ``counts_every_frames`` frames (skipped when unchanged
   if ``counts_on_change``), and all boxes as :class:`Detections` every ``detections_every_frames``.
 
+Under uplink pressure the rate controller lowers :attr:`EmissionPolicy.chattiness` below 1:
+drift checks, keyframes, counts and boxes are then spaced out by ``1 / chattiness`` (first
+sightings and track ends are never held back).
+
 The policy is sans-IO and thread-safe: the detection thread calls :meth:`observe`, the encoder
 thread :meth:`on_embedding` / :meth:`on_skipped`.
 """
@@ -87,6 +91,10 @@ class EmissionPolicy:
         self._frames = 0
         self._last_counts: dict[int, int] | None = None
         self._lock = threading.Lock()
+        self.chattiness = 1.0  # set by the uplink's rate controller, in (0, 1]
+
+    def _stretch(self) -> float:
+        return 1.0 / min(max(self.chattiness, 1e-3), 1.0)
 
     @property
     def active_tracks(self) -> int:
@@ -133,10 +141,11 @@ class EmissionPolicy:
             return None
         if track.sent_vector is None:
             return EmitReason.FIRST_SIGHT if track.frames >= c.confirm_frames else None
-        if now - track.sent_us >= c.keyframe_interval_s * 1e6:
+        stretch = self._stretch()
+        if now - track.sent_us >= c.keyframe_interval_s * 1e6 * stretch:
             return EmitReason.KEYFRAME
         ratio = side / track.checked_side if track.checked_side else 1.0
-        if now - track.checked_us >= c.check_interval_s * 1e6 or not (
+        if now - track.checked_us >= c.check_interval_s * 1e6 * stretch or not (
             1.0 / c.recheck_scale < ratio < c.recheck_scale
         ):
             return EmitReason.DRIFT
@@ -206,12 +215,15 @@ class EmissionPolicy:
         c = self.config
         out: list[Message] = []
         n = self._frames
-        if c.counts_every_frames and n % c.counts_every_frames == 0:
+        stretch = self._stretch()
+        counts_every = round(c.counts_every_frames * stretch)
+        boxes_every = round(c.detections_every_frames * stretch)
+        if counts_every and n % counts_every == 0:
             counts = dict(Counter(int(v) for v in boxes.class_ids))
             if not (c.counts_on_change and counts == self._last_counts):
                 out.append(FrameCounts(self.camera, counts))
                 self._last_counts = counts
-        if c.detections_every_frames and n % c.detections_every_frames == 0 and len(boxes):
+        if boxes_every and n % boxes_every == 0 and len(boxes):
             if len(boxes) > MAX_DETECTIONS:  # a crowded frame: keep the most confident boxes
                 keep = np.argsort(-boxes.confidences, kind="stable")[:MAX_DETECTIONS]
                 boxes = FrameBoxes(

@@ -1,22 +1,38 @@
-"""Where encoded frames go: a message file now; the uplink implements the same protocol."""
+"""Where encoded frames go: a message file, nowhere (benchmarks), or the uplink's spool.
+
+A sink allocates the sequence number of each data message (``append``), so numbering stays
+continuous across restarts: a message file continues after its last seq, the spool keeps its
+counter. Control messages (Hello) carry seq 0 and go through ``control``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from edge.spool import Priority, Spool
 from shared.codec import decode
 from shared.errors import DecodeError
 from shared.framing import FrameWriter, read_frames
+from shared.messages import Message
 
 logger = logging.getLogger(__name__)
 
 
+MakeFrame = Callable[[int], bytes]  # seq -> encoded frame
+
+
 class MessageSink(Protocol):
-    def write(self, frame: bytes) -> None: ...
+    def append(self, priority: Priority, make_frame: MakeFrame) -> int:
+        """Allocate the next seq, build the frame with it and keep it; returns the seq."""
+        ...
+
+    def control(self, message: Message, frame: bytes) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -26,7 +42,15 @@ class MessageSink(Protocol):
 class NullSink:
     """Discards frames (benchmarks count bytes in the outbox)."""
 
-    def write(self, frame: bytes) -> None:
+    def __init__(self) -> None:
+        self.last_seq = 0
+
+    def append(self, priority: Priority, make_frame: MakeFrame) -> int:
+        self.last_seq += 1
+        make_frame(self.last_seq)
+        return self.last_seq
+
+    def control(self, message: Message, frame: bytes) -> None:
         pass
 
     def flush(self) -> None:
@@ -48,7 +72,16 @@ class FileSink:
         self._flush_s = flush_s
         self._flushed = time.monotonic()
 
-    def write(self, frame: bytes) -> None:
+    def append(self, priority: Priority, make_frame: MakeFrame) -> int:
+        seq = self.last_seq + 1
+        self._write(make_frame(seq))
+        self.last_seq = seq
+        return seq
+
+    def control(self, message: Message, frame: bytes) -> None:
+        self._write(frame)
+
+    def _write(self, frame: bytes) -> None:
         self._writer.write(frame)
         if time.monotonic() - self._flushed >= self._flush_s:
             self.flush()
@@ -73,3 +106,30 @@ def last_seq_in(path: Path) -> int:
         except DecodeError as exc:
             logger.warning("%s: stopped reading at a damaged record (%s)", path, exc)
     return last
+
+
+class SpoolSink:
+    """Hands messages to the uplink: data into the durable spool (committed before anything is
+    sent), the latest Hello kept for every (re)connection. ``on_append`` wakes the sender."""
+
+    def __init__(self, spool: Spool, on_append: Callable[[], None] | None = None) -> None:
+        self.spool = spool
+        self.on_append = on_append
+        self.hello: Message | None = None
+        self.hello_ready = threading.Event()
+
+    def append(self, priority: Priority, make_frame: MakeFrame) -> int:
+        seq = self.spool.append(priority, make_frame)
+        if self.on_append is not None:
+            self.on_append()
+        return seq
+
+    def control(self, message: Message, frame: bytes) -> None:
+        self.hello = message
+        self.hello_ready.set()
+
+    def flush(self) -> None:
+        pass  # every append is already committed
+
+    def close(self) -> None:
+        pass  # the uplink owns the spool and closes it

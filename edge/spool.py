@@ -204,6 +204,39 @@ class Spool:
             self._reload_totals()
             return cur.rowcount
 
+    def renumber(self, first_seq: int, reencode: Callable[[bytes, int], bytes]) -> int:
+        """Give every pending frame a new seq from ``first_seq`` on (same order), rebuilt with
+        ``reencode(frame, seq)``, and continue numbering after them. For a spool that was
+        reset while the cloud kept the old numbers: without this, the cloud would take new
+        frames for repeats of old ones. Returns how many frames were renumbered."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT seq, priority, frame FROM frames ORDER BY seq")
+                renamed = [
+                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i))
+                    for i, (_, prio, frame) in enumerate(rows.fetchall())
+                ]
+                self._db.execute("DELETE FROM frames")
+                self._db.executemany(
+                    "INSERT INTO frames (seq, priority, size, frame) VALUES (?, ?, ?, ?)",
+                    [(seq, prio, len(frame), frame) for seq, prio, frame in renamed],
+                )
+                next_seq = first_seq + len(renamed)
+                self._db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (next_seq,),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._reload_totals()
+            self._next_seq = next_seq
+            return len(renamed)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -12,6 +12,7 @@ from semcom.lazy import LazyGroup
 
 COMMANDS = {
     "edge": "edge.cli:edge",
+    "cloud": "cloud.cli:cloud",
     "bench": "semcom.bench:bench",
     "codec": "semcom.codec_cli:codec",
     "inspect": "semcom.inspect_cli:inspect",
@@ -43,6 +44,9 @@ def cli(log_level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if log_level.lower() != "debug":  # per-candidate ICE and per-request HTTP chatter
+        for name in ("aioice", "aiortc", "httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main() -> None:

@@ -1,0 +1,114 @@
+"""Composition root of ``semcom edge replay``: send a message stream without a camera.
+
+The stream is a recorded message file, the synthetic scene of :mod:`edge.loadgen`, or nothing
+(``drain``: just send what an earlier run left in the spool). Everything else is the real
+uplink: spool, outbox, transport, acks, rate control.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import UplinkConfig
+from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, replay_file
+from edge.pipeline import Outbox
+from edge.sink import SpoolSink
+from edge.spool import Spool
+from edge.uplink import Uplink, UplinkRejected, UplinkThread
+from shared.vectors import CodecSet, create_codec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayReport:
+    edge_id: str
+    source: str
+    elapsed_s: float = 0.0
+    messages: Counter[str] = field(default_factory=Counter)
+    bytes: int = 0
+    refused: int = 0
+    left_in_spool: int = 0
+    uplink: dict[str, object] = field(default_factory=dict)
+    ack_latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        out = dict(self.__dict__)
+        out["messages"] = dict(self.messages)
+        return json.dumps(out, indent=2, default=str)
+
+
+def run_replay(
+    edge_id: str,
+    config: UplinkConfig,
+    software_version: str,
+    *,
+    file: Path | None = None,
+    scene: SceneSpec | None = None,
+    seconds: float = 30.0,
+    dim: int = 768,
+    codebooks: tuple[Path, ...] = (),
+    rate: float | None = None,
+    stop: threading.Event | None = None,
+) -> ReplayReport:
+    stop = stop or threading.Event()
+    ladder = [create_codec(spec, dim) for spec in (config.ladder or ("f16",))]
+    choice = CodecChoice(ladder)
+    spool = Spool(config.spool_path, config.spool_max_bytes)
+    sink = SpoolSink(spool)
+    outbox = Outbox(edge_id, sink)
+    source = str(file) if file else ("synthetic" if scene else "drain")
+    report = ReplayReport(edge_id, source)
+    link = Uplink(
+        config,
+        edge_id,
+        spool,
+        lambda: sink.hello,
+        ladder=[c.codec_id for c in ladder],
+        on_adapt=choice.adapt,
+    )
+    sink.on_append = link.wake
+    thread = UplinkThread(link, on_fatal=lambda _exc: stop.set())
+    outbox.put(time.time_ns() // 1_000, choice.hello(software_version, "cam-synth"), control=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        if file is not None:
+            known = CodecSet([*ladder])
+            for path in codebooks:
+                known.add(create_codec(str(path), dim))
+            for codec_id in ("f32", "f16", "int8"):
+                known.add(create_codec(codec_id, dim))
+            report.messages = replay_file(file, outbox, choice, known, stop, rate)
+        elif scene is not None:
+            generator = SyntheticScene(scene, choice)
+            generator.run(outbox, seconds, stop)
+            report.messages = generator.sent
+        drain = 0.0 if stop.is_set() else config.drain_timeout_s
+        if drain:
+            logger.info("stream done: draining %d spooled messages", spool.pending)
+        thread.stop(drain)
+    finally:
+        thread.stop(0.0)
+        report.elapsed_s = round(time.monotonic() - start, 3)
+        report.bytes = outbox.stats.total_bytes
+        report.refused = sum(outbox.stats.refused.values())
+        report.left_in_spool = spool.pending
+        report.uplink = link.stats.snapshot()
+        lat = np.asarray(link.stats.ack_latency_ms)
+        if lat.size:
+            report.ack_latency_ms = {
+                f"p{q}": round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)
+            }
+        spool.close()
+    if isinstance(thread.error, UplinkRejected):
+        raise thread.error
+    return report

@@ -1,0 +1,472 @@
+"""The uplink: sends the spool to the cloud, keeps the link up, adapts to its capacity.
+
+One asyncio loop (in its own thread beside the pipeline's, see :class:`UplinkThread`):
+
+- **connect**: a new :class:`~edge.transport.Transport`, Hello on the control channel, wait for
+  HelloAck (whose watermark lets the spool forget what the cloud already has) or a fatal Error
+  (codec mismatch, version), which stops the uplink with :class:`UplinkRejected`;
+- **send**: spooled frames, most important and oldest first, in batches under 64 KiB, paced by
+  a token bucket at ``max_rate`` and held back while ``window_bytes`` are unacknowledged or the
+  transport's own buffer is not draining (the link is slower than the budget);
+- **receive**: Acks name the exact seqs the cloud committed, which leave the spool; a
+  non-fatal Error about one seq (a frame the cloud can never accept) drops that frame, counted;
+- **keep alive**: heartbeats; nothing heard for ``timeout_s`` means the link is dead;
+- **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
+  rate) and switches the pipeline's codec and chattiness through ``on_adapt``;
+- **reconnect** on any failure with exponential backoff and jitter; in-flight frames are simply
+  sent again on the next connection (the cloud ignores repeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edge.config import UplinkConfig
+from edge.errors import EdgeError
+from edge.ratecontrol import LadderController, LadderSettings, TokenBucket
+from edge.spool import Spool
+from edge.transport import AuthRejected, Transport, TransportError, make_transport
+from shared.codec import decode, encode
+from shared.errors import DecodeError
+from shared.framing import BATCH_MAGIC, pack_batch, unpack_batch
+from shared.messages import Ack, Envelope, Error, Heartbeat, HelloAck, Message
+
+logger = logging.getLogger(__name__)
+
+TransportFactory = Callable[[UplinkConfig, str], Transport]
+#: (rung index into the ladder, chattiness in (0, 1]) -> apply to the pipeline
+AdaptCallback = Callable[[int, float], None]
+
+
+class UplinkRejected(EdgeError):
+    """The cloud refused this edge for good (token, codec, version): fix the configuration."""
+
+
+@dataclass
+class UplinkStats:
+    state: str = "starting"  # connecting / connected / backoff / rejected / stopped
+    connects: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    acked_frames: int = 0
+    acked_bytes: int = 0
+    rejected_frames: int = 0
+    ack_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    codec_steps: list[dict[str, object]] = field(default_factory=list)
+    delivered_bps: float = 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        out["failures"] = dict(self.failures)
+        out.pop("ack_latency_ms")
+        return out
+
+
+def _reseq(frame: bytes, seq: int) -> bytes:
+    return encode(dataclasses.replace(decode(frame), seq=seq))
+
+
+class Uplink:
+    def __init__(
+        self,
+        config: UplinkConfig,
+        edge_id: str,
+        spool: Spool,
+        hello: Callable[[], Message | None],
+        *,
+        ladder: Sequence[str] = (),
+        on_adapt: AdaptCallback | None = None,
+        transport_factory: TransportFactory = make_transport,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.edge_id = edge_id
+        self.spool = spool
+        self.hello = hello
+        self.on_adapt = on_adapt
+        self.transport_factory = transport_factory
+        self.clock = clock
+        self.stats = UplinkStats()
+        now = clock()
+        self.bucket = (
+            TokenBucket(config.max_rate, config.burst_bytes, now) if config.max_rate else None
+        )
+        self.ladder = LadderController(
+            ladder or ("default",),
+            LadderSettings(
+                high_water_s=config.high_water_s,
+                low_water_s=config.low_water_s,
+                hold_s=config.hold_s,
+                min_dwell_s=max(config.high_water_s, 0.5),
+            ),
+            now,
+        )
+        self._rung = (0, 1.0)
+        self._start = now
+        self._in_flight: dict[int, tuple[int, float]] = {}  # seq -> (size, sent at)
+        self._in_flight_bytes = 0
+        self._acked: deque[tuple[float, int]] = deque()  # (time, bytes) of recent acks
+        self._limited_at = -1e9  # last time the link, not the budget, held sending back
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._drain_deadline: float | None = None
+
+    # ------------------------------------------------------------------ control from outside
+
+    def wake(self) -> None:
+        """Thread-safe: new frames were spooled."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def request_stop(self, drain_s: float = 0.0) -> None:
+        """Thread-safe: stop now (``drain_s`` 0) or once the spool is empty, at most
+        ``drain_s`` seconds from now."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def _request() -> None:
+            if drain_s <= 0:
+                assert self._stop is not None
+                self._stop.set()
+            else:
+                self._drain_deadline = self.clock() + drain_s
+            assert self._wake is not None
+            self._wake.set()
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_request)
+
+    def _done(self) -> bool:
+        assert self._stop is not None
+        if self._stop.is_set():
+            return True
+        deadline = self._drain_deadline
+        return deadline is not None and (self.spool.pending == 0 or self.clock() >= deadline)
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        """Connect, send and reconnect until stopped; raises :class:`UplinkRejected` when the
+        cloud refuses this edge for good."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        cfg = self.config
+        delay = cfg.reconnect_initial_s
+        try:
+            while not self._done():
+                hello = self.hello()
+                if hello is None:  # the pipeline has not seen its first frame yet
+                    await self._sleep(0.1)
+                    continue
+                transport = self.transport_factory(cfg, self.edge_id)
+                self.stats.state = "connecting"
+                try:
+                    await asyncio.wait_for(self._open(transport, hello), cfg.connect_timeout_s)
+                    delay = cfg.reconnect_initial_s
+                    self.stats.state = "connected"
+                    self.stats.connects += 1
+                    logger.info(
+                        "uplink connected to %s over %s (%d messages spooled)",
+                        cfg.cloud,
+                        transport.name,
+                        self.spool.pending,
+                    )
+                    await self._session(transport)
+                except AuthRejected as exc:
+                    self.stats.state = "rejected"
+                    self.stats.last_error = str(exc)
+                    raise UplinkRejected(str(exc)) from None
+                except UplinkRejected as exc:
+                    self.stats.state = "rejected"
+                    self.stats.last_error = str(exc)
+                    raise
+                except (TransportError, TimeoutError, OSError, DecodeError) as exc:
+                    reason = str(exc) or type(exc).__name__
+                    if isinstance(exc, TimeoutError):
+                        reason = f"no connection within {cfg.connect_timeout_s:g} s"
+                    self.stats.failures[type(exc).__name__] += 1
+                    self.stats.last_error = reason
+                finally:
+                    await transport.close()
+                    self._forget_in_flight()
+                if self._done():
+                    break
+                pause = delay * random.uniform(0.5, 1.0)  # jitter: a fleet does not stampede
+                self.stats.state = "backoff"
+                logger.warning(
+                    "uplink to %s: %s; retrying in %.1f s", cfg.cloud, self.stats.last_error, pause
+                )
+                await self._sleep(pause)
+                delay = min(delay * 2, cfg.reconnect_max_s)
+        finally:
+            if self.stats.state != "rejected":
+                self.stats.state = "stopped"
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early for a stop request."""
+        assert self._wake is not None
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _forget_in_flight(self) -> None:
+        self._in_flight.clear()
+        self._in_flight_bytes = 0
+
+    def _frame(self, message: Message) -> bytes:
+        now = time.time_ns() // 1_000
+        return encode(Envelope(self.edge_id, 0, now, now, message))
+
+    async def _open(self, transport: Transport, hello: Message) -> None:
+        await transport.connect()
+        await transport.send_control(self._frame(hello))
+        while True:
+            for env in self._decode_all(await transport.recv()):
+                if isinstance(env.message, HelloAck):
+                    await self._on_hello_ack(env.message)
+                    return
+                if isinstance(env.message, Error):
+                    self._on_error(env.message)
+
+    async def _on_hello_ack(self, ack: HelloAck) -> None:
+        mark = ack.last_seq
+        if mark >= self.spool.next_seq:
+            logger.error(
+                "the cloud already holds seqs up to %d but this spool only numbered up to %d: "
+                "the spool was reset; renumbering its %d pending messages after %d",
+                mark,
+                self.spool.next_seq - 1,
+                self.spool.pending,
+                mark,
+            )
+            await asyncio.to_thread(self.spool.renumber, mark + 1, _reseq)
+        await asyncio.to_thread(self.spool.ack_through, mark)
+
+    def _decode_all(self, data: bytes) -> list[Envelope]:
+        try:
+            frames = unpack_batch(data) if data.startswith(BATCH_MAGIC) else [data]
+        except DecodeError as exc:
+            logger.warning("undecodable batch from the cloud: %s", exc)
+            return []
+        out = []
+        for frame in frames:
+            try:
+                out.append(decode(frame))
+            except DecodeError as exc:
+                logger.warning("undecodable frame from the cloud: %s", exc)
+        return out
+
+    def _on_error(self, error: Error) -> None:
+        text = f"cloud error {error.code.name}: {error.message}"
+        if error.fatal:
+            raise UplinkRejected(text)
+        logger.error("%s%s", text, f" (seq {error.ref_seq})" if error.ref_seq else "")
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _session(self, transport: Transport) -> None:
+        self._heard = self.clock()
+        tasks = [
+            asyncio.ensure_future(self._receiver(transport)),
+            asyncio.ensure_future(self._sender(transport)),
+            asyncio.ensure_future(self._keeper(transport)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise a failure
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receiver(self, transport: Transport) -> None:
+        while True:
+            data = await transport.recv()
+            self._heard = self.clock()
+            for env in self._decode_all(data):
+                message = env.message
+                if isinstance(message, Ack):
+                    await self._on_ack(message)
+                elif isinstance(message, Error):
+                    self._on_error(message)
+                    if message.ref_seq:
+                        # the cloud will never take this frame: drop it rather than loop on it
+                        removed = await asyncio.to_thread(self.spool.ack, [message.ref_seq])
+                        self.stats.rejected_frames += removed
+                        self._settle(message.ref_seq)
+
+    def _settle(self, seq: int) -> int:
+        info = self._in_flight.pop(seq, None)
+        if info is None:
+            return 0
+        self._in_flight_bytes -= info[0]
+        return info[0]
+
+    async def _on_ack(self, ack: Ack) -> None:
+        seqs = ack.seqs()
+        await asyncio.to_thread(self.spool.ack, seqs)
+        now = self.clock()
+        acked = 0
+        for seq in seqs:
+            info = self._in_flight.get(seq)
+            size = self._settle(seq)
+            if info is not None:
+                acked += size
+                self.stats.ack_latency_ms.append((now - info[1]) * 1e3)
+                self.stats.acked_frames += 1
+        self.stats.acked_bytes += acked
+        self._acked.append((now, acked))
+        assert self._wake is not None
+        self._wake.set()
+
+    def _batch_budget(self) -> int:
+        budget = self.config.batch_bytes
+        if self.bucket is not None:
+            # a quarter second of budget per batch keeps the pacing smooth at low rates
+            budget = min(budget, max(self.config.burst_bytes, int(self.bucket.rate_Bps * 0.25)))
+        return budget
+
+    async def _sender(self, transport: Transport) -> None:
+        cfg = self.config
+        assert self._wake is not None
+        while True:
+            if self._done():
+                return
+            if self._in_flight_bytes >= cfg.window_bytes or transport.buffered > cfg.batch_bytes:
+                self._limited_at = self.clock()
+                await self._sleep(0.02)
+                continue
+            frames = await asyncio.to_thread(
+                self.spool.peek, self._batch_budget(), tuple(self._in_flight)
+            )
+            if not frames:
+                await self._sleep(0.25)
+                continue
+            payload = frames[0][1] if len(frames) == 1 else pack_batch(f for _, f in frames)
+            size = len(payload)
+            if self.bucket is not None:
+                wait = self.bucket.delay(size, self.clock())
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.bucket.consume(size, self.clock())
+            await transport.send_data(payload)
+            now = self.clock()
+            for seq, frame in frames:
+                self._in_flight[seq] = (len(frame), now)
+                self._in_flight_bytes += len(frame)
+            self.stats.sent_frames += len(frames)
+            self.stats.sent_bytes += size
+
+    def _delivered_bps(self, now: float) -> float:
+        """What the link delivers: the budget, unless acks show the link is slower."""
+        span = 2.0
+        while self._acked and self._acked[0][0] < now - span:
+            self._acked.popleft()
+        measured = sum(b for _, b in self._acked) * 8.0 / span
+        budget = self.config.max_rate
+        if now - self._limited_at < span and measured > 0:
+            return min(measured, budget) if budget else measured
+        if budget:
+            return budget
+        return max(measured, 1e6)
+
+    async def _keeper(self, transport: Transport) -> None:
+        cfg = self.config
+        next_beat = self.clock()
+        while True:
+            if self._done():
+                return
+            now = self.clock()
+            if now - self._heard > cfg.timeout_s:
+                raise TransportError(f"nothing heard from the cloud in {cfg.timeout_s:g} s")
+            if now >= next_beat:
+                rate = self._delivered_bps(now)
+                beat = Heartbeat(min(self.spool.pending, 2**32 - 1), min(rate, 1e12))
+                await transport.send_control(self._frame(beat))
+                next_beat = now + cfg.heartbeat_s
+            self._adapt(now)
+            await asyncio.sleep(0.25)
+
+    def _adapt(self, now: float) -> None:
+        delivered = self._delivered_bps(now)
+        self.stats.delivered_bps = delivered
+        before = len(self.ladder.steps)
+        self.ladder.update(self.spool.pending_bytes, delivered, now)
+        rung = (min(self.ladder.rung, len(self.ladder.rungs) - 1), self.ladder.chattiness)
+        for t, frm, to in self.ladder.steps[before:]:
+            step = {"t_s": round(t - self._start, 3), "from": frm, "to": to}
+            self.stats.codec_steps.append(step)
+            logger.info(
+                "uplink: %s -> %s (backlog %d B at %.0f bit/s)",
+                frm,
+                to,
+                self.spool.pending_bytes,
+                delivered,
+            )
+        if rung != self._rung:
+            self._rung = rung
+            if self.on_adapt is not None:
+                self.on_adapt(*rung)
+
+
+class UplinkThread:
+    """Runs an :class:`Uplink` on its own event loop in a background thread."""
+
+    def __init__(self, uplink: Uplink, on_fatal: Callable[[BaseException], None] | None = None):
+        self.uplink = uplink
+        self.on_fatal = on_fatal
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="uplink", daemon=True)
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(5.0)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            task = asyncio.ensure_future(self.uplink.run())
+            await asyncio.sleep(0)
+            self._started.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except UplinkRejected as exc:
+            self.error = exc
+            logger.error("uplink stopped: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+        except Exception as exc:  # a bug: report it, never die silently
+            self.error = exc
+            logger.exception("uplink crashed")
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+        finally:
+            self._started.set()
+
+    def stop(self, drain_s: float = 0.0) -> None:
+        """Stop (after draining the spool for at most ``drain_s``) and wait for the thread."""
+        self.uplink.request_stop(drain_s)
+        self._thread.join(timeout=drain_s + 15.0)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
