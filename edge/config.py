@@ -251,13 +251,12 @@ class UplinkConfig(_Model):
         description="Codec ladder, richest first, e.g. [f16, int8, pq.npz]; the controller "
         "steps down it when the backlog grows (default: just `codec`).",
     )
-    high_water_s: float = Field(
-        0.8, gt=0, description="Queue delay (backlog / delivered rate) that steps the ladder down."
+    target_delay_s: float = Field(
+        0.3,
+        gt=0,
+        description="Queue delay (spool backlog / delivered rate) the codec ladder aims at: "
+        "longer moves embeddings to cheaper codecs, shorter to richer ones.",
     )
-    low_water_s: float = Field(
-        0.2, gt=0, description="Queue delay under which the ladder may step back up."
-    )
-    hold_s: float = Field(2.0, ge=0, description="Calm time before stepping up (s).")
     batch_bytes: int = Field(
         60_000, ge=1024, le=65_000, description="Largest data-channel message (batch of frames)."
     )

@@ -12,6 +12,7 @@ from edge.detect import Detector
 from edge.embed import build_encoder
 from edge.pipeline import EdgePipeline, Outbox, StageTimes
 from edge.policy import EmissionPolicy
+from edge.ratecontrol import EMBEDDING_OVERHEAD
 from edge.runner import EdgeRunner, RunStats
 from edge.sink import FileSink, MessageSink, NullSink, SpoolSink
 from edge.spool import Spool
@@ -55,8 +56,7 @@ def build_agent(
     if sink is None and up is not None:
         spool_sink = SpoolSink(Spool(up.spool_path, up.spool_max_bytes))
 
-        def adapt(rung: int, chattiness: float) -> None:
-            pipeline.use_codec(pipeline.ladder[rung])
+        def adapt(chattiness: float) -> None:
             policy.chattiness = chattiness
 
         link = Uplink(
@@ -65,9 +65,11 @@ def build_agent(
             spool_sink.spool,
             lambda: spool_sink.hello,
             ladder=[c.codec_id for c in pipeline.ladder],
+            rung_bytes=[c.code_bytes + EMBEDDING_OVERHEAD for c in pipeline.ladder],
             on_adapt=adapt,
         )
-        spool_sink.on_append = link.wake
+        spool_sink.on_append = link.spooled
+        pipeline.pick_rung = link.ladder.pick
         uplink = UplinkThread(link)
         sink = spool_sink
     if sink is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +45,19 @@ from shared.vectors import CodecSet, VectorCodec, fingerprint
 
 
 class CodecChoice:
-    """The codec embeddings are encoded with now; the uplink's ``on_adapt`` switches it."""
+    """The codec each embedding is encoded with: the ladder rung the uplink's controller picks
+    (``pick_rung``), or the first rung; ``adapt`` takes the controller's chattiness."""
 
     def __init__(self, ladder: list[VectorCodec]) -> None:
         self.ladder = ladder
-        self.current = ladder[0]
+        self.pick_rung: Callable[[], int] | None = None
         self.chattiness = 1.0
 
-    def adapt(self, rung: int, chattiness: float) -> None:
-        self.current = self.ladder[rung]
+    @property
+    def current(self) -> VectorCodec:
+        return self.ladder[self.pick_rung() if self.pick_rung is not None else 0]
+
+    def adapt(self, chattiness: float) -> None:
         self.chattiness = chattiness
 
     def hello(self, software_version: str, camera: str, random_init: bool = True) -> Hello:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -94,7 +94,7 @@ class EdgePipeline:
         ladder: Sequence[VectorCodec] = (),
     ) -> None:
         """``ladder``: every codec the uplink may switch to (announced in Hello); ``codec``
-        is used until :meth:`use_codec` picks another."""
+        is used unless ``pick_rung`` is set."""
         self.ladder = tuple(ladder) or (codec,)
         if codec not in self.ladder:
             self.ladder = (codec, *self.ladder)
@@ -107,16 +107,12 @@ class EdgePipeline:
         self.encoder = encoder
         self.codec = codec
         self.codec_fp = fingerprint(codec)
+        #: when set (by the uplink's rate controller), picks the ladder rung of each batch
+        self.pick_rung: Callable[[], int] | None = None
         self.policy = policy
         self.crop_scale = crop_scale
         self.times = times or StageTimes()
         self.rois = 0
-
-    def use_codec(self, codec: VectorCodec) -> None:
-        """Switch the codec of later embeddings (called by the uplink's rate controller)."""
-        if codec not in self.ladder:
-            raise ValueError(f"codec {codec.codec_id} is not on the announced ladder")
-        self.codec, self.codec_fp = codec, fingerprint(codec)
 
     def detect(self, frame: Frame) -> tuple[list[Timed], list[EmbedJob]]:
         with self.times.measure("detect"):
@@ -146,7 +142,11 @@ class EdgePipeline:
         with self.times.measure("embed"):
             vectors = self.encoder.embed(np.stack([j.crop for j in jobs]))
         out: list[Timed] = []
-        codec, codec_fp = self.codec, self.codec_fp  # one codec per batch, even mid-switch
+        if self.pick_rung is not None:
+            codec = self.ladder[self.pick_rung()]
+            codec_fp = fingerprint(codec)
+        else:
+            codec, codec_fp = self.codec, self.codec_fp
         with self.times.measure("codec"):
             keep = [
                 i for i, j in enumerate(jobs) if self.policy.on_embedding(j.request, vectors[i])

@@ -20,6 +20,7 @@ import numpy as np
 from edge.config import UplinkConfig
 from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, replay_file
 from edge.pipeline import Outbox
+from edge.ratecontrol import EMBEDDING_OVERHEAD
 from edge.sink import SpoolSink
 from edge.spool import Spool
 from edge.uplink import Uplink, UplinkRejected, UplinkThread
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 class ReplayReport:
     edge_id: str
     source: str
+    started_us: int = 0  # wall clock when the uplink started (codec_steps t_s count from it)
     elapsed_s: float = 0.0
     messages: Counter[str] = field(default_factory=Counter)
     bytes: int = 0
@@ -66,16 +68,18 @@ def run_replay(
     sink = SpoolSink(spool)
     outbox = Outbox(edge_id, sink)
     source = str(file) if file else ("synthetic" if scene else "drain")
-    report = ReplayReport(edge_id, source)
+    report = ReplayReport(edge_id, source, time.time_ns() // 1_000)
     link = Uplink(
         config,
         edge_id,
         spool,
         lambda: sink.hello,
         ladder=[c.codec_id for c in ladder],
+        rung_bytes=[c.code_bytes + EMBEDDING_OVERHEAD for c in ladder],
         on_adapt=choice.adapt,
     )
-    sink.on_append = link.wake
+    sink.on_append = link.spooled
+    choice.pick_rung = link.ladder.pick
     thread = UplinkThread(link, on_fatal=lambda _exc: stop.set())
     outbox.put(time.time_ns() // 1_000, choice.hello(software_version, "cam-synth"), control=True)
     thread.start()

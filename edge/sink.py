@@ -110,18 +110,27 @@ def last_seq_in(path: Path) -> int:
 
 class SpoolSink:
     """Hands messages to the uplink: data into the durable spool (committed before anything is
-    sent), the latest Hello kept for every (re)connection. ``on_append`` wakes the sender."""
+    sent), the latest Hello kept for every (re)connection. ``on_append(priority, size)`` tells
+    the uplink (wakes its sender, feeds its load meter)."""
 
-    def __init__(self, spool: Spool, on_append: Callable[[], None] | None = None) -> None:
+    def __init__(self, spool: Spool, on_append: Callable[[Priority, int], None] | None = None):
         self.spool = spool
         self.on_append = on_append
         self.hello: Message | None = None
         self.hello_ready = threading.Event()
 
     def append(self, priority: Priority, make_frame: MakeFrame) -> int:
-        seq = self.spool.append(priority, make_frame)
+        size = 0
+
+        def sized(seq: int) -> bytes:
+            nonlocal size
+            frame = make_frame(seq)
+            size = len(frame)
+            return frame
+
+        seq = self.spool.append(priority, sized)
         if self.on_append is not None:
-            self.on_append()
+            self.on_append(priority, size)
         return seq
 
     def control(self, message: Message, frame: bytes) -> None:

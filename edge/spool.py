@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from enum import IntEnum
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS frames (
     seq INTEGER PRIMARY KEY,
     priority INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    frame BLOB NOT NULL
+    frame BLOB NOT NULL,
+    created REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS frames_by_priority ON frames (priority, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -81,6 +83,9 @@ class Spool:
         # FULL: a committed frame survives power loss; NORMAL: survives a process crash only.
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
+        if "created" not in columns:  # a spool written before frames had a creation time
+            self._db.execute("ALTER TABLE frames ADD COLUMN created REAL NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
@@ -120,8 +125,9 @@ class Spool:
             try:
                 self._make_room(priority, size)
                 self._db.execute(
-                    "INSERT INTO frames (seq, priority, size, frame) VALUES (?, ?, ?, ?)",
-                    (seq, int(priority), size, frame),
+                    "INSERT INTO frames (seq, priority, size, frame, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (seq, int(priority), size, frame, time.time()),
                 )
                 self._db.execute(
                     "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "
@@ -162,6 +168,12 @@ class Spool:
     def _reload_totals(self) -> None:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
         self._bytes, self._count = int(row[0]), int(row[1])
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest pending frame has waited (0 when none is pending)."""
+        with self._lock:
+            row = self._db.execute("SELECT created FROM frames ORDER BY seq LIMIT 1").fetchone()
+        return max(0.0, time.time() - float(row[0])) if row and row[0] else 0.0
 
     def peek(self, max_bytes: int, exclude: Iterable[int] = ()) -> list[tuple[int, bytes]]:
         """Frames to send next, most important and oldest first, up to ``max_bytes`` in total
@@ -212,15 +224,18 @@ class Spool:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                rows = self._db.execute("SELECT seq, priority, frame FROM frames ORDER BY seq")
+                rows = self._db.execute(
+                    "SELECT seq, priority, frame, created FROM frames ORDER BY seq"
+                )
                 renamed = [
-                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i))
-                    for i, (_, prio, frame) in enumerate(rows.fetchall())
+                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i), created)
+                    for i, (_, prio, frame, created) in enumerate(rows.fetchall())
                 ]
                 self._db.execute("DELETE FROM frames")
                 self._db.executemany(
-                    "INSERT INTO frames (seq, priority, size, frame) VALUES (?, ?, ?, ?)",
-                    [(seq, prio, len(frame), frame) for seq, prio, frame in renamed],
+                    "INSERT INTO frames (seq, priority, size, frame, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(seq, prio, len(frame), frame, c) for seq, prio, frame, c in renamed],
                 )
                 next_seq = first_seq + len(renamed)
                 self._db.execute(

@@ -12,7 +12,8 @@ One asyncio loop (in its own thread beside the pipeline's, see :class:`UplinkThr
   non-fatal Error about one seq (a frame the cloud can never accept) drops that frame, counted;
 - **keep alive**: heartbeats; nothing heard for ``timeout_s`` means the link is dead;
 - **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
-  rate) and switches the pipeline's codec and chattiness through ``on_adapt``;
+  rate); the pipeline asks ``uplink.ladder.pick()`` which codec each embedding batch uses, and
+  ``on_adapt`` passes the emission policy's chattiness;
 - **reconnect** on any failure with exponential backoff and jitter; in-flight frames are simply
   sent again on the next connection (the cloud ignores repeats).
 """
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 
 from edge.config import UplinkConfig
 from edge.errors import EdgeError
-from edge.ratecontrol import LadderController, LadderSettings, TokenBucket
-from edge.spool import Spool
+from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket
+from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from shared.codec import decode, encode
 from shared.errors import DecodeError
@@ -43,8 +44,8 @@ from shared.messages import Ack, Envelope, Error, Heartbeat, HelloAck, Message
 logger = logging.getLogger(__name__)
 
 TransportFactory = Callable[[UplinkConfig, str], Transport]
-#: (rung index into the ladder, chattiness in (0, 1]) -> apply to the pipeline
-AdaptCallback = Callable[[int, float], None]
+#: chattiness in (0, 1] -> apply to the emission policy
+AdaptCallback = Callable[[float], None]
 
 
 class UplinkRejected(EdgeError):
@@ -86,6 +87,7 @@ class Uplink:
         hello: Callable[[], Message | None],
         *,
         ladder: Sequence[str] = (),
+        rung_bytes: Sequence[int] = (),
         on_adapt: AdaptCallback | None = None,
         transport_factory: TransportFactory = make_transport,
         clock: Callable[[], float] = time.monotonic,
@@ -104,15 +106,12 @@ class Uplink:
         )
         self.ladder = LadderController(
             ladder or ("default",),
-            LadderSettings(
-                high_water_s=config.high_water_s,
-                low_water_s=config.low_water_s,
-                hold_s=config.hold_s,
-                min_dwell_s=max(config.high_water_s, 0.5),
-            ),
+            LadderSettings(target_delay_s=config.target_delay_s),
             now,
+            rung_bytes,
         )
-        self._rung = (0, 1.0)
+        self.load = LoadMeter()
+        self._chattiness = 1.0
         self._start = now
         self._in_flight: dict[int, tuple[int, float]] = {}  # seq -> (size, sent at)
         self._in_flight_bytes = 0
@@ -124,6 +123,12 @@ class Uplink:
         self._drain_deadline: float | None = None
 
     # ------------------------------------------------------------------ control from outside
+
+    def spooled(self, priority: Priority, size: int) -> None:
+        """Thread-safe: the pipeline spooled a frame (feeds the load meter, wakes the sender)."""
+        embedding = priority in (Priority.FIRST_SIGHT, Priority.EMBEDDING_UPDATE)
+        self.load.add(self.clock(), embedding, size)
+        self.wake()
 
     def wake(self) -> None:
         """Thread-safe: new frames were spooled."""
@@ -339,8 +344,8 @@ class Uplink:
     def _batch_budget(self) -> int:
         budget = self.config.batch_bytes
         if self.bucket is not None:
-            # a quarter second of budget per batch keeps the pacing smooth at low rates
-            budget = min(budget, max(self.config.burst_bytes, int(self.bucket.rate_Bps * 0.25)))
+            # a tenth of a second of budget per batch: smooth pacing, little batching delay
+            budget = min(budget, max(2048, int(self.bucket.rate_Bps * 0.1)))
         return budget
 
     async def _sender(self, transport: Transport) -> None:
@@ -408,8 +413,9 @@ class Uplink:
         delivered = self._delivered_bps(now)
         self.stats.delivered_bps = delivered
         before = len(self.ladder.steps)
-        self.ladder.update(self.spool.pending_bytes, delivered, now)
-        rung = (min(self.ladder.rung, len(self.ladder.rungs) - 1), self.ladder.chattiness)
+        embeddings, other = self.load.rates(now)
+        delay = max(self.spool.pending_bytes * 8.0 / delivered, self.spool.oldest_age())
+        self.ladder.update(delay, delivered, now, embeddings, other)
         for t, frm, to in self.ladder.steps[before:]:
             step = {"t_s": round(t - self._start, 3), "from": frm, "to": to}
             self.stats.codec_steps.append(step)
@@ -420,10 +426,11 @@ class Uplink:
                 self.spool.pending_bytes,
                 delivered,
             )
-        if rung != self._rung:
-            self._rung = rung
+        chattiness = round(self.ladder.chattiness, 2)
+        if chattiness != self._chattiness:
+            self._chattiness = chattiness
             if self.on_adapt is not None:
-                self.on_adapt(*rung)
+                self.on_adapt(chattiness)
 
 
 class UplinkThread:

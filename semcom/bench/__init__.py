@@ -8,7 +8,12 @@ from semcom.lazy import LazyGroup
 
 
 @click.group(
-    cls=LazyGroup, lazy={"codec": "semcom.bench.codec:command", "edge": "semcom.bench.edge:command"}
+    cls=LazyGroup,
+    lazy={
+        "codec": "semcom.bench.codec:command",
+        "edge": "semcom.bench.edge:command",
+        "link": "semcom.bench.link:command",
+    },
 )
 def bench() -> None:
     """Measure sizes and speeds (figures come from this run, on this machine)."""
