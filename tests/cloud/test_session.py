@@ -21,6 +21,7 @@ from shared.messages import (
     Error,
     ErrorCode,
     FrameCounts,
+    Heartbeat,
     Hello,
     HelloAck,
 )
@@ -167,3 +168,13 @@ def test_racing_sessions_store_each_frame_once(journal: Journal) -> None:
     assert journal.count("edge-01") == 200
     assert sum(len(r.stored) for r in results) == 200
     assert journal.watermark("edge-01") == 200
+
+
+def test_heartbeats_are_answered_and_never_stored(journal: Journal) -> None:
+    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+    replies(session, hello())
+    beat = encode(Envelope("edge-01", 0, 7, 7, Heartbeat(12, 256_000.0)))
+    [answer] = replies(session, beat)
+    assert isinstance(answer, Heartbeat)
+    assert session.edge_backlog == 12
+    assert journal.count("edge-01") == 0

@@ -166,6 +166,12 @@ def test_deploy_example_config_is_valid() -> None:
     config = load_config(path, environ={})
     assert config.edge_id == "junction-7"
     assert isinstance(config.encoder, OnnxEncoderConfig)
+    assert config.uplink is not None
+    assert config.uplink.max_rate == 200_000.0
+    assert config.uplink.spool_max_bytes == 256 * 1024 * 1024
+    token = load_config(path, environ={"SEMCOM_EDGE__UPLINK__TOKEN": "from-env"}).uplink
+    assert token is not None
+    assert token.token.get_secret_value() == "from-env"
 
 
 def test_live_source_reopens_after_the_stream_ends(tiny_video: Path) -> None:

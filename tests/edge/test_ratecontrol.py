@@ -69,7 +69,7 @@ def test_ladder_dithers_between_rungs_to_fill_the_budget() -> None:
 
 def test_ladder_goes_quiet_when_even_the_cheapest_codec_is_too_much() -> None:
     ladder = LadderController(RUNGS, LadderSettings(), 0.0, SIZES)
-    utilisation, delay = _simulate(ladder, 16_000.0, 40.0, 60.0)  # 2 kB/s for 4 kB/s of pq
+    _, delay = _simulate(ladder, 16_000.0, 40.0, 60.0)  # 2 kB/s for 4 kB/s of pq
     assert ladder.codec == "pq32x8"
     assert ladder.chattiness < 1.0
     assert ladder.steps[-1][2] == "pq32x8+quiet"

@@ -115,3 +115,31 @@ def test_priorities_of_messages() -> None:
     assert priority_of(TrackEnd("c", 1, 0, 1, 2, {}, ())) is Priority.TRACK_END
     assert priority_of(Detections("c", (), (), (), ())) is Priority.BOXES
     assert priority_of(FrameCounts("c", {})) is Priority.COUNTS
+
+
+def test_renumber_after_a_reset_spool_keeps_order_and_content(tmp_path: Path) -> None:
+    from shared.codec import decode, encode
+    from shared.messages import Envelope, FrameCounts
+
+    spool = Spool(tmp_path / "s.db")
+
+    def frame(seq: int, n: int) -> bytes:
+        return encode(Envelope("e", seq, 1_000 + n, 1_000 + n, FrameCounts("cam", {2: n})))
+
+    for n in range(3):
+        spool.append(Priority.COUNTS, lambda seq, n=n: frame(seq, n))
+    assert spool.oldest_age() >= 0.0
+
+    def reseq(data: bytes, seq: int) -> bytes:
+        import dataclasses
+
+        return encode(dataclasses.replace(decode(data), seq=seq))
+
+    assert spool.renumber(101, reseq) == 3
+    frames = spool.peek(1 << 20)
+    assert [s for s, _ in frames] == [101, 102, 103]
+    assert [decode(f).seq for _, f in frames] == [101, 102, 103]
+    assert [decode(f).message.counts for _, f in frames] == [{2: 0}, {2: 1}, {2: 2}]
+    assert spool.append(Priority.COUNTS, lambda seq: frame(seq, 9)) == 104
+    spool.close()
+    assert Spool(tmp_path / "s.db").next_seq == 105

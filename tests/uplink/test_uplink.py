@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -60,7 +61,8 @@ def test_handshake_sends_everything_once_and_acks_empty_the_spool(
     again = EdgeThread(uplink_config(cloud, tmp_path, transport=transport))
     again.start()
     again.join(30)
-    assert again.error is None and again.report is not None
+    assert again.error is None
+    assert again.report is not None
     assert again.report.uplink["sent_frames"] == 0
     assert len(cloud.stored()) == len(stored)
 
@@ -137,7 +139,8 @@ def test_cloud_killed_mid_stream_and_restarted_stores_everything_once(
     cloud.start()  # same port, same database
     edge.join(90)
     assert edge.error is None, edge.error
-    assert edge.report is not None and edge.report.left_in_spool == 0
+    assert edge.report is not None
+    assert edge.report.left_in_spool == 0
     assert edge.report.uplink["connects"] >= 2
     stored = cloud.stored()
     assert len(stored) == len(expected)
@@ -201,7 +204,7 @@ def test_backlog_of_a_30_s_outage_drains_in_priority_order(cloud: Cloud, tmp_pat
         batches.setdefault(rx, []).append(prio)
     ordered = [batches[k] for k in sorted(batches)]
     assert len(ordered) > 5
-    for earlier, later in zip(ordered, ordered[1:], strict=False):
+    for earlier, later in itertools.pairwise(ordered):
         assert max(earlier) <= min(later), (earlier, later)
     kinds = {p for group in ordered for p in group}
     assert {Priority.FIRST_SIGHT, Priority.TRACK_END, Priority.COUNTS} <= kinds
