@@ -123,7 +123,7 @@ def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> Ru
             drain = 0.0 if stop.is_set() else agent.config.uplink.drain_timeout_s
             if drain and uplink.alive:
                 logger.info("source ended: draining the spool (at most %.0f s)", drain)
-            uplink.stop(drain)
+            uplink.stop(drain, interrupt=stop)
             uplink.uplink.spool.close()
     if uplink is not None and isinstance(uplink.error, UplinkRejected):
         raise uplink.error

@@ -99,7 +99,7 @@ def run_replay(
         drain = 0.0 if stop.is_set() else config.drain_timeout_s
         if drain:
             logger.info("stream done: draining %d spooled messages", spool.pending)
-        thread.stop(drain)
+        thread.stop(drain, interrupt=stop)
     finally:
         thread.stop(0.0)
         report.elapsed_s = round(time.monotonic() - start, 3)

@@ -469,10 +469,16 @@ class UplinkThread:
         finally:
             self._started.set()
 
-    def stop(self, drain_s: float = 0.0) -> None:
-        """Stop (after draining the spool for at most ``drain_s``) and wait for the thread."""
+    def stop(self, drain_s: float = 0.0, interrupt: threading.Event | None = None) -> None:
+        """Stop (after draining the spool for at most ``drain_s``; at once when ``interrupt``
+        gets set meanwhile) and wait for the thread."""
         self.uplink.request_stop(drain_s)
-        self._thread.join(timeout=drain_s + 15.0)
+        deadline = time.monotonic() + drain_s + 15.0
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if interrupt is not None and interrupt.is_set() and drain_s > 0:
+                self.uplink.request_stop(0.0)
+                drain_s = 0.0
+            self._thread.join(timeout=0.1)
 
     @property
     def alive(self) -> bool:

@@ -208,3 +208,68 @@ def test_backlog_of_a_30_s_outage_drains_in_priority_order(cloud: Cloud, tmp_pat
         assert max(earlier) <= min(later), (earlier, later)
     kinds = {p for group in ordered for p in group}
     assert {Priority.FIRST_SIGHT, Priority.TRACK_END, Priority.COUNTS} <= kinds
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "semcom test cloud")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
+
+
+def test_signaling_over_tls_with_a_private_ca(cloud: Cloud, tmp_path: Path) -> None:
+    certfile, keyfile = _self_signed(tmp_path)
+    config = cloud.workdir / "cloud.yaml"
+    config.write_text(f"tls:\n  certfile: {certfile}\n  keyfile: {keyfile}\n")
+    cloud.extra = ["--config", str(config)]
+    cloud.start()
+    assert "https://" in cloud.log.read_text()
+    stream = tmp_path / "stream.smf"
+    envs = write_stream(stream, seconds=1.0)
+    https = cloud.url.replace("http://", "https://")
+    plain = uplink_config(cloud, tmp_path, spool_path=tmp_path / "untrusted.db")
+    untrusted = EdgeThread(plain.model_copy(update={"cloud": https}), file=stream)
+    untrusted.start()
+    untrusted.join(8)  # keeps retrying: the certificate is not trusted
+    assert untrusted.is_alive()
+    untrusted.stop_event.set()
+    untrusted.join(30)
+    assert cloud.stored() == []
+    trusting = uplink_config(cloud, tmp_path, ca_file=certfile)
+    edge = EdgeThread(trusting.model_copy(update={"cloud": https}), file=stream)
+    edge.start()
+    edge.join(60)
+    assert edge.error is None, edge.error
+    assert len(cloud.stored()) == len(_data(envs))
