@@ -18,6 +18,7 @@ from typing import Any
 from cloud.config import CloudConfig
 from cloud.ingest import Ingest, LiveSession
 from cloud.metrics import CloudMetrics
+from shared.addresses import host_address_picker
 from shared.codec import encode
 from shared.messages import Envelope, Error, ErrorCode
 
@@ -27,18 +28,13 @@ QUEUE_MESSAGES = 256  # per edge; the edge's window keeps it far below this
 
 
 def pin_ice_host_addresses(addresses: tuple[str, ...] | None) -> None:
-    """Offer ICE host candidates only on ``addresses`` (aioice otherwise uses every interface
-    except loopback and has no option for it). Process-wide; ``None`` leaves aioice alone."""
+    """Offer ICE host candidates only on ``addresses``; process-wide, ``None`` leaves aioice
+    alone."""
     if addresses is None:
         return
     import aioice.ice
 
-    chosen = list(addresses)
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = host_addresses
+    aioice.ice.get_host_addresses = host_address_picker(addresses)
 
 
 class Peer:

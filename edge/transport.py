@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from edge.config import UplinkConfig
 from edge.errors import EdgeError
+from shared.addresses import host_address_picker
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +92,13 @@ def _detail(body: bytes) -> str:
 
 
 def pin_ice_host_addresses(addresses: tuple[str, ...] | None) -> None:
-    """Offer ICE host candidates only on ``addresses`` (aioice otherwise uses every interface
-    except loopback and has no option for it). Process-wide; ``None`` leaves aioice alone."""
+    """Offer ICE host candidates only on ``addresses``; process-wide, ``None`` leaves aioice
+    alone."""
     if addresses is None:
         return
     import aioice.ice
 
-    chosen = list(addresses)
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = host_addresses
+    aioice.ice.get_host_addresses = host_address_picker(addresses)
 
 
 class WebRTCTransport:

@@ -93,3 +93,12 @@ def test_message_file_round_trip_and_cut_tail() -> None:
     assert got == frames[:-1]  # every whole record before the cut is still read
     with pytest.raises(DecodeError, match="not a semcom message file"):
         list(read_frames(io.BytesIO(b"hello")))
+
+
+def test_host_address_picker_offers_only_the_chosen_addresses() -> None:
+    from shared.addresses import host_address_picker
+
+    pick = host_address_picker(["127.0.0.1", "::1"])
+    assert pick(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+    assert pick(use_ipv4=False, use_ipv6=True) == ["::1"]
+    assert pick(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
