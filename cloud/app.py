@@ -2,49 +2,140 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
-from cloud.config import CloudConfig
+from cloud.api.deps import ApiDeps
+from cloud.api.errors import install_error_handlers
+from cloud.api.routes import build_api_router
+from cloud.catalog import Catalog
+from cloud.config import CloudConfig, parse_age
+from cloud.db import open_database
+from cloud.encoder import QueryEncoder
+from cloud.index import IndexSettings
+from cloud.indexer import Indexer
 from cloud.ingest import Ingest
-from cloud.journal import Journal
 from cloud.metrics import CloudMetrics
 from cloud.peers import PeerRegistry
+from cloud.retention import Retention
 from cloud.signaling import build_router
+from cloud.store import Store
+from cloud.writer import Writer
 from shared.pq import load_codebook
 from shared.vectors import CodecSet
 from shared.version import software_version
 
+logger = logging.getLogger(__name__)
 
-def create_app(config: CloudConfig) -> FastAPI:
-    journal = Journal(config.database)
+
+def index_settings(config: CloudConfig) -> IndexSettings:
+    idx = config.index
+    return IndexSettings(
+        backend=idx.backend,
+        path=config.data_dir / ("qdrant" if idx.backend == "qdrant" else "index"),
+        qdrant_url=idx.qdrant_url,
+        qdrant_api_key=idx.qdrant_api_key.get_secret_value() if idx.qdrant_api_key else None,
+        flat_max=idx.flat_max,
+        kind=idx.kind,
+    )
+
+
+@dataclass
+class Services:
+    """Everything the app runs, for the lifespan, the API and tests."""
+
+    engine: Engine
+    codecs: CodecSet
+    metrics: CloudMetrics
+    store: Store
+    indexer: Indexer
+    writer: Writer
+    ingest: Ingest
+    retention: Retention | None
+
+
+def build_services(config: CloudConfig) -> Services:
+    assert config.database is not None  # filled in by the config's validator
+    engine = open_database(config.database)
     codecs = CodecSet(load_codebook(path) for path in config.codebooks)
     metrics = CloudMetrics()
-    ingest = Ingest(journal, codecs, metrics)
-    peers = PeerRegistry(config, ingest, metrics)
+    store = Store(engine, codecs)
+    indexer = Indexer(engine, codecs, index_settings(config), metrics, config.index.save_every_s)
+    writer = Writer(store, metrics, indexer.put, config.writer_max_pending)
+    retention = None
+    if config.retention:
+
+        def cut(ts_us: int) -> int:
+            store.set_horizon(ts_us)
+            return indexer.remove_before(ts_us)
+
+        retention = Retention(engine, parse_age(config.retention), metrics, cut)
+    ingest = Ingest(store, writer, metrics)
+    return Services(engine, codecs, metrics, store, indexer, writer, ingest, retention)
+
+
+async def _retain(retention: Retention) -> None:
+    period = min(3600.0, max(10.0, retention.max_age_s / 100))
+    while True:
+        try:
+            await asyncio.to_thread(retention.run_once)
+        except Exception:
+            logger.exception("retention run failed; retrying in %.0f s", period)
+        await asyncio.sleep(period)
+
+
+def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -> FastAPI:
+    """The whole service; ``query_encoder`` (built from ``config.encoder`` by the caller,
+    which takes seconds) enables search by image."""
+    s = build_services(config)
+    peers = PeerRegistry(config, s.ingest, s.metrics)
     digests = {edge: cred.digest() for edge, cred in config.edges.items()}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await peers.close_all()
-        journal.engine.dispose()
+        s.indexer.start()
+        s.writer.start()
+        tasks = [asyncio.create_task(_retain(s.retention))] if s.retention else []
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await peers.close_all()
+            await asyncio.to_thread(s.writer.stop)
+            await asyncio.to_thread(s.indexer.stop)
+            s.engine.dispose()
 
     app = FastAPI(title="semcom cloud", version=software_version(), lifespan=lifespan)
-    app.include_router(build_router(digests, peers, ingest, metrics, config.max_sessions))
+    app.include_router(build_router(digests, peers, s.ingest, s.metrics, config.max_sessions))
 
-    @app.get("/v1/health")
+    api = ApiDeps(
+        catalog=Catalog(s.engine),
+        token_digests={name: t.digest() for name, t in config.api_tokens.items()},
+        searcher=s.indexer,
+        codecs=s.codecs,
+        query_encoder=query_encoder,
+        metrics_registry=s.metrics.registry,
+        metrics_public=config.metrics_public,
+        health=s.indexer.describe,
+    )
+    app.include_router(build_api_router(api))
+    install_error_handlers(app)
+
+    @app.get("/v1/health", include_in_schema=False)
     async def health() -> dict[str, object]:
         return {"status": "ok", "version": software_version(), "sessions": len(peers)}
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.state.journal = journal
+    app.state.services = s
     app.state.peers = peers
-    app.state.metrics = metrics
+    app.state.metrics = s.metrics
     return app

@@ -8,9 +8,12 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from cloud.config import CloudConfig
 
 logger = logging.getLogger(__name__)
 
@@ -20,32 +23,55 @@ def cloud() -> None:
     """The cloud service: receives, stores and serves what edges send."""
 
 
-def _parse_edges(values: tuple[str, ...]) -> dict[str, str]:
-    edges: dict[str, str] = {}
+def _parse_pairs(values: tuple[str, ...], hint: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
     for value in values:
-        edge, sep, token = value.partition("=")
-        if not sep or not edge or not token:
-            raise click.BadParameter(f"{value!r}: use EDGE_ID=TOKEN", param_hint="--edge")
-        edges[edge] = token
-    return edges
+        name, sep, token = value.partition("=")
+        if not sep or not name or not token:
+            raise click.BadParameter(f"{value!r}: use NAME=TOKEN", param_hint=hint)
+        pairs[name] = token
+    return pairs
 
 
-@cloud.command()
-@click.option(
+_config_option = click.option(
     "--config",
     "-c",
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML config file (flags and SEMCOM_CLOUD__* env win).",
 )
+
+
+def _load(config_path: Path | None, overrides: dict[str, Any]) -> CloudConfig:
+    from cloud.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cloud.command()
+@_config_option
 @click.option("--host", help="Address to listen on.")
 @click.option("--port", type=int, help="TCP port (0: any free port; the log line says which).")
-@click.option("--database", "--db", help="SQLAlchemy URL (default sqlite:///semcom-cloud.db).")
+@click.option("--database", "--db", help="SQLAlchemy URL (default: SQLite in the data directory).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the index (and default catalog); default ./semcom-data.",
+)
 @click.option(
     "--edge",
     "edges",
     multiple=True,
     help="Allow an edge: EDGE_ID=TOKEN (repeatable; adds to the config file's edges).",
+)
+@click.option(
+    "--api-token",
+    "api_tokens",
+    multiple=True,
+    help="Allow an API client: NAME=TOKEN (repeatable; adds to the config's api_tokens).",
 )
 @click.option(
     "--codebook",
@@ -65,7 +91,9 @@ def serve(
     host: str | None,
     port: int | None,
     database: str | None,
+    data_dir: Path | None,
     edges: tuple[str, ...],
+    api_tokens: tuple[str, ...],
     codebooks: tuple[Path, ...],
     ice_hosts: tuple[str, ...],
 ) -> None:
@@ -73,24 +101,31 @@ def serve(
     import uvicorn
 
     from cloud.app import create_app
-    from cloud.config import ConfigError, load_config, with_edges
+    from cloud.config import ConfigError, with_tokens
+    from cloud.encoder import EncoderError, QueryEncoder
 
     overrides: dict[str, Any] = {"host": host, "port": port, "database": database}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
     if codebooks:
         overrides["codebooks"] = [str(p) for p in codebooks]
     if ice_hosts:
         overrides["ice_host_addresses"] = list(ice_hosts)
+    config = _load(config_path, overrides)
     try:
-        config = load_config(config_path, overrides)
-        if edges:
-            config = with_edges(config, _parse_edges(edges))
-        app = create_app(config)
-    except (ConfigError, click.BadParameter) as exc:
+        config = with_tokens(
+            config, _parse_pairs(edges, "--edge"), _parse_pairs(api_tokens, "--api-token")
+        )
+        encoder = QueryEncoder(config.encoder) if config.encoder else None
+        app = create_app(config, encoder)
+    except (ConfigError, EncoderError, click.BadParameter) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # codebooks, database URL
         raise click.ClickException(f"cannot start: {exc}") from None
     if not config.edges:
         logger.warning("no edges configured: every session request will be refused (403)")
+    if not config.api_tokens:
+        logger.warning("no api_tokens configured: every API query will be refused (401/403)")
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -115,12 +150,73 @@ def serve(
 
 
 @cloud.command()
-@click.argument("edge_id")
-def token(edge_id: str) -> None:
-    """Make a new random token for EDGE_ID; prints the config entry and the edge's setting."""
+@click.argument("name")
+@click.option("--api", is_flag=True, help="A token for an API client instead of an edge.")
+def token(name: str, api: bool) -> None:
+    """Make a new random token for edge NAME (or API client NAME with --api).
+
+    Prints the cloud config entry (only the hash) and how the other side uses the token.
+    """
     value = secrets.token_urlsafe(32)
     digest = hashlib.sha256(value.encode()).hexdigest()
+    section = "api_tokens" if api else "edges"
     click.echo(
-        f"# cloud config (keeps only the hash):\nedges:\n  {edge_id}:\n    token_sha256: {digest}"
+        f"# cloud config (keeps only the hash):\n{section}:\n  {name}:\n    token_sha256: {digest}"
     )
-    click.echo(f"# edge: export SEMCOM_EDGE__UPLINK__TOKEN={value}")
+    if api:
+        click.echo(f"# client: Authorization: Bearer {value}")
+    else:
+        click.echo(f"# edge: export SEMCOM_EDGE__UPLINK__TOKEN={value}")
+
+
+@cloud.command()
+@_config_option
+@click.option("--database", "--db", help="SQLAlchemy URL (default: the config's).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+def reindex(config_path: Path | None, database: str | None, data_dir: Path | None) -> None:
+    """Rebuild every vector index from the catalog's stored embeddings (cloud stopped)."""
+    from cloud.app import build_services
+    from cloud.indexer import rebuild
+
+    overrides: dict[str, Any] = {"database": database}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    config = _load(config_path, overrides)
+    try:
+        services = build_services(config)
+    except Exception as exc:
+        raise click.ClickException(f"cannot open the catalog: {exc}") from None
+    total = services.indexer.stored_embeddings()
+    with click.progressbar(length=total, label="indexing", file=sys.stderr) as bar:
+        added = rebuild(services.indexer, bar.update)
+    spaces = services.indexer.describe()["spaces"]
+    services.indexer.stop()  # saves
+    skipped = services.indexer.skipped_undecodable
+    click.echo(f"indexed {added} embeddings" + (f", {skipped} undecodable" if skipped else ""))
+    for space, info in spaces.items():  # type: ignore[attr-defined]
+        click.echo(f"  {space}: {info}")
+
+
+@cloud.command()
+@_config_option
+@click.option("--database", "--db", help="SQLAlchemy URL (default: the config's).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--older-than", help="Age to keep (e.g. 30d); default: the config's retention.")
+def prune(
+    config_path: Path | None, database: str | None, data_dir: Path | None, older_than: str | None
+) -> None:
+    """Apply retention once: delete catalog rows and vectors older than the age."""
+    from cloud.app import build_services
+
+    overrides: dict[str, Any] = {"database": database, "retention": older_than}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    config = _load(config_path, overrides)
+    if config.retention is None:
+        raise click.ClickException("no age: give --older-than or set retention in the config")
+    services = build_services(config)
+    assert services.retention is not None
+    services.indexer.catch_up()
+    removed = services.retention.run_once()
+    services.indexer.stop()
+    click.echo(", ".join(f"{table}: {n}" for table, n in removed.items()))

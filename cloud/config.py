@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -59,13 +59,62 @@ class IceServerConfig(_Model):
     credential: str | None = None
 
 
+class ApiToken(_Model):
+    """A bearer token for the query API (dashboards, scripts)."""
+
+    token: SecretStr | None = Field(None, description="The token, in clear.")
+    token_sha256: str | None = Field(
+        None, pattern="^[0-9a-f]{64}$", description="SHA-256 (hex) of the token."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token and token_sha256")
+        return self
+
+    def digest(self) -> bytes:
+        if self.token is not None:
+            return hashlib.sha256(self.token.get_secret_value().encode()).digest()
+        assert self.token_sha256 is not None
+        return bytes.fromhex(self.token_sha256)
+
+
+class IndexConfig(_Model):
+    backend: Literal["faiss", "qdrant"] = Field(
+        "faiss",
+        description="faiss: embedded, files under the data directory (default). qdrant: a "
+        "Qdrant server (qdrant_url) or, without a URL, Qdrant's local mode on disk.",
+    )
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto",
+        description="faiss index type; auto: exact below flat_max vectors, IVF above.",
+    )
+    flat_max: int = Field(20_000, ge=1, description="auto: largest exact (Flat) index.")
+    qdrant_url: str | None = Field(None, description="e.g. http://qdrant:6333")
+    qdrant_api_key: SecretStr | None = None
+    save_every_s: float = Field(
+        30.0, gt=0, description="Persist the faiss index at most this often (and at shutdown)."
+    )
+
+
+class EncoderConfig(_Model):
+    """The query encoder: embeds uploaded images for search (the edges' model)."""
+
+    name: str = Field(description="timm model name, the same as the edges' encoder.")
+    weights: Path | None = Field(None, description="Local weights file; default: HF cache.")
+    random_init: bool = Field(
+        False, description="Untrained (seeded) weights: tests and development only."
+    )
+
+
 class CloudConfig(_Model):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8443, ge=0, le=65535, description="TCP port (0: any free port).")
-    database: str = Field(
-        "sqlite:///semcom-cloud.db",
-        description="SQLAlchemy URL of the journal/catalog: sqlite:///path or "
-        "postgresql+psycopg://user@host/db.",
+    database: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the journal and catalog: sqlite:///path or "
+        "postgresql+psycopg://user@host/db; default: SQLite in the data directory.",
     )
     edges: dict[str, EdgeCredential] = Field(
         default_factory=dict,
@@ -84,9 +133,36 @@ class CloudConfig(_Model):
         "[127.0.0.1]); default: every interface but loopback.",
     )
     max_sessions: int = Field(1000, ge=1, description="Concurrent edge connections.")
+    data_dir: Path = Field(
+        Path("semcom-data"),
+        description="Folder for the index files (and the default SQLite catalog).",
+    )
+    api_tokens: dict[str, ApiToken] = Field(
+        default_factory=dict,
+        description="Query API clients: {name: {token: ...} or {token_sha256: ...}}. Every "
+        "endpoint but the health checks needs one (Authorization: Bearer).",
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a token (for a scraper on a private net)."
+    )
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    encoder: EncoderConfig | None = Field(None, description="Enables search by uploaded image.")
+    retention: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+)?\s*(s|m|h|d)$",
+        description="Delete detections, embeddings, tracks and counts older than this "
+        "(e.g. 30d, 12h); none: keep everything.",
+    )
+    writer_max_pending: int = Field(
+        20_000,
+        ge=100,
+        description="Frames waiting for the ingest writer before sessions wait (backpressure).",
+    )
 
     @model_validator(mode="after")
     def _edge_ids(self) -> CloudConfig:
+        if self.database is None:
+            object.__setattr__(self, "database", f"sqlite:///{self.data_dir / 'catalog.db'}")
         import re
 
         bad = [e for e in self.edges if not re.fullmatch(ID_PATTERN, e) or len(e) > 64]
@@ -114,12 +190,30 @@ def load_config(
         ) from None
 
 
-def with_edges(config: CloudConfig, tokens: Mapping[str, str]) -> CloudConfig:
-    """``config`` plus edges given as {edge_id: token} (command-line flags)."""
-    edges = {**config.edges, **{e: EdgeCredential(token=SecretStr(t)) for e, t in tokens.items()}}
+def with_tokens(
+    config: CloudConfig, edges: Mapping[str, str], api: Mapping[str, str] | None = None
+) -> CloudConfig:
+    """``config`` plus edges and API clients given as {name: token} (command-line flags)."""
+    if not edges and not api:
+        return config
+    data = config.model_dump()
+    data["edges"] = {
+        **config.edges,
+        **{e: EdgeCredential(token=SecretStr(t)) for e, t in edges.items()},
+    }
+    data["api_tokens"] = {
+        **config.api_tokens,
+        **{n: ApiToken(token=SecretStr(t)) for n, t in (api or {}).items()},
+    }
     try:
-        return CloudConfig.model_validate({**config.model_dump(), "edges": edges})
+        return CloudConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             f"invalid cloud configuration: {settings.describe_errors(exc.errors())}"
         ) from None
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` -> seconds."""
+    value, unit = float(text[:-1].strip()), text[-1]
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]

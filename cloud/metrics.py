@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -20,11 +20,62 @@ class CloudMetrics:
             "semcom_auth_failures", "Refused session requests by reason.", ["reason"], registry=r
         )
         self.sessions = Gauge("semcom_sessions_active", "Connected edges.", registry=r)
-        self.received = Counter("semcom_frames_received", "Frames received.", registry=r)
-        self.stored = Counter("semcom_frames_stored", "Frames stored (new).", registry=r)
+        # Per edge: what arrived, what was new, what was a repeat, and the bytes.
+        self.received = Counter("semcom_frames_received", "Frames received.", ["edge"], registry=r)
+        self.received_bytes = Counter(
+            "semcom_bytes_received", "Bytes of frames received.", ["edge"], registry=r
+        )
+        self.stored = Counter("semcom_frames_stored", "Frames stored (new).", ["edge"], registry=r)
         self.duplicates = Counter(
-            "semcom_frames_duplicate", "Frames received again and ignored.", registry=r
+            "semcom_frames_duplicate", "Frames received again and ignored.", ["edge"], registry=r
+        )
+        self.lag = Gauge(
+            "semcom_ingest_lag_seconds",
+            "Capture-to-commit delay of the edge's latest committed frame.",
+            ["edge"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "semcom_edge_backlog",
+            "Messages waiting on the edge (its heartbeat).",
+            ["edge"],
+            registry=r,
         )
         self.errors = Counter(
             "semcom_errors_sent", "Error messages sent to edges by code.", ["code"], registry=r
+        )
+        # The writer (group commit) and the index behind it.
+        self.writer_pending = Gauge(
+            "semcom_writer_pending_frames", "Frames waiting for the ingest writer.", registry=r
+        )
+        self.backpressure = Counter(
+            "semcom_writer_backpressure",
+            "Times a session had to wait because the writer was behind.",
+            registry=r,
+        )
+        self.write_failures = Counter(
+            "semcom_writer_failures",
+            "Ingest transactions that failed (nothing acked).",
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "semcom_commit_seconds", "Duration of one ingest transaction.", registry=r
+        )
+        self.commit_frames = Histogram(
+            "semcom_commit_frames",
+            "Frames per ingest transaction.",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.index_vectors = Gauge(
+            "semcom_index_vectors", "Vectors in the index by space.", ["space"], registry=r
+        )
+        self.index_lag = Gauge(
+            "semcom_index_pending_vectors", "Committed vectors not indexed yet.", registry=r
+        )
+        self.retention_deleted = Counter(
+            "semcom_retention_deleted",
+            "Rows removed by retention, by table.",
+            ["table"],
+            registry=r,
         )

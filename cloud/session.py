@@ -10,7 +10,7 @@ Rules:
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
 - heartbeats are answered with a heartbeat (the edge's liveness check);
-- data frames are stored in one transaction per received message, then acknowledged with
+- data frames are stored (journal and catalog rows, one transaction), then acknowledged with
   the exact seq ranges stored (new and repeats), so the edge may forget them.
 """
 
@@ -21,7 +21,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cloud.journal import Incoming, Journal
+from cloud.journal import Frame
+from cloud.project import Received, Space
+from cloud.store import Store, WriteRequest, WriteResult
 from shared import limits
 from shared.codec import decode, encode
 from shared.errors import CodecError, CodecMismatch, DecodeError
@@ -53,12 +55,13 @@ class SessionStats:
 
 
 class EdgeSession:
-    def __init__(self, edge_id: str, session_id: str, journal: Journal, codecs: CodecSet) -> None:
+    def __init__(self, edge_id: str, session_id: str, store: Store) -> None:
         self.edge_id = edge_id
         self.session_id = session_id
-        self.journal = journal
-        self.codecs = codecs
+        self.store = store
+        self.codecs: CodecSet = store.codecs
         self.hello: Hello | None = None
+        self.space: Space | None = None
         self.closed = False
         self.edge_backlog = 0  # messages waiting on the edge, from its heartbeats
         self.stats = SessionStats()
@@ -74,16 +77,40 @@ class EdgeSession:
             self.closed = True
         return self._reply(Error(code, text[: limits.MAX_TEXT_CHARS], ref_seq, fatal))
 
+    def refuse(self, code: ErrorCode, text: str) -> bytes:
+        """A non-fatal Error that still ends this session (the edge reconnects and resends)."""
+        reply = self._error(code, text)
+        self.closed = True
+        return reply
+
     def receive(self, data: bytes) -> list[bytes]:
-        """Handle one data-channel message (a frame or a batch); returns the frames to send."""
+        """Handle one data-channel message (a frame or a batch); returns the frames to send.
+
+        The synchronous path (one transaction per message); the live service instead hands
+        :meth:`parse`'s request to the group-committing writer, then calls :meth:`finish`.
+        """
+        replies, request = self.parse(data)
+        if request is not None:
+            ((result,), _vectors) = self.store.write([request])
+            replies += self.finish(request, result)
+        return replies
+
+    def finish(self, request: WriteRequest, result: WriteResult) -> list[bytes]:
+        """The Ack for a committed request (new frames and repeats alike)."""
+        self.stats.stored += len(result.stored)
+        self.stats.duplicates += len(result.duplicates)
+        return [self._reply(Ack.covering([f.seq for f in request.frames], result.watermark))]
+
+    def parse(self, data: bytes) -> tuple[list[bytes], WriteRequest | None]:
+        """Decode and check one message; returns the replies so far and what to store."""
         if self.closed:
-            return []
+            return [], None
         replies: list[bytes] = []
         try:
             raw = unpack_batch(data) if data.startswith(BATCH_MAGIC) else [data]
         except DecodeError as exc:
-            return [self._error(ErrorCode.BAD_MESSAGE, f"bad batch: {exc}")]
-        incoming: list[Incoming] = []
+            return [self._error(ErrorCode.BAD_MESSAGE, f"bad batch: {exc}")], None
+        request: WriteRequest | None = None
         for frame in raw:
             self.stats.received += 1
             try:
@@ -104,9 +131,9 @@ class EdgeSession:
                 reply, accepted = self._hello(env.message)
                 replies.append(reply)
                 if not accepted:
-                    return replies  # fatal: the session is closed
+                    return replies, None  # fatal: the session is closed
                 continue
-            if self.hello is None:
+            if self.space is None:
                 replies.append(self._error(ErrorCode.BAD_MESSAGE, "Hello must come first", env.seq))
                 continue
             if isinstance(env.message, Heartbeat):
@@ -115,37 +142,47 @@ class EdgeSession:
                 continue
             if env.seq == 0:
                 continue  # other control traffic is not stored
-            if isinstance(env.message, Embedding) and env.message.codec not in self.codecs:
-                replies.append(
-                    self._error(
-                        ErrorCode.UNKNOWN_CODEC,
-                        f"embedding names codec {env.message.codec:#010x}, not announced in Hello",
-                        env.seq,
-                    )
-                )
-                continue
-            incoming.append(Incoming(env.seq, int(env.type), env.capture_ts_us, frame))
-        if incoming:
-            result = self.journal.store(self.edge_id, incoming)
-            self.stats.stored += len(result.stored)
-            self.stats.duplicates += len(result.duplicates)
-            replies.append(self._reply(Ack.covering([i.seq for i in incoming], result.watermark)))
-        return replies
+            if isinstance(env.message, Embedding):
+                problem = self._check_code(env.message)
+                if problem is not None:
+                    replies.append(self._error(problem[0], problem[1], env.seq))
+                    continue
+            if request is None:
+                request = WriteRequest(self.edge_id, self.space)
+            request.frames.append(Frame(env.seq, int(env.type), env.capture_ts_us, frame))
+            request.messages[env.seq] = Received(env.seq, env.capture_ts_us, env.message)
+        return replies, request
+
+    def _check_code(self, msg: Embedding) -> tuple[ErrorCode, str] | None:
+        if msg.codec not in self.codecs:
+            return (
+                ErrorCode.UNKNOWN_CODEC,
+                f"embedding names codec {msg.codec:#010x}, not announced in Hello",
+            )
+        codec = self.codecs.resolve(msg.codec)
+        if len(msg.code) != codec.code_bytes:
+            return (
+                ErrorCode.BAD_MESSAGE,
+                f"embedding code has {len(msg.code)} bytes, {codec.codec_id} codes have "
+                f"{codec.code_bytes}",
+            )
+        return None
 
     def _hello(self, hello: Hello) -> tuple[bytes, bool]:
         try:
-            for ref in hello.codecs:
+            accepted = [
                 self.codecs.accept(ref.codec_id, ref.content_hash, hello.embedding_dim)
+                for ref in hello.codecs
+            ]
         except CodecMismatch as exc:
             return self._error(ErrorCode.CODEC_MISMATCH, str(exc), fatal=True), False
         except CodecError as exc:
             return self._error(ErrorCode.UNKNOWN_CODEC, str(exc), fatal=True), False
         self.hello = hello
+        self.space = self.store.register(self.edge_id, hello, accepted)
         if hello.random_init_encoder:
             logger.warning(
                 "edge %s runs a RANDOM-INIT encoder: its embeddings carry no meaning", self.edge_id
             )
-        ack = HelloAck(
-            self.session_id, self.journal.watermark(self.edge_id), limits.MAX_FRAME_BYTES
-        )
+        ack = HelloAck(self.session_id, self.store.watermark(self.edge_id), limits.MAX_FRAME_BYTES)
         return self._reply(ack), True

@@ -26,6 +26,7 @@ from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
 logger = logging.getLogger(__name__)
 
 ONNX_META_KEY = "semcom.encoder"
+RANDOM_INIT_SEED = 0  # the cloud's query encoder uses the same seed
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,14 @@ class TimmEncoder:
         else:
             kwargs["pretrained"] = True
         try:
-            model = timm.create_model(config.name, **kwargs)
+            if config.random_init:
+                # Seeded: every process (edge or cloud query encoder) gets the same weights,
+                # so random-init embeddings of one model name are at least comparable.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(RANDOM_INIT_SEED)
+                    model = timm.create_model(config.name, **kwargs)
+            else:
+                model = timm.create_model(config.name, **kwargs)
         except Exception as exc:  # timm/hub raise many types for a missing file
             if kwargs.get("pretrained"):
                 raise _missing_weights(config.name, exc) from exc

@@ -12,6 +12,8 @@ from semcom.lazy import LazyGroup
     lazy={
         "codec": "semcom.bench.codec:command",
         "edge": "semcom.bench.edge:command",
+        "index": "semcom.bench.index:command",
+        "ingest": "semcom.bench.ingest:command",
         "link": "semcom.bench.link:command",
     },
 )

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cloud.auth import AuthFailure, authenticate
 from cloud.cli import cloud as cloud_cli
-from cloud.config import ConfigError, load_config, with_edges
+from cloud.config import ConfigError, load_config, with_tokens
 
 DIGESTS = {"edge-01": hashlib.sha256(b"tok").digest()}
 
@@ -45,7 +45,7 @@ def test_config_layers_and_token_hashes(tmp_path: Path) -> None:
     config = load_config(path, {"port": 9100}, environ={"SEMCOM_CLOUD__HOST": "0.0.0.0"})
     assert (config.host, config.port) == ("0.0.0.0", 9100)
     assert config.edges["cam-a"].digest() == hashlib.sha256(b"abc").digest()
-    config = with_edges(config, {"cam-b": "xyz"})
+    config = with_tokens(config, {"cam-b": "xyz"})
     assert set(config.edges) == {"cam-a", "cam-b"}
     assert "xyz" not in repr(config)  # tokens never printed
 

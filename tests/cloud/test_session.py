@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from cloud.journal import Incoming, Journal
+from cloud import journal
+from cloud.db import open_database
+from cloud.journal import Frame
+from cloud.project import Space
 from cloud.session import EdgeSession
+from cloud.store import Store, WriteRequest
 from shared.codec import decode, encode
 from shared.framing import pack_batch
 from shared.geometry import Box
@@ -31,8 +35,16 @@ INT8 = create_codec("int8", 64)
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal(f"sqlite:///{tmp_path / 'journal.db'}")
+def store(tmp_path: Path) -> Store:
+    return Store(open_database(f"sqlite:///{tmp_path / 'cloud.db'}"), CodecSet())
+
+
+def stored(store: Store, edge_id: str) -> int:
+    return journal.count(store.engine, edge_id)
+
+
+def frames(edge_id: str, seqs: list[int], payload: bytes = b"f") -> WriteRequest:
+    return WriteRequest(edge_id, Space(0, "none"), [Frame(s, 6, 0, payload) for s in seqs])
 
 
 def hello(codec_hash: bytes = INT8.content_hash) -> bytes:
@@ -63,18 +75,17 @@ def replies(session: EdgeSession, data: bytes) -> list[object]:
     return [decode(r).message for r in session.receive(data)]
 
 
-def test_journal_stores_each_frame_once(journal: Journal) -> None:
-    batch = [Incoming(s, 6, 0, b"f%d" % s) for s in (1, 2, 4)]
-    first = journal.store("e", batch)
+def test_journal_stores_each_frame_once(store: Store) -> None:
+    [first], _ = store.write([frames("e", [1, 2, 4])])
     assert (first.stored, first.duplicates, first.watermark) == ([1, 2, 4], [], 2)
-    again = journal.store("e", [Incoming(2, 6, 0, b"x"), Incoming(3, 6, 0, b"f3")])
+    [again], _ = store.write([frames("e", [2, 3])])
     assert (again.stored, again.duplicates, again.watermark) == ([3], [2], 4)
-    assert journal.count("e") == 4
-    assert journal.watermark("other") == 0
+    assert stored(store, "e") == 4
+    assert store.watermark("other") == 0
 
 
-def test_session_handshake_data_and_acks(journal: Journal) -> None:
-    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+def test_session_handshake_data_and_acks(store: Store) -> None:
+    session = EdgeSession("edge-01", "s-1", store)
     [ack] = replies(session, hello())
     assert isinstance(ack, HelloAck)
     assert (ack.session_id, ack.last_seq) == ("s-1", 0)
@@ -87,33 +98,33 @@ def test_session_handshake_data_and_acks(journal: Journal) -> None:
     assert isinstance(b, Ack)
     assert b.seqs() == [2, 4]
     assert b.seq == 5
-    assert journal.count("edge-01") == 5
+    assert stored(store, "edge-01") == 5
     assert (session.stats.stored, session.stats.duplicates) == (5, 1)
 
 
-def test_a_new_session_reports_the_watermark(journal: Journal) -> None:
-    first = EdgeSession("edge-01", "s-1", journal, CodecSet())
+def test_a_new_session_reports_the_watermark(store: Store) -> None:
+    first = EdgeSession("edge-01", "s-1", store)
     first.receive(hello())
     first.receive(pack_batch([counts(1), counts(2)]))
-    second = EdgeSession("edge-01", "s-2", journal, CodecSet())
+    second = EdgeSession("edge-01", "s-2", store)
     [ack] = replies(second, hello())
     assert isinstance(ack, HelloAck)
     assert ack.last_seq == 2
 
 
-def test_codec_mismatch_is_fatal_and_reported(journal: Journal) -> None:
-    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+def test_codec_mismatch_is_fatal_and_reported(store: Store) -> None:
+    session = EdgeSession("edge-01", "s-1", store)
     [err] = replies(session, hello(create_codec("int8", 32).content_hash))
     assert isinstance(err, Error)
     assert err.code is ErrorCode.CODEC_MISMATCH
     assert err.fatal
     assert "'int8' mismatch" in err.message
     assert session.receive(counts(1)) == []  # closed
-    assert journal.count("edge-01") == 0
+    assert stored(store, "edge-01") == 0
 
 
-def test_bad_frames_are_refused_alone(journal: Journal) -> None:
-    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+def test_bad_frames_are_refused_alone(store: Store) -> None:
+    session = EdgeSession("edge-01", "s-1", store)
     [err] = replies(session, counts(1))
     assert isinstance(err, Error)
     assert "Hello must come first" in err.message
@@ -146,35 +157,35 @@ def test_bad_frames_are_refused_alone(journal: Journal) -> None:
     assert "bad batch" in bad.message
 
 
-def test_racing_sessions_store_each_frame_once(journal: Journal) -> None:
+def test_racing_sessions_store_each_frame_once(store: Store) -> None:
     import threading
 
-    batch = [Incoming(s, 6, 0, b"f") for s in range(1, 201)]
+    batch = frames("edge-01", list(range(1, 201)))
     results = []
     errors: list[BaseException] = []
 
-    def store() -> None:
+    def write() -> None:
         try:
-            results.append(journal.store("edge-01", batch))
+            results.append(store.write([batch])[0][0])
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=store) for _ in range(4)]
+    threads = [threading.Thread(target=write) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    assert journal.count("edge-01") == 200
+    assert stored(store, "edge-01") == 200
     assert sum(len(r.stored) for r in results) == 200
-    assert journal.watermark("edge-01") == 200
+    assert store.watermark("edge-01") == 200
 
 
-def test_heartbeats_are_answered_and_never_stored(journal: Journal) -> None:
-    session = EdgeSession("edge-01", "s-1", journal, CodecSet())
+def test_heartbeats_are_answered_and_never_stored(store: Store) -> None:
+    session = EdgeSession("edge-01", "s-1", store)
     replies(session, hello())
     beat = encode(Envelope("edge-01", 0, 7, 7, Heartbeat(12, 256_000.0)))
     [answer] = replies(session, beat)
     assert isinstance(answer, Heartbeat)
     assert session.edge_backlog == 12
-    assert journal.count("edge-01") == 0
+    assert stored(store, "edge-01") == 0

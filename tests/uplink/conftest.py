@@ -29,6 +29,7 @@ from shared.vectors import create_codec
 
 TOKEN = "s3cret-token"
 EDGE = "edge-t"
+API_TOKEN = "api-s3cret"
 
 
 def free_port() -> int:
@@ -73,6 +74,8 @@ class Cloud:
             f"sqlite:///{self.db}",
             "--edge",
             f"{EDGE}={TOKEN}",
+            "--api-token",
+            f"tests={API_TOKEN}",
             "--ice-host-address",
             "127.0.0.1",
             *self.extra,
@@ -119,7 +122,12 @@ class Cloud:
     def metrics(self) -> str:
         import httpx
 
-        return httpx.get(f"{self.url}/metrics", timeout=5, trust_env=False).text
+        return httpx.get(
+            f"{self.url}/metrics",
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=5,
+            trust_env=False,
+        ).text
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_handshake_sends_everything_once_and_acks_empty_the_spool(
     assert {content(f) for _, _, f in stored} == _data(envs)
     assert len(stored) == len(_data(envs))
     metrics = cloud.metrics()
-    assert f"semcom_frames_stored_total {float(len(stored))}" in metrics
+    assert f'semcom_frames_stored_total{{edge="{EDGE}"}} {float(len(stored))}' in metrics
     # Restart with the same spool: nothing is pending, the cloud's watermark agrees.
     again = EdgeThread(uplink_config(cloud, tmp_path, transport=transport))
     again.start()

@@ -1,0 +1,180 @@
+"""The HTTP surface of the query API: parameters, auth and status codes; no logic.
+
+Handlers are ``async`` and hand every blocking call (database, index, encoder) to a worker
+thread, so the event loop keeps serving the edges' sessions while a query runs. Every route
+but ``/healthz`` (and ``/metrics`` when configured public) needs a bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cloud.api.auth import bearer_dependency
+from cloud.api.deps import ApiDeps
+from cloud.api.errors import InvalidParameter
+from cloud.api.metrics import ApiMetrics, timed_route
+from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
+from cloud.api.schemas import (
+    MAX_IMAGE_BYTES,
+    MAX_K,
+    CameraList,
+    Detection,
+    DetectionPage,
+    ErrorResponse,
+    Health,
+    SearchRequest,
+    SearchResponse,
+    Stats,
+    Track,
+)
+from cloud.api.service import QueryService, make_filter
+
+MAX_PAGE = 1000
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or malformed bearer token."},
+    403: {"model": ErrorResponse, "description": "Unknown token."},
+    422: {"model": ErrorResponse, "description": "A parameter is invalid (the message names it)."},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
+_SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such detection, or no index for the space."},
+    409: {"model": ErrorResponse, "description": "No query encoder, or a codec not loaded."},
+}
+
+Cameras = Annotated[
+    list[CameraId] | None,
+    Query(max_length=MAX_FILTER_ITEMS, description="Camera ids (repeatable: any of)."),
+]
+Classes = Annotated[
+    list[ClassId] | None,
+    Query(alias="class", max_length=MAX_FILTER_ITEMS, description="Class ids (repeatable)."),
+]
+From = Annotated[Time | None, Query(alias="from", description="Not before this time.")]
+To = Annotated[Time | None, Query(description="Before this time (exclusive).")]
+
+
+def build_api_router(deps: ApiDeps) -> APIRouter:
+    """The query API's routes; the app must also call ``install_error_handlers``."""
+    service = QueryService(deps)
+    route_class = timed_route(ApiMetrics(deps.metrics_registry))
+    token = Depends(bearer_dependency(deps.token_digests, deps.metrics_registry))
+    public = APIRouter(route_class=route_class)
+    api = APIRouter(route_class=route_class, dependencies=[token], responses=_ERRORS)
+
+    @public.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "The database does not answer."}},
+        tags=["health"],
+    )
+    async def healthz() -> JSONResponse:
+        """Readiness: 200 when the database answers, 503 otherwise; no token needed."""
+        status, health = await asyncio.to_thread(service.health)
+        return JSONResponse(health.model_dump(mode="json"), status_code=status)
+
+    metrics_router = public if deps.metrics_public else api
+
+    @metrics_router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+        tags=["health"],
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics: messages, bytes, lag, index size, query latency."""
+        body = await asyncio.to_thread(generate_latest, deps.metrics_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/v1/cameras", response_model=CameraList, tags=["catalog"])
+    async def cameras() -> CameraList:
+        """Every camera, with its detection count and first/last detection time."""
+        return await asyncio.to_thread(service.cameras)
+
+    @api.get("/v1/detections", response_model=DetectionPage, tags=["catalog"])
+    async def detections(
+        camera: Cameras = None,
+        class_: Classes = None,
+        from_: From = None,
+        to: To = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                pattern=r"^[A-Za-z0-9_=-]*$",
+                description="`next_cursor` of the previous page; none or empty: the first page.",
+            ),
+        ] = None,
+    ) -> DetectionPage:
+        """Detections, newest first, one page at a time (follow `next_cursor`)."""
+        where = make_filter(camera, class_, from_, to)
+        return await asyncio.to_thread(service.detections, where, limit, cursor)
+
+    @api.get(
+        "/v1/detections/{detection_id}",
+        response_model=Detection,
+        responses=_NOT_FOUND,
+        tags=["catalog"],
+    )
+    async def detection(detection_id: Annotated[DetectionId, Path()]) -> Detection:
+        """One detection."""
+        return await asyncio.to_thread(service.detection, detection_id)
+
+    @api.get("/v1/tracks/{track_id}", response_model=Track, responses=_NOT_FOUND, tags=["catalog"])
+    async def track(track_id: Annotated[TrackId, Path()]) -> Track:
+        """A track with its detections (oldest first, at most 1000)."""
+        return await asyncio.to_thread(service.track, track_id)
+
+    @api.get("/v1/stats", response_model=Stats, tags=["catalog"])
+    async def stats() -> Stats:
+        """Row counts, embedding spaces, each edge's progress and the database size."""
+        return await asyncio.to_thread(service.stats)
+
+    @api.post(
+        "/v1/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, tags=["search"]
+    )
+    async def search(request: SearchRequest) -> SearchResponse:
+        """Similar detections, by a detection's embedding or by an image (base64 in JSON)."""
+        f = request.filter
+        where = make_filter(*((f.camera, f.class_, f.from_, f.to) if f else (None,) * 4))
+        if request.detection_id is not None:
+            return await asyncio.to_thread(
+                service.search_detection, request.detection_id, request.k, where, request.space
+            )
+        data = await asyncio.to_thread(request.image_bytes)
+        return await asyncio.to_thread(service.search_image, data, request.k, where, request.space)
+
+    @api.post(
+        "/v1/search/image",
+        response_model=SearchResponse,
+        responses=_SEARCH_ERRORS,
+        tags=["search"],
+    )
+    async def search_image(
+        image: Annotated[UploadFile, File(description="PNG or JPEG of the object (a crop).")],
+        k: Annotated[int, Form(ge=1, le=MAX_K, description="Hits to return at most.")] = 10,
+        camera: Annotated[list[CameraId] | None, Form(max_length=MAX_FILTER_ITEMS)] = None,
+        class_: Annotated[
+            list[ClassId] | None, Form(alias="class", max_length=MAX_FILTER_ITEMS)
+        ] = None,
+        from_: Annotated[Time | None, Form(alias="from")] = None,
+        to: Annotated[Time | None, Form()] = None,
+        space: Annotated[str | None, Form(max_length=200)] = None,
+    ) -> SearchResponse:
+        """Similar detections to an uploaded image (multipart/form-data, for curl)."""
+        where = make_filter(camera, class_, from_, to)
+        data = await image.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InvalidParameter("image", f"larger than {MAX_IMAGE_BYTES} bytes")
+        return await asyncio.to_thread(service.search_image, data, k, where, space)
+
+    root = APIRouter()
+    root.include_router(public)
+    root.include_router(api)
+    return root

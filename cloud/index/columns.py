@@ -1,0 +1,253 @@
+"""Per-position storage of the faiss backend: ids, attributes, the vectors, and filtering.
+
+Rows are *positions* 0..n-1 in insertion (= id) order; a position is also the vector's id
+inside faiss, so a faiss result maps back to a detection id by one array lookup. Arrays grow
+by half again when full (amortised O(1) appends). Removed rows stay as tombstones
+(``alive`` false) until a compaction builds new columns without them.
+
+Filters become :class:`Candidates`: a position range [lo, hi) plus, when not every position in
+it matches, a boolean mask over the range. The time window is narrowed without a scan by two
+monotone envelopes of the capture times: the running maximum ``ts_max[p] = max(ts[:p+1])``
+and the suffix minimum ``ts_min[p] = min(ts[p:])``. Rows before the first p with
+``ts_max[p] >= from`` are all older than ``from``; rows from the first p with
+``ts_min[p] >= to`` on are all newer than ``to``: two binary searches. When capture times
+arrive in order (the common case) the range is exact; late batches (an edge draining its
+backlog) only widen it, and the mask settles the rest. The envelopes stay valid bounds after
+removals and are recomputed by compaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cloud.index.base import SearchFilter
+from cloud.index.batch import F32, I32, I64, Batch
+
+BoolArray = NDArray[np.bool_]
+U8 = NDArray[np.uint8]
+
+_MIN_CAPACITY = 1024
+_EQUALITY_MAX = 4  # up to this many values, OR-ed comparisons beat np.isin (measured)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Positions a filter admits: [lo, hi), restricted by ``mask`` (over the range) if set."""
+
+    lo: int
+    hi: int
+    mask: BoolArray | None
+    count: int
+
+    def positions(self) -> I64:
+        if self.mask is None:
+            return np.arange(self.lo, self.hi, dtype=np.int64)
+        return np.flatnonzero(self.mask).astype(np.int64) + self.lo
+
+    def bitmap(self, n: int) -> U8:
+        """A little-endian bitmap over positions [0, n), the layout of faiss IDSelectorBitmap."""
+        bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+        start = self.lo - self.lo % 8
+        inside = np.zeros(self.hi - start, dtype=np.bool_)
+        inside[self.lo - start :] = True if self.mask is None else self.mask
+        packed = np.packbits(inside, bitorder="little")
+        bits[start // 8 : start // 8 + len(packed)] = packed
+        return bits
+
+
+NOTHING = Candidates(0, 0, None, 0)
+
+
+def _member(column: I32, values: tuple[int, ...]) -> BoolArray:
+    unique = sorted(set(values))
+    if len(unique) > _EQUALITY_MAX:
+        return np.asarray(np.isin(column, np.asarray(unique, dtype=column.dtype)), np.bool_)
+    mask = np.asarray(column == unique[0], np.bool_)
+    for v in unique[1:]:
+        mask |= column == v
+    return mask
+
+
+class Columns:
+    """The rows of one index; see the module docstring. Not thread-safe by itself."""
+
+    def __init__(self, dim: int, capacity: int = 0) -> None:
+        self.dim = dim
+        self.n = 0
+        self.dead = 0
+        self._ids = np.zeros(capacity, np.int64)
+        self._cameras = np.zeros(capacity, np.int32)
+        self._classes = np.zeros(capacity, np.int32)
+        self._ts = np.zeros(capacity, np.int64)
+        self._alive = np.zeros(capacity, np.bool_)
+        self._vectors = np.zeros((capacity, dim), np.float32)
+        self._ts_max = np.zeros(capacity, np.int64)
+        self._ts_min = np.zeros(capacity, np.int64)
+
+    @classmethod
+    def from_arrays(
+        cls, ids: I64, cameras: I32, classes: I32, ts: I64, alive: BoolArray, vectors: F32
+    ) -> Columns:
+        n, dim = vectors.shape
+        out = cls(dim, max(n, _MIN_CAPACITY))
+        out.n = n
+        out.dead = int(n - np.count_nonzero(alive))
+        out._ids[:n], out._cameras[:n], out._classes[:n] = ids, cameras, classes
+        out._ts[:n], out._alive[:n], out._vectors[:n] = ts, alive, vectors
+        if n:
+            out._ts_max[:n] = np.maximum.accumulate(ts)
+            out._ts_min[:n] = np.minimum.accumulate(ts[::-1])[::-1]
+        return out
+
+    # ------------------------------------------------------------------ views of rows < n
+
+    @property
+    def ids(self) -> I64:
+        return self._ids[: self.n]
+
+    @property
+    def cameras(self) -> I32:
+        return self._cameras[: self.n]
+
+    @property
+    def classes(self) -> I32:
+        return self._classes[: self.n]
+
+    @property
+    def ts(self) -> I64:
+        return self._ts[: self.n]
+
+    @property
+    def alive(self) -> BoolArray:
+        return self._alive[: self.n]
+
+    @property
+    def vectors(self) -> F32:
+        return self._vectors[: self.n]
+
+    @property
+    def storage(self) -> F32:
+        """The whole vector buffer (C order, rows >= n unused): faiss reads it in place."""
+        return self._vectors
+
+    @property
+    def live(self) -> int:
+        return self.n - self.dead
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self._ids, self._cameras, self._classes, self._ts, self._alive, self._vectors)
+        return sum(a.nbytes for a in (*arrays, self._ts_max, self._ts_min))
+
+    # ------------------------------------------------------------------ growth
+
+    def reserved(self, extra: int) -> Columns:
+        """Self if ``extra`` more rows fit, else a larger copy (made while readers go on)."""
+        needed = self.n + extra
+        if needed <= len(self._ids):
+            return self
+        out = Columns(self.dim, max(needed, len(self._ids) * 3 // 2, _MIN_CAPACITY))
+        out.n, out.dead = self.n, self.dead
+        for name in ("_ids", "_cameras", "_classes", "_ts", "_alive", "_vectors"):
+            getattr(out, name)[: self.n] = getattr(self, name)[: self.n]
+        out._ts_max[: self.n] = self._ts_max[: self.n]
+        out._ts_min[: self.n] = self._ts_min[: self.n]
+        return out
+
+    def write_tail(self, batch: Batch) -> None:
+        """Fill rows n..n+m-1; invisible to readers until :meth:`publish`."""
+        n, m = self.n, len(batch)
+        rows = slice(n, n + m)
+        self._ids[rows], self._cameras[rows], self._classes[rows] = (
+            batch.ids,
+            batch.cameras,
+            batch.classes,
+        )
+        self._ts[rows], self._alive[rows], self._vectors[rows] = batch.ts_us, True, batch.vectors
+        running = np.maximum.accumulate(batch.ts_us)
+        self._ts_max[rows] = np.maximum(running, self._ts_max[n - 1]) if n else running
+        self._ts_min[rows] = np.minimum.accumulate(batch.ts_us[::-1])[::-1]
+
+    def publish(self, m: int) -> None:
+        """Make the written tail visible (under the index's write lock)."""
+        n = self.n
+        if m and n:
+            low = self._ts_min[n]
+            # Earlier suffix minima above the new rows' minimum come down to it.
+            start = int(np.searchsorted(self._ts_min[:n], low, side="right"))
+            self._ts_min[start:n] = low
+        self.n = n + m
+
+    def compacted(self) -> Columns:
+        """New columns of the live rows only, positions renumbered 0..live-1."""
+        keep = np.flatnonzero(self.alive)
+        return Columns.from_arrays(
+            self.ids[keep],
+            self.cameras[keep],
+            self.classes[keep],
+            self.ts[keep],
+            np.ones(len(keep), np.bool_),
+            self.vectors[keep],
+        )
+
+    # ------------------------------------------------------------------ removal
+
+    def kill(self, positions: I64) -> None:
+        self._alive[positions] = False
+        self.dead += len(positions)
+
+    def find(self, ids: I64) -> I64:
+        """Positions of the live rows with these (sorted, unique) ids."""
+        at = np.searchsorted(self.ids, ids)
+        inside = at < self.n
+        at, ids = at[inside], ids[inside]
+        hit = (self._ids[at] == ids) & self._alive[at]
+        return np.asarray(at[hit], dtype=np.int64)
+
+    def older_than(self, ts_us: int) -> I64:
+        """Positions of the live rows captured before ``ts_us``."""
+        hi = int(np.searchsorted(self._ts_min[: self.n], ts_us, side="left"))
+        mask = (self._ts[:hi] < ts_us) & self._alive[:hi]
+        return np.flatnonzero(mask).astype(np.int64)
+
+    # ------------------------------------------------------------------ filtering
+
+    def candidates(self, where: SearchFilter | None) -> Candidates:
+        """The live positions matching ``where`` (all live positions for ``None``)."""
+        n = self.n
+        lo, hi = 0, n
+        if where is not None and where.from_us is not None:
+            lo = int(np.searchsorted(self._ts_max[:n], where.from_us, side="left"))
+        if where is not None and where.to_us is not None:
+            hi = int(np.searchsorted(self._ts_min[:n], where.to_us, side="left"))
+        if hi <= lo:
+            return NOTHING
+        conditions: list[BoolArray] = []
+        if where is not None:
+            if where.cameras is not None:
+                if not where.cameras:
+                    return NOTHING
+                conditions.append(_member(self._cameras[lo:hi], where.cameras))
+            if where.classes is not None:
+                if not where.classes:
+                    return NOTHING
+                conditions.append(_member(self._classes[lo:hi], where.classes))
+            # The envelopes settle the window without a scan when capture times are in order.
+            if where.from_us is not None and self._ts_min[lo] < where.from_us:
+                conditions.append(self._ts[lo:hi] >= where.from_us)
+            if where.to_us is not None and self._ts_max[hi - 1] >= where.to_us:
+                conditions.append(self._ts[lo:hi] < where.to_us)
+        if self.dead:
+            conditions.append(self._alive[lo:hi])
+        if not conditions:
+            return Candidates(lo, hi, None, hi - lo)
+        mask = conditions[0]
+        for more in conditions[1:]:
+            mask = mask & more
+        count = int(np.count_nonzero(mask))
+        if count == 0:
+            return NOTHING
+        return Candidates(lo, hi, None if count == hi - lo else mask, count)

@@ -1,0 +1,201 @@
+"""The cloud's one SQL schema (SQLAlchemy Core): journal, catalog, descriptions and jobs.
+
+The tables here are the model; ``cloud/migrations`` holds the Alembic revisions that build
+them in a database (a test checks the two agree). Times are microseconds since the Unix epoch
+(``*_us``, int64), boxes are normalised to [0, 1] of the frame.
+
+- ``journal_frames`` / ``journal_watermarks``: every frame an edge sent, once, keyed by
+  (edge id, seq): the exactly-once ledger the acks rest on.
+- ``edges``, ``cameras``, ``spaces`` (one per encoder: vectors of different encoders never
+  mix), ``codecs`` (what an embedding's code needs to be decoded again).
+- ``tracks``, ``detections`` (every box: from per-frame ``Detections`` and from embeddings),
+  ``embeddings`` (the encoded vector of a detection, the source of truth for any index),
+  ``frame_counts`` (objects per class and frame).
+- ``descriptions`` (what the describer wrote about a camera and time window) and ``jobs``
+  (persisted work such as describer runs).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+journal_frames = Table(
+    "journal_frames",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("type", SmallInteger, nullable=False),
+    Column("capture_ts_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("frame", LargeBinary, nullable=False),
+    Index(None, "capture_ts_us"),
+)
+
+journal_watermarks = Table(
+    "journal_watermarks",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    Column("watermark", BigInteger, nullable=False),
+)
+
+edges = Table(
+    "edges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("software_version", String(64), nullable=False),
+    Column("detector", String(128), nullable=False),
+    Column("encoder", String(128), nullable=False),
+    Column("embedding_dim", Integer, nullable=False),
+    Column("random_init_encoder", Boolean, nullable=False),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=False),
+)
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("edge_id", String(64), ForeignKey("edges.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("fps", Float, nullable=True),
+    Column("first_seen_us", BigInteger, nullable=False),
+    UniqueConstraint("edge_id", "name"),
+)
+
+spaces = Table(
+    "spaces",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("encoder", String(128), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("random_init", Boolean, nullable=False),
+)
+
+codecs = Table(
+    "codecs",
+    metadata,
+    Column("fingerprint", BigInteger, primary_key=True, autoincrement=False),
+    Column("codec_id", String(64), nullable=False),
+    Column("content_hash", LargeBinary(32), nullable=False),
+    Column("dim", Integer, nullable=False),
+)
+
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("local_id", BigInteger, nullable=False),  # the edge tracker's id
+    Column("class_id", Integer, nullable=True),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=False),
+    Column("frames", Integer, nullable=True),  # from TrackEnd
+    Column("ended", Boolean, nullable=False),
+    Column("class_votes", JSON, nullable=True),
+    Column("path", JSON, nullable=True),  # sampled boxes [[x1, y1, x2, y2], ...]
+    Index(None, "camera_id", "local_id"),
+    Index(None, "last_seen_us"),
+)
+
+detections = Table(
+    "detections",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("track_id", Id, ForeignKey("tracks.id"), nullable=True),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("class_id", Integer, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("x2", Float, nullable=False),
+    Column("y2", Float, nullable=False),
+    Column("edge_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # the journal frame it came from
+    Column("has_embedding", Boolean, nullable=False),
+    Index(None, "camera_id", "ts_us"),
+    Index(None, "ts_us"),
+    Index(None, "track_id"),
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("detection_id", Id, ForeignKey("detections.id"), primary_key=True),
+    Column("space_id", Id, ForeignKey("spaces.id"), nullable=False),
+    Column("codec", BigInteger, ForeignKey("codecs.fingerprint"), nullable=False),
+    Column("reason", SmallInteger, nullable=False),
+    Column("code", LargeBinary, nullable=False),
+    Index(None, "space_id", "detection_id"),
+)
+
+frame_counts = Table(
+    "frame_counts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("class_id", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    Index(None, "camera_id", "ts_us"),
+)
+
+descriptions = Table(
+    "descriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=True),
+    Column("from_us", BigInteger, nullable=False),
+    Column("to_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("describer", String(128), nullable=False),  # model name, or "rules"
+    Column("summary", Text, nullable=False),
+    Column("body", JSON, nullable=False),  # the validated structured output
+    Index(None, "camera_id", "from_us"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # queued, running, done, failed
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+    Index(None, "state", "not_before_us"),
+)

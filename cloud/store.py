@@ -1,0 +1,168 @@
+"""The write side of the cloud: journal and catalog rows of received frames, in one transaction.
+
+:meth:`Store.write` takes the new frames of one or more edges (a group commit: the ingest
+writer merges what every session received meanwhile), stores each frame once in the journal,
+projects the new ones into catalog rows (:mod:`cloud.project`), advances the watermarks and
+commits; only then may the sessions acknowledge. Nothing reaches the index before the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from cloud import journal
+from cloud.journal import Frame
+from cloud.project import NewVectors, Projector, Received, Space
+from cloud.schema import cameras, codecs, edges, spaces
+from shared.messages import Hello
+from shared.vectors import CodecSet, VectorCodec, fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+def space_name(encoder: str, dim: int, random_init: bool) -> str:
+    """Name of the embedding space of an encoder: vectors of different spaces never mix."""
+    return f"{encoder}-{dim}" + ("-random-init" if random_init else "")
+
+
+@dataclass
+class WriteRequest:
+    """What one session received: frames (journal) and their decoded messages (catalog)."""
+
+    edge_id: str
+    space: Space
+    frames: list[Frame] = field(default_factory=list)
+    messages: dict[int, Received] = field(default_factory=dict)  # by seq
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: list[int]
+    duplicates: list[int]
+    watermark: int
+
+
+class Store:
+    def __init__(self, engine: Engine, codecs: CodecSet, projector: Projector | None = None):
+        self.engine = engine
+        self.codecs = codecs
+        self.projector = projector or Projector(codecs)
+        self.horizon_us = 0  # retention's cut-off: older frames are journaled, not catalogued
+        self._reset = threading.Event()
+
+    def set_horizon(self, ts_us: int) -> None:
+        """Retention ran: skip older messages and drop caches that may name deleted rows."""
+        self.horizon_us = ts_us
+        self._reset.set()
+
+    def register(self, edge_id: str, hello: Hello, accepted: Sequence[VectorCodec]) -> Space:
+        """Record the edge, its cameras, its embedding space and codecs (on every Hello)."""
+        now = time.time_ns() // 1_000
+        name = space_name(hello.encoder, hello.embedding_dim, hello.random_init_encoder)
+        info = {
+            "software_version": hello.software_version,
+            "detector": hello.detector,
+            "encoder": hello.encoder,
+            "embedding_dim": hello.embedding_dim,
+            "random_init_encoder": hello.random_init_encoder,
+            "last_seen_us": now,
+        }
+        with self.engine.begin() as conn:
+            if conn.execute(select(edges.c.id).where(edges.c.id == edge_id)).first() is None:
+                conn.execute(edges.insert().values(id=edge_id, first_seen_us=now, **info))
+            else:
+                conn.execute(edges.update().where(edges.c.id == edge_id).values(**info))
+            for cam in hello.cameras:
+                size = {"width": cam.width, "height": cam.height, "fps": cam.fps}
+                where = (cameras.c.edge_id == edge_id) & (cameras.c.name == cam.camera)
+                if conn.execute(select(cameras.c.id).where(where)).first() is None:
+                    conn.execute(
+                        cameras.insert().values(
+                            edge_id=edge_id, name=cam.camera, first_seen_us=now, **size
+                        )
+                    )
+                else:
+                    conn.execute(cameras.update().where(where).values(**size))
+            space_id = conn.execute(select(spaces.c.id).where(spaces.c.name == name)).scalar()
+            if space_id is None:
+                space_id = conn.execute(
+                    spaces.insert()
+                    .values(
+                        name=name,
+                        encoder=hello.encoder,
+                        dim=hello.embedding_dim,
+                        random_init=hello.random_init_encoder,
+                    )
+                    .returning(spaces.c.id)
+                ).scalar_one()
+            for codec in accepted:
+                fp = fingerprint(codec)
+                if conn.execute(
+                    select(codecs.c.fingerprint).where(codecs.c.fingerprint == fp)
+                ).first():
+                    continue
+                conn.execute(
+                    codecs.insert().values(
+                        fingerprint=fp,
+                        codec_id=codec.codec_id,
+                        content_hash=codec.content_hash,
+                        dim=codec.dim,
+                    )
+                )
+        return Space(int(space_id), name)
+
+    def write(self, requests: Sequence[WriteRequest]) -> tuple[list[WriteResult], list[NewVectors]]:
+        """Store every request in one transaction; results in request order.
+
+        Another writer (a second replica on PostgreSQL, or an overlapping session) may store
+        the same frame first: the primary-key conflict rolls back, and the retry sees it as a
+        repeat.
+        """
+        for attempt in range(3):
+            try:
+                return self._write(requests)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write(
+        self, requests: Sequence[WriteRequest]
+    ) -> tuple[list[WriteResult], list[NewVectors]]:
+        now = time.time_ns() // 1_000
+        results: list[WriteResult] = []
+        vectors: dict[str, NewVectors] = {}
+        if self._reset.is_set():
+            self._reset.clear()
+            self.projector.forget()
+        try:
+            with self.engine.begin() as conn:
+                for req in requests:
+                    new, repeated = journal.insert_new(conn, req.edge_id, req.frames)
+                    fresh = [
+                        m
+                        for s in new
+                        if (m := req.messages.get(s)) is not None
+                        and m.capture_ts_us >= self.horizon_us
+                    ]
+                    if fresh:
+                        got = self.projector.apply(conn, req.edge_id, req.space, fresh, now)
+                        if len(got):
+                            vectors.setdefault(got.space, NewVectors(got.space)).extend(got)
+                    mark = journal.advance(conn, req.edge_id)
+                    results.append(WriteResult(new, repeated, mark))
+        except BaseException:
+            self.projector.forget()
+            raise
+        return results, list(vectors.values())
+
+    def watermark(self, edge_id: str) -> int:
+        return journal.watermark(self.engine, edge_id)

@@ -1,0 +1,171 @@
+"""The ingest writer: one thread that group-commits what every session received.
+
+Sessions :meth:`~Writer.submit` a :class:`~cloud.store.WriteRequest` and await its result; the
+writer takes everything queued meanwhile (up to ``max_batch_frames``), stores it in one
+transaction and resolves each waiting session, which then sends its Ack. One transaction for
+many small messages is what makes SQLite fast here, and a single writer never contends with
+itself for SQLite's write lock.
+
+Backpressure: at most ``max_pending`` frames wait for the writer; a session submitting more
+waits (so its acks wait, and the edge's send window closes) until the writer catches up.
+After a commit the decoded vectors go to ``on_vectors`` (the indexer), never before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cloud.metrics import CloudMetrics
+from cloud.project import NewVectors
+from cloud.store import Store, WriteRequest, WriteResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    request: WriteRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[WriteResult]
+
+
+class WriterStopped(RuntimeError):
+    """The writer is shut down; nothing was stored."""
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Store,
+        metrics: CloudMetrics,
+        on_vectors: Callable[[list[NewVectors]], None] = lambda _v: None,
+        max_pending: int = 20_000,
+        max_batch_frames: int = 5_000,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.on_vectors = on_vectors
+        self.max_pending = max_pending
+        self.max_batch_frames = max_batch_frames
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending = 0
+        self._capacity: asyncio.Condition | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then end the thread."""
+        self._stopped = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def submit(self, request: WriteRequest) -> WriteResult:
+        """Store ``request`` (after waiting for room); raises what the transaction raised."""
+        if self._stopped:
+            raise WriterStopped("the cloud is shutting down")
+        if self._capacity is None:
+            self._capacity = asyncio.Condition()
+        n = len(request.frames)
+        async with self._capacity:
+            if self._pending + n > self.max_pending and self._pending > 0:
+                self.metrics.backpressure.inc()
+            await self._capacity.wait_for(
+                lambda: self._pending == 0 or self._pending + n <= self.max_pending
+            )
+            with self._lock:
+                self._pending += n
+        self.metrics.writer_pending.set(self._pending)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteResult] = loop.create_future()
+        self._queue.put(_Job(request, loop, future))
+        try:
+            return await future
+        finally:
+            with self._lock:
+                self._pending -= n
+            self.metrics.writer_pending.set(self._pending)
+            async with self._capacity:
+                self._capacity.notify_all()
+
+    def _take(self) -> list[_Job] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        jobs, frames = [first], len(first.request.frames)
+        while frames < self.max_batch_frames:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            jobs.append(job)
+            frames += len(job.request.frames)
+        return jobs
+
+    def _run(self) -> None:
+        while (jobs := self._take()) is not None:
+            started = time.perf_counter()
+            try:
+                results, vectors = self.store.write([j.request for j in jobs])
+            except Exception:
+                if len(jobs) == 1:
+                    self._failed(jobs[0])
+                    continue
+                # One bad request must not refuse every session: store them one by one.
+                for job in jobs:
+                    try:
+                        ([result], vecs) = self.store.write([job.request])
+                    except Exception:
+                        self._failed(job)
+                        continue
+                    self._done([job], [result], vecs)
+                continue
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.commit_frames.observe(sum(len(j.request.frames) for j in jobs))
+            self._done(jobs, results, vectors)
+
+    def _done(
+        self, jobs: list[_Job], results: list[WriteResult], vectors: list[NewVectors]
+    ) -> None:
+        for job, result in zip(jobs, results, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, result)
+        if vectors:
+            self.on_vectors(vectors)
+
+    def _failed(self, job: _Job) -> None:
+        logger.exception(
+            "ingest transaction for edge %s failed; %d frames not acknowledged",
+            job.request.edge_id,
+            len(job.request.frames),
+        )
+        self.metrics.write_failures.inc()
+        job.loop.call_soon_threadsafe(_fail, job.future, RuntimeError("storing failed"))
+
+
+def _resolve(future: asyncio.Future[WriteResult], result: WriteResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[WriteResult], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)
