@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, text, update
 
 from cloud.schema import cameras, detections, embeddings, frame_counts, tracks
 from shared.geometry import Box
@@ -236,12 +236,13 @@ class Projector:
     def _flush_tracks(self, conn: Connection, new: list[_Track]) -> None:
         """Insert the new tracks (ids in order) and update the changed ones."""
         if new:
-            ids = conn.execute(
-                tracks.insert().returning(tracks.c.id, sort_by_parameter_order=True),
-                [st.values() for st in new],
-            ).scalars()
+            ids = allocate_ids(conn, tracks, len(new))
+            conn.execute(
+                tracks.insert(),
+                [{"id": pk, **st.values()} for pk, st in zip(ids, new, strict=True)],
+            )
             for st, pk in zip(new, ids, strict=True):
-                st.pk, st.dirty = int(pk), False
+                st.pk, st.dirty = pk, False
         dirty = [st for st in self._tracks.values() if st.dirty and st.pk is not None]
         if dirty:
             conn.execute(
@@ -353,12 +354,10 @@ class Projector:
             row["track_id"] = owner.pk if owner is not None else None
         ids: list[int] = []
         if rows:
-            ids = list(
-                conn.execute(
-                    detections.insert().returning(detections.c.id, sort_by_parameter_order=True),
-                    rows,
-                ).scalars()
-            )
+            ids = allocate_ids(conn, detections, len(rows))
+            for pk, row in zip(ids, rows, strict=True):
+                row["id"] = pk
+            conn.execute(detections.insert(), rows)
         for key, pk, row in zip(keys, ids, rows, strict=True):
             if key is not None:
                 (self._embedded if row["has_embedding"] else self._boxes).put(key, pk)
@@ -408,6 +407,25 @@ class Projector:
             out.classes += [a.message.class_id for a in group]
             out.ts_us += [a.ts_us for a in group]
         return out
+
+
+def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
+    """``n`` new primary keys of ``table``, in increasing order, for a plain executemany.
+
+    (An INSERT ... RETURNING that keeps the parameter order runs row by row on SQLite: ten
+    times slower.) PostgreSQL draws them from the column's sequence (safe with concurrent
+    writers); SQLite continues after the largest id, which is safe because the cloud has
+    one writer and SQLite one write transaction at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n},
+        ).scalars()
+        return sorted(int(i) for i in rows)
+    top = conn.execute(select(func.max(table.c.id))).scalar()
+    start = int(top or 0) + 1
+    return list(range(start, start + n))
 
 
 def _row(

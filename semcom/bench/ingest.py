@@ -66,7 +66,9 @@ def _edge_stream(
         )
         ts = t0 + i * 40_000
         frames.append(encode(Envelope(edge, i + 1, ts, ts, msg)))
-    batches, current, size = [], [], 0
+    batches: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
     for f in frames:
         if size + len(f) + 8 > BATCH_BYTES and current:
             batches.append(pack_batch(current))
@@ -125,7 +127,7 @@ def run(n: int, dim: int, codec_spec: str, edges: int, seed: int, workdir: Path)
     services.indexer.stop()
     db = workdir / "catalog.db"
     messages = per_edge * edges
-    commit = services.metrics.commit_frames.collect()[0].samples
+    commit = next(iter(services.metrics.commit_frames.collect())).samples
     txn = next(s.value for s in commit if s.name.endswith("_count"))
     return {
         "messages": messages,

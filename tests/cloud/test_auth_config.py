@@ -75,3 +75,11 @@ def test_token_command_prints_a_hash_and_the_edge_setting() -> None:
     digest = hashlib.sha256(token.encode()).hexdigest()
     assert f"token_sha256: {digest}" in result.output
     assert "cam-7:" in result.output
+
+
+def test_the_deploy_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "cloud.example.yaml"
+    config = load_config(example)
+    assert config.retention == "30d"
+    assert set(config.api_tokens) == {"dashboard"}
+    assert config.database == "sqlite:////var/lib/semcom/catalog.db"
