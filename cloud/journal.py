@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.engine import Engine
 
+from cloud.schema import bulk_insert
 from cloud.schema import journal_frames as frames
 from cloud.schema import journal_watermarks as watermarks
 
@@ -58,8 +59,9 @@ def insert_new(
     now = time.time_ns() // 1_000
     new = [i for s, i in sorted(unique.items()) if s not in existing]
     if new:
-        conn.execute(
-            frames.insert(),
+        bulk_insert(
+            conn,
+            frames,
             [
                 {
                     "edge_id": edge_id,

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, bindparam, func, select, text, update
 
-from cloud.schema import cameras, detections, embeddings, frame_counts, tracks
+from cloud.schema import bulk_insert, cameras, detections, embeddings, frame_counts, tracks
 from shared.geometry import Box
 from shared.messages import Detections, Embedding, FrameCounts, Message, TrackEnd
 from shared.vectors import CodecSet
@@ -357,7 +357,7 @@ class Projector:
             ids = allocate_ids(conn, detections, len(rows))
             for pk, row in zip(ids, rows, strict=True):
                 row["id"] = pk
-            conn.execute(detections.insert(), rows)
+            bulk_insert(conn, detections, rows)
         for key, pk, row in zip(keys, ids, rows, strict=True):
             if key is not None:
                 (self._embedded if row["has_embedding"] else self._boxes).put(key, pk)
@@ -382,8 +382,9 @@ class Projector:
         out = NewVectors(space.name)
         if not found:
             return out
-        conn.execute(
-            embeddings.insert(),
+        bulk_insert(
+            conn,
+            embeddings,
             [
                 {
                     "detection_id": a.detection_id,

@@ -17,11 +17,14 @@ them in a database (a test checks the two agree). Times are microseconds since t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Float,
     ForeignKey,
     Index,
@@ -199,3 +202,19 @@ jobs = Table(
     Column("error", Text, nullable=True),
     Index(None, "state", "not_before_us"),
 )
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
+    """Insert many rows of plain columns (no JSON) in one executemany.
+
+    On SQLite the statement goes straight to the driver: SQLAlchemy's per-row parameter
+    processing was a third of the ingest writer's time. Other databases take the Core path.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), list(rows))
+        return
+    cols = list(rows[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
