@@ -59,25 +59,8 @@ class IceServerConfig(_Model):
     credential: str | None = None
 
 
-class ApiToken(_Model):
-    """A bearer token for the query API (dashboards, scripts)."""
-
-    token: SecretStr | None = Field(None, description="The token, in clear.")
-    token_sha256: str | None = Field(
-        None, pattern="^[0-9a-f]{64}$", description="SHA-256 (hex) of the token."
-    )
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ApiToken:
-        if (self.token is None) == (self.token_sha256 is None):
-            raise ValueError("give exactly one of token and token_sha256")
-        return self
-
-    def digest(self) -> bytes:
-        if self.token is not None:
-            return hashlib.sha256(self.token.get_secret_value().encode()).digest()
-        assert self.token_sha256 is not None
-        return bytes.fromhex(self.token_sha256)
+class ApiToken(EdgeCredential):
+    """A bearer token for the query API (dashboards, scripts): same forms as an edge's."""
 
 
 class IndexConfig(_Model):
