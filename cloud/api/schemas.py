@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import (
     BaseModel,
@@ -305,9 +305,11 @@ class SearchRequest(BaseModel):
     detection_id: DetectionId | SkipJsonSchema[None] = Field(
         None, description="Find detections that look like this one (it must have an embedding)."
     )
-    image: str | SkipJsonSchema[None] = Field(
+    # The length limit sits on the str member: on the union it would be applied to None too.
+    image: (
+        Annotated[str, Field(max_length=(MAX_IMAGE_BYTES * 4) // 3 + 4)] | SkipJsonSchema[None]
+    ) = Field(
         None,
-        max_length=(MAX_IMAGE_BYTES * 4) // 3 + 4,
         json_schema_extra={"contentEncoding": "base64"},
         description="Base64 PNG or JPEG of the object (a crop), embedded with the query encoder.",
     )

@@ -416,6 +416,7 @@ def test_bad_query_parameters_are_422_naming_the_parameter(
     [
         ({}, "exactly one of detection_id and image"),
         ({"detection_id": 1, "image": "aGVsbG8="}, "exactly one of detection_id and image"),
+        ({"image": None, "k": 5}, "exactly one of detection_id and image"),  # was a 500
         ({"detection_id": 0}, "detection_id"),
         ({"detection_id": 2**63}, "detection_id"),
         ({"detection_id": 1, "k": 0}, "k"),
