@@ -41,6 +41,7 @@ from cloud.catalog import Catalog
 from cloud.db import open_database
 from cloud.index.base import Hit, SearchFilter
 from shared.vectors import CodecSet, VectorCodec, create_codec, fingerprint
+from tests.cloud.filtering import filter_mask
 
 TOKEN = "query-token-1"
 DIGESTS = {"dashboard": hashlib.sha256(TOKEN.encode()).digest()}
@@ -331,16 +332,7 @@ class ExactSearcher:
         if space not in self._spaces:
             raise KeyError(space)
         s = self._spaces[space]
-        mask = np.ones(len(s.ids), bool)
-        if where is not None:
-            if where.cameras is not None:
-                mask &= np.isin(s.cameras, where.cameras)
-            if where.classes is not None:
-                mask &= np.isin(s.classes, where.classes)
-            if where.from_us is not None:
-                mask &= s.ts_us >= where.from_us
-            if where.to_us is not None:
-                mask &= s.ts_us < where.to_us
+        mask = filter_mask(where, s.cameras, s.classes, s.ts_us)
         ids, scores = s.ids[mask], vectors @ s.vectors[mask].T
         out = []
         for row in scores:
@@ -428,3 +420,15 @@ def client(url: str, token: str | None = TOKEN) -> httpx.Client:
     return httpx.Client(
         base_url=url, headers=headers, timeout=60, event_hooks={"response": [_no_500]}
     )
+
+
+def error_of(response: httpx.Response, status: int, code: str | None = None) -> str:
+    """Check the error shape; returns the message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    return str(body["error"]["message"])

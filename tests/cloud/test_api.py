@@ -6,39 +6,25 @@ Every client here fails its test on any 500 (see ``api_fixtures.client``).
 from __future__ import annotations
 
 import base64
-import io
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-from sqlalchemy import create_engine
 
 from cloud.api.auth import client_of
 from cloud.api.errors import Forbidden, Unauthorized
 from cloud.api.service import NO_ENCODER
-from cloud.catalog import Catalog, decode_cursor, encode_cursor
-from cloud.catalog_records import InvalidCursor
-from cloud.config import EncoderConfig
-from cloud.encoder import QueryEncoder
+from cloud.catalog import encode_cursor
 from cloud.index.base import SearchFilter
 from tests.cloud.api_fixtures import (
     BASE_US,
     SPACE_A,
     SPACE_B,
     SPACE_UNINDEXED,
-    ExactSearcher,
-    LiveServer,
     World,
-    build_world,
     client,
+    error_of,
     image_png,
-    make_app,
-    make_deps,
-    postgres_database,
 )
 
 PROTECTED: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -51,78 +37,6 @@ PROTECTED: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/search", {"detection_id": 1}),
     ("POST", "/v1/search/image", None),
 ]
-
-
-@pytest.fixture(scope="module")
-def encoder() -> QueryEncoder:
-    return QueryEncoder(EncoderConfig(name="vit_tiny_patch16_224", random_init=True))
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, encoder: QueryEncoder
-) -> Iterator[World]:
-    """The same catalog on SQLite and on a real PostgreSQL: every test runs on both."""
-    if request.param == "sqlite":
-        world = build_world(f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'c.db'}", encoder)
-        yield world
-        world.engine.dispose()
-        return
-    with postgres_database(request.getfixturevalue("postgres_server")) as url:
-        world = build_world(url, encoder)
-        yield world
-        world.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def searcher(world: World) -> ExactSearcher:
-    return ExactSearcher(world.engine, [SPACE_A, SPACE_B])
-
-
-@pytest.fixture(scope="module")
-def server(world: World, encoder: QueryEncoder, searcher: ExactSearcher) -> Iterator[str]:
-    with LiveServer(make_app(make_deps(world, encoder, searcher))) as live:
-        yield live.url
-
-
-@pytest.fixture
-def api(server: str) -> Iterator[httpx.Client]:
-    with client(server) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def bare_server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[str]:
-    """No query encoder, /metrics public, a database that cannot be opened, a failing probe."""
-    missing = tmp_path_factory.mktemp("gone") / "no-such-dir" / "c.db"
-
-    def probe() -> dict[str, Any]:
-        raise RuntimeError("index probe exploded")
-
-    deps = make_deps(
-        world,
-        None,
-        ExactSearcher(world.engine),
-        catalog=Catalog(create_engine(f"sqlite:///{missing}")),
-        metrics_public=True,
-        health=probe,
-    )
-    with LiveServer(make_app(deps)) as live:
-        yield live.url
-
-
-def _error(response: httpx.Response, status: int, code: str | None = None) -> str:
-    """Check the error shape; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
-    return str(body["error"]["message"])
 
 
 def _request(
@@ -157,13 +71,13 @@ def test_every_other_endpoint_needs_a_token(
 ) -> None:
     with client(server, token=None) as c:
         r = _request(c, method, path, body)
-        _error(r, 401, "unauthorized")
+        error_of(r, 401, "unauthorized")
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
         for header in ("Basic dXNlcjpwYXNz", "Bearer", "token-without-scheme"):
             r = c.request(method, path, headers={"Authorization": header})
-            _error(r, 401, "unauthorized")
+            error_of(r, 401, "unauthorized")
     with client(server, token="not-the-token") as c:
-        _error(_request(c, method, path, body), 403, "forbidden")
+        error_of(_request(c, method, path, body), 403, "forbidden")
 
 
 def test_no_configured_token_refuses_everyone() -> None:
@@ -174,10 +88,10 @@ def test_no_configured_token_refuses_everyone() -> None:
 
 
 def test_framework_errors_have_the_same_shape(api: httpx.Client) -> None:
-    _error(api.get("/v1/nothing-here"), 404, "not_found")
-    _error(api.delete("/v1/cameras"), 405, "method_not_allowed")
+    error_of(api.get("/v1/nothing-here"), 404, "not_found")
+    error_of(api.delete("/v1/cameras"), 405, "method_not_allowed")
     json_type = {"Content-Type": "application/json"}
-    message = _error(api.post("/v1/search", content=b"{not json", headers=json_type), 422)
+    message = error_of(api.post("/v1/search", content=b"{not json", headers=json_type), 422)
     assert "body" in message
 
 
@@ -192,16 +106,16 @@ def test_database_down_is_503_and_health_says_why(bare_server: str) -> None:
         assert c.get("/metrics").status_code == 200  # public here
     with client(bare_server) as c:
         r = c.get("/v1/cameras")
-        _error(r, 503, "unavailable")
+        error_of(r, 503, "unavailable")
         assert r.headers["Retry-After"]
 
 
 def test_image_search_without_encoder_is_409(bare_server: str) -> None:
     with client(bare_server) as c:
         r = c.post("/v1/search", json={"image": _png_b64(image_png(1))})
-        assert _error(r, 409, "no_query_encoder") == NO_ENCODER
+        assert error_of(r, 409, "no_query_encoder") == NO_ENCODER
         r = c.post("/v1/search/image", files={"image": ("a.png", image_png(1), "image/png")})
-        assert _error(r, 409, "no_query_encoder") == NO_ENCODER
+        assert error_of(r, 409, "no_query_encoder") == NO_ENCODER
 
 
 def test_openapi_documents_every_route_and_the_bearer_scheme(api: httpx.Client) -> None:
@@ -306,9 +220,9 @@ def test_extreme_but_valid_ids_are_not_found_not_errors(api: httpx.Client) -> No
     top = 2**63 - 1
     body = api.get("/v1/detections", params={"camera": top, "class": 65535}).json()
     assert body == {"items": [], "next_cursor": None}
-    _error(api.get(f"/v1/detections/{top}"), 404, "not_found")
-    _error(api.get(f"/v1/tracks/{top}"), 404, "not_found")
-    _error(api.post("/v1/search", json={"detection_id": top}), 404, "not_found")
+    error_of(api.get(f"/v1/detections/{top}"), 404, "not_found")
+    error_of(api.get(f"/v1/tracks/{top}"), 404, "not_found")
+    error_of(api.post("/v1/search", json={"detection_id": top}), 404, "not_found")
     far = encode_cursor(-(2**63) + 1, top)
     assert api.get("/v1/detections", params={"cursor": far}).json()["items"] == []
 
@@ -333,7 +247,7 @@ def test_detection_by_id(api: httpx.Client, world: World) -> None:
     assert d["time"] == "2026-11-24T10:00:01Z"
     assert d["embedding_space"] == world.embedded.get(row["id"])
     assert api.get(f"/v1/detections/{world.unembedded}").json()["embedding_space"] is None
-    _error(api.get("/v1/detections/999999"), 404, "not_found")
+    error_of(api.get("/v1/detections/999999"), 404, "not_found")
 
 
 def test_track_with_its_detections(api: httpx.Client, world: World) -> None:
@@ -352,7 +266,7 @@ def test_track_with_its_detections(api: httpx.Client, world: World) -> None:
     open_track = next(t for t in world.tracks.values() if not t["ended"])
     body = api.get(f"/v1/tracks/{open_track['id']}").json()
     assert (body["class_votes"], body["path"], body["frames"]) == ({}, [], None)
-    _error(api.get("/v1/tracks/424242"), 404, "not_found")
+    error_of(api.get("/v1/tracks/424242"), 404, "not_found")
 
 
 def test_stats(api: httpx.Client, world: World) -> None:
@@ -408,7 +322,7 @@ _BIG = str(2**63)
 def test_bad_query_parameters_are_422_naming_the_parameter(
     api: httpx.Client, path: str, params: dict[str, Any], names: str
 ) -> None:
-    assert names in _error(api.get(path, params=params), 422, "invalid_parameter")
+    assert names in error_of(api.get(path, params=params), 422, "invalid_parameter")
 
 
 @pytest.mark.parametrize(
@@ -434,130 +348,14 @@ def test_bad_query_parameters_are_422_naming_the_parameter(
     ],
 )
 def test_bad_search_requests_are_422(api: httpx.Client, body: dict[str, Any], names: str) -> None:
-    assert names in _error(api.post("/v1/search", json=body), 422)
+    assert names in error_of(api.post("/v1/search", json=body), 422)
 
 
 def test_search_errors_name_the_cause(api: httpx.Client, world: World) -> None:
     r = api.post("/v1/search", json={"detection_id": world.unembedded})
-    assert "has no embedding" in _error(r, 422, "no_embedding")
-    _error(api.post("/v1/search", json={"detection_id": 999_999}), 404, "not_found")
+    assert "has no embedding" in error_of(r, 422, "no_embedding")
+    error_of(api.post("/v1/search", json={"detection_id": 999_999}), 404, "not_found")
     r = api.post("/v1/search", json={"detection_id": 1, "space": SPACE_B})
-    assert "space" in _error(r, 422, "invalid_parameter")
+    assert "space" in error_of(r, 422, "invalid_parameter")
     r = api.post("/v1/search", json={"detection_id": 1000})  # its space has no index
-    assert SPACE_UNINDEXED in _error(r, 404, "unknown_space")
-
-
-# ---------------------------------------------------------------- search
-
-
-def test_search_by_detection_finds_itself_first(api: httpx.Client, world: World) -> None:
-    for det_id, min_score in ((1, 0.999), (3, 0.99)):  # f16 and int8 codes
-        body = api.post("/v1/search", json={"detection_id": det_id, "k": 5}).json()
-        assert body["space"] == world.embedded[det_id]
-        assert body["random_init_encoder"] is (body["space"] == SPACE_A)
-        hits = body["hits"]
-        assert len(hits) == 5
-        assert hits[0]["detection"]["id"] == det_id
-        assert hits[0]["score"] > min_score
-        scores = [h["score"] for h in hits]
-        assert scores == sorted(scores, reverse=True)
-        assert all(world.embedded[h["detection"]["id"]] == body["space"] for h in hits)
-
-
-def test_search_filters_hold_for_every_hit(api: httpx.Client, world: World) -> None:
-    request = {
-        "detection_id": 1,
-        "k": 100,
-        "filter": {"camera": [2], "class": [2, 7], "from": "2026-11-24T10:00:05Z"},
-    }
-    body = api.post("/v1/search", json=request).json()
-    where = SearchFilter(cameras=(2,), classes=(2, 7), from_us=BASE_US + 5_000_000)
-    matching = {i for i in world.expected_ids(where) if world.embedded.get(i) == SPACE_A}
-    assert {h["detection"]["id"] for h in body["hits"]} == matching
-    assert 1 not in matching
-    empty = api.post("/v1/search", json={"detection_id": 1, "filter": {"camera": []}}).json()
-    assert empty["hits"] == []  # an empty list matches nothing (the index's rule)
-
-
-def test_search_by_uploaded_image_finds_the_detection_embedded_from_it(
-    api: httpx.Client, world: World
-) -> None:
-    (first, png), (second, _) = sorted(world.image_detections.items())
-    body = api.post("/v1/search", json={"image": _png_b64(png), "k": 3}).json()
-    assert (body["space"], body["random_init_encoder"]) == (SPACE_A, True)
-    assert body["hits"][0]["detection"]["id"] == first
-    assert body["hits"][0]["score"] > 0.999
-    assert body["hits"][1]["detection"]["id"] == second
-    data_url = "data:image/png;base64," + _png_b64(png)
-    again = api.post("/v1/search", json={"image": data_url, "k": 1}).json()
-    assert again["hits"][0]["detection"]["id"] == first
-    jpeg = io.BytesIO()
-    Image.open(io.BytesIO(png)).save(jpeg, format="JPEG", quality=95)
-    r = api.post("/v1/search/image", files={"image": ("q.jpg", jpeg.getvalue(), "image/jpeg")})
-    assert r.json()["hits"][0]["detection"]["id"] == first
-
-
-def test_multipart_image_search(api: httpx.Client, world: World) -> None:
-    (_, _), (second, png) = sorted(world.image_detections.items())
-    files = {"image": ("q.png", png, "image/png")}
-    body = api.post("/v1/search/image", files=files, data={"k": "2"}).json()
-    assert body["hits"][0]["detection"]["id"] == second
-    assert len(body["hits"]) == 2
-    body = api.post("/v1/search/image", files=files, data={"class": ["7"], "k": "50"}).json()
-    assert body["hits"]
-    assert all(h["detection"]["class_id"] == 7 for h in body["hits"])
-    r = api.post("/v1/search/image", files=files, data={"from": "later"})
-    assert "from" in _error(r, 422, "invalid_parameter")
-    _error(api.post("/v1/search/image", files=files, data={"k": "0"}), 422)
-    _error(api.post("/v1/search/image", data={"k": "3"}), 422)
-    garbage = {"image": ("q.png", b"\x89PNG garbage", "image/png")}
-    _error(api.post("/v1/search/image", files=garbage), 422, "invalid_image")
-
-
-def test_a_slow_search_does_not_block_other_requests(server: str, searcher: ExactSearcher) -> None:
-    searcher.hold = threading.Event()
-    calls = searcher.calls
-    result: dict[str, int] = {}
-
-    def slow() -> None:
-        with client(server) as c:
-            result["status"] = c.post("/v1/search", json={"detection_id": 1}).status_code
-
-    thread = threading.Thread(target=slow)
-    try:
-        thread.start()
-        deadline = time.monotonic() + 10
-        while searcher.calls == calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert searcher.calls > calls, "the search never reached the index"
-        with client(server) as c:
-            started = time.monotonic()
-            assert c.get("/healthz", timeout=5).status_code == 200
-            assert c.get("/v1/cameras", timeout=5).status_code == 200
-            assert time.monotonic() - started < 5
-        assert thread.is_alive(), "the search should still be waiting for the index"
-    finally:
-        searcher.hold.set()
-        thread.join(30)
-        searcher.hold = None
-    assert result == {"status": 200}
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def test_metrics_count_queries_by_route(api: httpx.Client) -> None:
-    api.get("/v1/cameras")
-    api.get("/v1/detections", params={"limit": 0})
-    text = api.get("/metrics").text
-    assert 'semcom_query_seconds_count{route="/v1/cameras"}' in text
-    assert 'semcom_api_requests_total{route="/v1/detections",status="422"}' in text
-    assert 'semcom_api_requests_total{route="/v1/tracks/{track_id}"' in text
-    assert "semcom_api_auth_failures_total" in text
-
-
-def test_catalog_rejects_foreign_cursors() -> None:
-    assert decode_cursor(encode_cursor(-5, 7)) == (-5, 7)
-    for bad in ("", "====", encode_cursor(1, 2) + "!", base64.b64encode(b"1:2:3").decode()):
-        with pytest.raises(InvalidCursor):
-            decode_cursor(bad)
+    assert SPACE_UNINDEXED in error_of(r, 404, "unknown_space")

@@ -26,6 +26,7 @@ from cloud.index import (
 )
 from cloud.index.faiss_index import FaissIndex
 from cloud.index.qdrant_index import QdrantIndex
+from tests.cloud.filtering import filter_mask
 
 DIM = 32
 T0 = 1_700_000_000_000_000
@@ -70,16 +71,9 @@ def fill(index: VectorIndex, d: Data, batch: int = 2_000) -> VectorIndex:
 def brute(
     d: Data, queries: np.ndarray, k: int, where: SearchFilter | None, alive: np.ndarray | None
 ) -> list[list[int]]:
-    keep = np.ones(len(d), bool) if alive is None else alive.copy()
-    if where is not None:
-        if where.cameras is not None:
-            keep &= np.isin(d.cameras, where.cameras)
-        if where.classes is not None:
-            keep &= np.isin(d.classes, where.classes)
-        if where.from_us is not None:
-            keep &= d.ts >= where.from_us
-        if where.to_us is not None:
-            keep &= d.ts < where.to_us
+    keep = filter_mask(where, d.cameras, d.classes, d.ts)
+    if alive is not None:
+        keep &= alive
     x = d.vectors / np.linalg.norm(d.vectors, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     rows = np.flatnonzero(keep)
