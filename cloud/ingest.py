@@ -1,26 +1,34 @@
 """Ingest: runs one :class:`~cloud.session.EdgeSession` per connection, whatever the transport.
 
-A connection hands every received message to :meth:`LiveSession.handle` and sends back the
-replies. Messages of one connection are handled strictly in order: decoding runs in a worker
-thread, storing in the group-committing :class:`~cloud.writer.Writer`, so the event loop keeps
-serving every other edge meanwhile. When storing fails, nothing is acknowledged and the
-session is closed: the edge reconnects and sends the same frames again.
+A connection is served by :func:`pipelined`: every received message goes to
+:meth:`LiveSession.begin` and the replies go back in order. Messages of one connection are
+decoded strictly in order in a worker thread and stored in that order by the group-committing
+:class:`~cloud.writer.Writer`; a few are in flight at once, so decoding the next message
+overlaps committing this one, and the event loop keeps serving every other edge meanwhile.
+When storing fails, nothing is acknowledged and the session is closed: the edge reconnects
+and sends the same frames again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from typing import Final
 
 from cloud.metrics import CloudMetrics
 from cloud.session import EdgeSession
-from cloud.store import Store
+from cloud.store import Store, WriteRequest, WriteResult
 from cloud.writer import Writer
 from shared.messages import ErrorCode
 
 logger = logging.getLogger(__name__)
+
+# Messages of one connection in flight at once (decoded, waiting for their commit).
+PIPELINE_DEPTH: Final = 4
 
 
 class LiveSession:
@@ -43,31 +51,88 @@ class LiveSession:
         return self.session.closed
 
     async def handle(self, data: bytes) -> list[bytes]:
+        """Decode, store and acknowledge one message; returns the replies to send."""
+        return await (await self.begin(data))
+
+    async def begin(self, data: bytes) -> Awaitable[list[bytes]]:
+        """Decode ``data`` and queue it for storing; await the result for the replies.
+
+        Messages of one session begin strictly in order; the next one may begin (and be
+        decoded) while this one is being committed. Replies come only after the commit.
+        """
         async with self._lock:
-            edge = self.edge_id
             stats = self.session.stats
-            before = (stats.received, stats.stored, stats.duplicates, stats.rejected.copy())
+            received, rejected = stats.received, stats.rejected.copy()
             replies, request = await asyncio.to_thread(self.session.parse, data)
-            if request is not None:
-                try:
-                    result = await self.writer.submit(request)
-                except Exception as exc:
-                    logger.error("edge %s: storing failed, not acknowledged: %s", edge, exc)
-                    replies.append(
-                        self.session.refuse(ErrorCode.INTERNAL, "storage failed; send again")
-                    )
-                else:
-                    replies += self.session.finish(request, result)
-                    newest = max(f.capture_ts_us for f in request.frames)
-                    self.metrics.lag.labels(edge).set(max(0.0, time.time() - newest / 1e6))
-            self.metrics.received.labels(edge).inc(stats.received - before[0])
+            edge = self.edge_id
+            self.metrics.received.labels(edge).inc(stats.received - received)
             self.metrics.received_bytes.labels(edge).inc(len(data))
-            self.metrics.stored.labels(edge).inc(stats.stored - before[1])
-            self.metrics.duplicates.labels(edge).inc(stats.duplicates - before[2])
             self.metrics.backlog.labels(edge).set(self.session.edge_backlog)
-            for code, n in (stats.rejected - before[3]).items():
+            for code, n in (stats.rejected - rejected).items():
                 self.metrics.errors.labels(code).inc(n)
+            stored = await self.writer.enqueue(request) if request is not None else None
+        return self._complete(replies, request, stored)
+
+    async def _complete(
+        self,
+        replies: list[bytes],
+        request: WriteRequest | None,
+        stored: asyncio.Future[WriteResult] | None,
+    ) -> list[bytes]:
+        if request is None or stored is None:
             return replies
+        edge = self.edge_id
+        try:
+            result = await stored
+        except Exception as exc:
+            logger.error("edge %s: storing failed, not acknowledged: %s", edge, exc)
+            self.metrics.errors.labels(ErrorCode.INTERNAL.name).inc()
+            return [*replies, self.session.refuse(ErrorCode.INTERNAL, "storage failed; send again")]
+        self.metrics.stored.labels(edge).inc(len(result.stored))
+        self.metrics.duplicates.labels(edge).inc(len(result.duplicates))
+        newest = max(f.capture_ts_us for f in request.frames)
+        self.metrics.lag.labels(edge).set(max(0.0, time.time() - newest / 1e6))
+        return [*replies, *self.session.finish(request, result)]
+
+
+async def pipelined(
+    live: LiveSession,
+    receive: Callable[[], Awaitable[bytes | None]],
+    send: Callable[[bytes], Awaitable[None]],
+    depth: int = PIPELINE_DEPTH,
+) -> None:
+    """Serve one connection: receive messages, store them, send the replies in order.
+
+    Up to ``depth`` messages are in flight, so decoding the next overlaps committing this one
+    and the writer's group commits grow. ``receive`` returns None when the connection ends;
+    the loop also ends after the session is closed (a fatal Error was sent).
+    """
+    inflight: asyncio.Queue[Awaitable[list[bytes]] | None] = asyncio.Queue(depth)
+
+    async def reply() -> None:
+        while (done := await inflight.get()) is not None:
+            for frame in await done:
+                await send(frame)
+
+    replier = asyncio.create_task(reply())
+    try:
+        while not live.closed and not replier.done():
+            data = await receive()
+            if data is None:
+                break
+            try:
+                pending = await live.begin(data)
+            except Exception:  # e.g. the writer is shutting down: no ack, the edge resends
+                logger.exception("edge %s: could not store a message", live.edge_id)
+                continue
+            await inflight.put(pending)
+        await inflight.put(None)
+        await replier
+    finally:
+        if not replier.done():
+            replier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replier
 
 
 class Ingest:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from cloud.config import CloudConfig
-from cloud.ingest import Ingest, LiveSession
+from cloud.ingest import Ingest, LiveSession, pipelined
 from cloud.metrics import CloudMetrics
 from shared.addresses import host_address_picker
 from shared.codec import encode
@@ -61,19 +61,13 @@ class Peer:
             self.send(encode(Envelope("cloud", 0, now, now, error)))
 
     async def work(self) -> None:
-        while True:
-            data = await self.queue.get()
-            try:
-                replies = await self.live.handle(data)
-            except Exception:  # a journal failure: no ack, the edge resends later
-                logger.exception("edge %s: could not store a message", self.live.edge_id)
-                continue
-            for reply in replies:
-                self.send(reply)
-            if self.live.closed:  # a fatal Error was sent: give it a moment, then hang up
-                await asyncio.sleep(0.5)
-                await self.pc.close()
-                return
+        async def send(frame: bytes) -> None:
+            self.send(frame)
+
+        await pipelined(self.live, self.queue.get, send)
+        if self.live.closed:  # a fatal Error was sent: give it a moment, then hang up
+            await asyncio.sleep(0.5)
+            await self.pc.close()
 
     async def close(self) -> None:
         if self.worker is not None:

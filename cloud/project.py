@@ -144,13 +144,19 @@ class _Lru(OrderedDict[tuple[int, int, int], int]):
 
 class Projector:
     def __init__(
-        self, codecs: CodecSet, track_gap_us: int = 30_000_000, recent_boxes: int = 50_000
+        self,
+        codecs: CodecSet,
+        track_gap_us: int = 30_000_000,
+        recent_boxes: int = 50_000,
+        max_tracks: int = 200_000,
     ) -> None:
         self.codecs = codecs
         self.track_gap_us = track_gap_us
         self._cameras: dict[tuple[str, str], int] = {}
         self._tracks: dict[tuple[int, int], _Track] = {}
         self._created: list[_Track] = []  # new in this transaction, in order of creation
+        self._dirty: list[_Track] = []  # changed in this transaction
+        self.max_tracks = max_tracks
         # (camera id, tracker id, ts) -> detection id, for box rows and embedding rows
         self._boxes = _Lru(recent_boxes)
         self._embedded = _Lru(recent_boxes)
@@ -160,6 +166,7 @@ class Projector:
         self._cameras.clear()
         self._tracks.clear()
         self._created.clear()
+        self._dirty.clear()
         self._boxes.clear()
         self._embedded.clear()
 
@@ -215,7 +222,8 @@ class Projector:
                 return st
             if not st.ended and st.first - self.track_gap_us <= ts <= st.last + self.track_gap_us:
                 if ts < st.first or ts > st.last:
-                    st.first, st.last, st.dirty = min(st.first, ts), max(st.last, ts), True
+                    st.first, st.last = min(st.first, ts), max(st.last, ts)
+                    self._touch(st)
                 return st
         st = _Track(None, camera, local, ts, ts, False, class_id)
         self._tracks[key] = st
@@ -227,7 +235,8 @@ class Projector:
         best = max(votes, key=lambda c: votes[c]) if votes else None
         st = self._track(camera, end.track_id, end.last_seen_us, best or 0)
         st.first, st.last = min(st.first, end.first_seen_us), max(st.last, end.last_seen_us)
-        st.ended, st.frames, st.dirty = True, end.frames, True
+        st.ended, st.frames = True, end.frames
+        self._touch(st)
         st.votes = {str(k): v for k, v in votes.items()}
         st.path = [[b.x1, b.y1, b.x2, b.y2] for b in end.path]
         if best is not None:
@@ -243,7 +252,8 @@ class Projector:
             )
             for st, pk in zip(new, ids, strict=True):
                 st.pk, st.dirty = pk, False
-        dirty = [st for st in self._tracks.values() if st.dirty and st.pk is not None]
+        dirty = [st for st in self._dirty if st.dirty and st.pk is not None]
+        self._dirty = []
         if dirty:
             conn.execute(
                 update(tracks)
@@ -273,6 +283,14 @@ class Projector:
             )
             for st in dirty:
                 st.dirty = False
+        if len(self._tracks) > self.max_tracks:  # keep the newest half; the rest reload on use
+            keep = list(self._tracks.items())[len(self._tracks) // 2 :]
+            self._tracks = dict(keep)
+
+    def _touch(self, st: _Track) -> None:
+        if not st.dirty:
+            st.dirty = True
+            self._dirty.append(st)
 
     # ---------------------------------------------------------------- writing
 

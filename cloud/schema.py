@@ -12,12 +12,14 @@ them in a database (a test checks the two agree). Times are microseconds since t
   ``embeddings`` (the encoded vector of a detection, the source of truth for any index),
   ``frame_counts`` (objects per class and frame).
 - ``descriptions`` (what the describer wrote about a camera and time window) and ``jobs``
-  (persisted work such as describer runs).
+  (persisted work such as describer runs). Full-text search of descriptions uses objects
+  outside this model, made by migration ``0002`` (see :mod:`cloud.describe.fts`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 from sqlalchemy import (
     JSON,
@@ -200,7 +202,9 @@ jobs = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
     Column("error", Text, nullable=True),
+    Column("key", String(200), nullable=True),  # dedupe: one job per (kind, key), e.g. a window
     Index(None, "state", "not_before_us"),
+    Index(None, "kind", "key", unique=True),
 )
 
 
@@ -217,4 +221,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, obje
         return
     cols = list(rows[0])
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+    if len(cols) == 1:
+        conn.exec_driver_sql(sql, [(r[cols[0]],) for r in rows])
+    else:  # itemgetter of several keys returns the tuple, in C
+        conn.exec_driver_sql(sql, list(map(itemgetter(*cols), rows)))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from cloud.auth import AuthFailure, authenticate
-from cloud.ingest import Ingest
+from cloud.ingest import Ingest, pipelined
 from cloud.metrics import CloudMetrics
 from cloud.peers import PeerRegistry
 
@@ -99,10 +99,7 @@ def build_router(
         metrics.sessions.inc()
         logger.info("edge %s: websocket session %s", edge_id, live.session_id)
         try:
-            while not live.closed:
-                data = await ws.receive_bytes()
-                for reply in await live.handle(data):
-                    await ws.send_bytes(reply)
+            await pipelined(live, ws.receive_bytes, ws.send_bytes)
             await ws.close(code=1008)
         except (WebSocketDisconnect, RuntimeError):
             pass

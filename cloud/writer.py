@@ -55,7 +55,7 @@ class Writer:
         self.max_batch_frames = max_batch_frames
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending = 0
-        self._capacity: asyncio.Condition | None = None
+        self._room: asyncio.Event | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -78,31 +78,40 @@ class Writer:
 
     async def submit(self, request: WriteRequest) -> WriteResult:
         """Store ``request`` (after waiting for room); raises what the transaction raised."""
+        return await (await self.enqueue(request))
+
+    async def enqueue(self, request: WriteRequest) -> asyncio.Future[WriteResult]:
+        """Queue ``request`` once there is room; the future resolves after its commit.
+
+        Requests are stored in the order they are queued, so one session may keep several in
+        flight (decoding the next message while this one commits) and still be stored in order.
+        """
         if self._stopped:
             raise WriterStopped("the cloud is shutting down")
-        if self._capacity is None:
-            self._capacity = asyncio.Condition()
+        if self._room is None:
+            self._room = asyncio.Event()
         n = len(request.frames)
-        async with self._capacity:
-            if self._pending + n > self.max_pending and self._pending > 0:
-                self.metrics.backpressure.inc()
-            await self._capacity.wait_for(
-                lambda: self._pending == 0 or self._pending + n <= self.max_pending
-            )
-            with self._lock:
-                self._pending += n
+        if self._pending > 0 and self._pending + n > self.max_pending:
+            self.metrics.backpressure.inc()
+            while self._pending > 0 and self._pending + n > self.max_pending:
+                self._room.clear()
+                await self._room.wait()
+        with self._lock:
+            self._pending += n
         self.metrics.writer_pending.set(self._pending)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[WriteResult] = loop.create_future()
+        future.add_done_callback(lambda _f: self._release(n))
         self._queue.put(_Job(request, loop, future))
-        try:
-            return await future
-        finally:
-            with self._lock:
-                self._pending -= n
-            self.metrics.writer_pending.set(self._pending)
-            async with self._capacity:
-                self._capacity.notify_all()
+        return future
+
+    def _release(self, n: int) -> None:
+        """On the event loop, when a queued request is settled: make room for the waiters."""
+        with self._lock:
+            self._pending -= n
+        self.metrics.writer_pending.set(self._pending)
+        if self._room is not None:
+            self._room.set()
 
     def _take(self) -> list[_Job] | None:
         first = self._queue.get()
@@ -146,10 +155,10 @@ class Writer:
     def _done(
         self, jobs: list[_Job], results: list[WriteResult], vectors: list[NewVectors]
     ) -> None:
+        if vectors:  # queued for the index before any ack: an acked vector is on its way
+            self.on_vectors(vectors)
         for job, result in zip(jobs, results, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, result)
-        if vectors:
-            self.on_vectors(vectors)
 
     def _failed(self, job: _Job) -> None:
         logger.exception(

@@ -18,14 +18,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import numpy as np
 
 from cloud.app import build_services
 from cloud.config import load_config
-from cloud.ingest import LiveSession
+from cloud.ingest import LiveSession, pipelined
 from shared.codec import encode
 from shared.framing import pack_batch
 from shared.geometry import Box
@@ -81,9 +81,16 @@ def _edge_stream(
 
 
 async def _feed(live: LiveSession, hello: bytes, batches: list[bytes]) -> None:
-    await live.handle(hello)
-    for batch in batches:
-        await live.handle(batch)
+    """One edge's connection, served as the transports serve it (``pipelined``)."""
+    messages = iter([hello, *batches])
+
+    async def receive() -> bytes | None:
+        return next(messages, None)
+
+    async def send(_frame: bytes) -> None:
+        return None
+
+    await pipelined(live, receive, send)
 
 
 def run(n: int, dim: int, codec_spec: str, edges: int, seed: int, workdir: Path) -> dict[str, Any]:
@@ -123,6 +130,10 @@ def run(n: int, dim: int, codec_spec: str, edges: int, seed: int, workdir: Path)
     click.echo("ingesting...", err=True)
     total = asyncio.run(main())
     index_info = services.indexer.describe()
+    spaces = cast(dict[str, dict[str, Any]], index_info["spaces"])
+    indexed = sum(int(space["size"]) for space in spaces.values())
+    if indexed != per_edge * edges:
+        raise click.ClickException(f"{indexed} vectors indexed of {per_edge * edges} stored")
     services.writer.stop()
     services.indexer.stop()
     db = workdir / "catalog.db"
