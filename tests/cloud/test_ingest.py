@@ -95,7 +95,8 @@ def test_writer_keeps_order_and_bounds_what_waits(store: Store) -> None:
     assert [stored for stored, _ in got] == [[4 * i + j for j in range(1, 5)] for i in range(8)]
     assert writer.pending == 0
     waited = metrics.registry.get_sample_value("semcom_writer_backpressure_total")
-    assert waited is not None and waited >= 1  # at least one request had to wait for room
+    assert waited is not None
+    assert waited >= 1  # at least one request had to wait for room
     assert store.watermark("e") == 32
 
 
