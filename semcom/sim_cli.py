@@ -1,0 +1,214 @@
+"""``semcom sim``: payload strategies on simulated links (``run``), and the link presets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def sim() -> None:
+    """Network simulation: what each payload strategy costs on a link, with how many cameras."""
+
+
+@sim.command()
+@click.option(
+    "--scenario",
+    "-s",
+    "scenario_spec",
+    default="paper",
+    show_default=True,
+    help="Built-in scenario name (paper, iot, quick) or a scenario YAML file.",
+)
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Video to measure every strategy on.",
+)
+@click.option(
+    "--messages",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Recorded message file (semcom edge run --out) instead of running the pipeline: "
+    "semcom strategies only.",
+)
+@click.option("--detector", help="Detector model (.onnx/.pt/.engine/.yaml); needed with --source.")
+@click.option("--encoder", default=None, help="timm model name or .onnx [default: scenario].")
+@click.option("--encoder-weights", type=click.Path(exists=True, path_type=Path))
+@click.option("--random-init-encoder", is_flag=True, help="Untrained encoder (reported as such).")
+@click.option(
+    "--encoder-runtime",
+    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
+    default=None,
+    help="Runtime of a timm encoder [default: edge config].",
+)
+@click.option("--codec", default=None, help="The edge's embedding codec [default: scenario].")
+@click.option("--imgsz", type=click.IntRange(32, 4096), help="Detector input size (px).")
+@click.option("--max-frames", type=click.IntRange(1), help="Use at most this many frames.")
+@click.option("--seed", type=click.IntRange(0), help="Seed [default: scenario].")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Edge config YAML (policy, crop scale, ...) the pipeline is built from.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sim-report"),
+    show_default=True,
+    help="Folder for report.md, CSV tables and PNG plots.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the headline numbers as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def run(
+    scenario_spec: str,
+    source: Path | None,
+    messages: Path | None,
+    detector: str | None,
+    encoder: str | None,
+    encoder_weights: Path | None,
+    random_init_encoder: bool,
+    encoder_runtime: str | None,
+    codec: str | None,
+    imgsz: int | None,
+    max_frames: int | None,
+    seed: int | None,
+    config_path: Path | None,
+    out: Path,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Measure a clip's payload strategies and simulate them on the scenario's links.
+
+    Writes OUT/report.md, strategies.csv, runs.csv, capacity.csv and PNG plots.
+    """
+    from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+    from edge.errors import EdgeError
+    from shared.errors import ProtocolError
+    from sim.errors import SimError
+    from sim.measure import count_frames, read_message_file
+    from sim.report import RANDOM_INIT_WARNING, write_report
+    from sim.runner import (
+        edge_overrides,
+        make_payloads,
+        planned_runs,
+        record_clip,
+        simulate_scenario,
+    )
+    from sim.scenarios import load_scenario
+
+    if (source is None) == (messages is None):
+        raise click.UsageError("give exactly one of --source VIDEO or --messages FILE")
+    if source is not None and not detector:
+        raise click.UsageError("--source needs --detector (e.g. yolo11n.onnx)")
+    try:
+        scenario = load_scenario(scenario_spec)
+        changes: dict[str, Any] = {}
+        if max_frames is not None:
+            changes["max_frames"] = max_frames
+        if seed is not None:
+            changes["seed"] = seed
+        scenario = scenario.model_copy(update=changes)
+        if source is not None:
+            assert detector is not None
+            overrides = edge_overrides(
+                scenario,
+                source,
+                detector,
+                encoder=encoder,
+                encoder_weights=encoder_weights,
+                random_init=random_init_encoder,
+                encoder_runtime=encoder_runtime,
+                codec=codec,
+                imgsz=imgsz,
+            )
+            frames = count_frames(source)
+            if scenario.max_frames is not None:
+                frames = min(frames or scenario.max_frames, scenario.max_frames)
+            with tqdm(total=frames, desc="measure", unit="frame", disable=not progress) as bar:
+
+                def frames_done(n: int) -> None:
+                    bar.update(n - bar.n)
+
+                rec = record_clip(scenario, overrides, config_path, tick=frames_done)
+        else:
+            assert messages is not None
+            rec = read_message_file(messages)
+        payloads, _ = make_payloads(scenario, rec)
+        with tqdm(
+            total=planned_runs(scenario, payloads),
+            desc="simulate",
+            unit="run",
+            disable=not progress,
+        ) as runs_bar:
+
+            def run_done(n: int) -> None:
+                runs_bar.update(n)
+
+            result = simulate_scenario(scenario, rec, tick=run_done)
+            runs_bar.total = runs_bar.n
+            runs_bar.refresh()
+        doc = write_report(result, out)
+    except (SimError, EdgeError, ProtocolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if rec.random_init:
+        click.echo(f"warning: {RANDOM_INIT_WARNING}", err=True)
+    click.echo(f"report: {out / 'report.md'}", err=True)
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        for s in doc["strategies"]:
+            click.echo(
+                f"{s['name']:<24} {s['bytes_per_s']:>14,.1f} B/s  vs raw "
+                f"{s['reduction_vs_raw_pct'] if s['reduction_vs_raw_pct'] is not None else '-'} %"
+            )
+
+
+@sim.command()
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also validate and list the profiles of this YAML file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def profiles(path: Path | None, as_json: bool) -> None:
+    """List the link presets (and a file's custom profiles) with their sources."""
+    from sim.errors import SimError
+    from sim.profiles import PRESETS, load_profiles
+
+    items = list(PRESETS.values())
+    if path is not None:
+        try:
+            items += load_profiles(path)
+        except SimError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([p.model_dump(mode="json") for p in items], indent=1))
+        return
+    for p in items:
+        trace = f", trace of {len(p.trace)} steps (mean)" if p.trace else ""
+        click.echo(
+            f"{p.name:<18} {p.mean_rate_bps / 1e3:>10,.0f} kbit/s  RTT {p.rtt_ms:>6g} ms  "
+            f"jitter {p.jitter_ms:>4g} ms  loss {p.loss:<6g}{trace}"
+        )
+        click.echo(f"{'':<18} {p.description or '-'}; source: {p.source or '-'}")
+
+
+def _emulate_command() -> click.Command:
+    from sim.emulate_cli import build_command
+    from sim.profiles import preset
+
+    return build_command(resolve_profile=preset)
+
+
+sim.add_command(_emulate_command())

@@ -1,0 +1,157 @@
+"""Run a scenario: measure the clip once, build every payload, simulate it on every link.
+
+The edge pipeline is built from an :class:`edge.config.EdgeConfig` exactly as the agent builds
+it (detector, encoder, codec, emission policy, crop scale), so the sizes are the agent's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sim.des import Capacity, SimResult, SimSettings, max_cameras, simulate
+from sim.measure import MediaSettings, Recording, measure_video
+from sim.scenarios import Scenario
+from sim.strategies import Headline, Payload, build_payloads, headline
+
+logger = logging.getLogger(__name__)
+
+Tick = Callable[[int], None]  # units of work done (frames, then simulation runs)
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    recording: Recording
+    payloads: list[Payload]
+    headlines: list[Headline]
+    runs: list[SimResult] = field(default_factory=list)
+    capacities: list[Capacity] = field(default_factory=list)
+
+    def payload(self, name: str) -> Payload | None:
+        return next((p for p in self.payloads if p.name == name), None)
+
+
+def edge_overrides(
+    scenario: Scenario,
+    source: Path,
+    detector: str,
+    *,
+    encoder: str | None = None,
+    encoder_weights: Path | None = None,
+    random_init: bool = False,
+    encoder_runtime: str | None = None,
+    codec: str | None = None,
+    imgsz: int | None = None,
+) -> dict[str, Any]:
+    """Dotted overrides of the edge config (the keys ``semcom edge run`` uses)."""
+    name = encoder or scenario.encoder
+    out: dict[str, Any] = {
+        "source.uri": str(source),
+        "source.pace": False,
+        "detector.model": detector,
+        "codec": codec or scenario.codec,
+    }
+    if imgsz or scenario.imgsz:
+        out["detector.imgsz"] = imgsz or scenario.imgsz
+    if name.endswith(".onnx"):
+        out.update({"encoder.type": "onnx", "encoder.path": name})
+    else:
+        out["encoder.name"] = name
+        if encoder_weights is not None:
+            out["encoder.weights"] = str(encoder_weights)
+        if random_init:
+            out["encoder.random_init"] = True
+        if encoder_runtime is not None:
+            out["encoder.runtime"] = encoder_runtime
+    return out
+
+
+def record_clip(
+    scenario: Scenario,
+    overrides: dict[str, Any],
+    config_path: Path | None = None,
+    tick: Tick | None = None,
+) -> Recording:
+    """Build the agent's pipeline from its config and measure the clip with it."""
+    from edge.config import load_config
+    from edge.detect import Detector
+    from edge.embed import build_encoder
+    from edge.pipeline import EdgePipeline
+    from edge.policy import EmissionPolicy
+    from shared.vectors import create_codec
+
+    config = load_config(config_path, overrides, environ={})
+    encoder = build_encoder(config.encoder)
+    pipeline = EdgePipeline(
+        Detector(config.detector),
+        encoder,
+        create_codec(config.codec, encoder.dim),
+        EmissionPolicy(config.policy, config.source.camera_id),
+        config.crop.scale,
+    )
+    s = scenario.strategies
+    media = MediaSettings(s.jpeg_quality, s.h264_crf, s.crop_jpeg_quality)
+    return measure_video(
+        Path(config.source.uri),
+        pipeline,
+        media=media,
+        max_frames=scenario.max_frames,
+        progress=tick,
+    )
+
+
+def make_payloads(scenario: Scenario, rec: Recording) -> tuple[list[Payload], list[Headline]]:
+    s = scenario.strategies
+    payloads = build_payloads(rec, s.codecs, s.ladder, seed=scenario.seed)
+    if not s.all_rois:
+        payloads = [p for p in payloads if not p.name.endswith("-all-rois")]
+    raw = next((p for p in payloads if p.name == "raw"), None)
+    h264 = next((p for p in payloads if p.name == "h264"), None)
+    return payloads, [headline(p, raw, h264) for p in payloads]
+
+
+def planned_runs(scenario: Scenario, payloads: list[Payload]) -> int:
+    """Fixed-N runs exactly, plus a guess of 3 runs per capacity search (for progress bars)."""
+    fixed = len(scenario.profiles) * len(payloads) * len(scenario.cameras)
+    searched = sum(1 for p in payloads if p.name in scenario.capacity_strategies)
+    return fixed + 3 * searched * len(scenario.profiles)
+
+
+def simulate_scenario(scenario: Scenario, rec: Recording, tick: Tick | None = None) -> ScenarioRun:
+    """Every payload on every link: at each of ``scenario.cameras``, and the capacity search."""
+    payloads, heads = make_payloads(scenario, rec)
+    out = ScenarioRun(scenario, rec, payloads, heads)
+    settings = SimSettings(
+        duration_s=scenario.duration_s, drain_s=scenario.drain_s, seed=scenario.seed
+    )
+    search = SimSettings(
+        duration_s=scenario.search_duration_s, drain_s=scenario.drain_s, seed=scenario.seed
+    )
+    for profile in scenario.profiles:
+        for payload in payloads:
+            if not len(payload.sizes):
+                continue
+            for n in scenario.cameras:
+                run = simulate(payload, profile, replace(settings, cameras=n))
+                out.runs.append(run)
+                if tick is not None:
+                    tick(1)
+            if payload.name in scenario.capacity_strategies:
+                out.capacities.append(
+                    max_cameras(
+                        payload,
+                        profile,
+                        search,
+                        target_ms=scenario.latency_target_ms,
+                        percentile=scenario.percentile,
+                        min_delivered=scenario.min_delivered,
+                        limit=scenario.max_cameras,
+                        max_utilisation=scenario.max_utilisation,
+                        on_run=(lambda _n: tick(1)) if tick is not None else None,
+                    )
+                )
+    return out
