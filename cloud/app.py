@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from cloud.api.decoded import build_decoded_router
 from cloud.api.deps import ApiDeps
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
 from cloud.catalog import Catalog
 from cloud.config import CloudConfig, parse_age
 from cloud.db import open_database
+from cloud.decoder.service import open_decode_service
+from cloud.describe.runner import DescribeWorker
 from cloud.encoder import QueryEncoder
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
@@ -97,12 +100,22 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
     s = build_services(config)
     peers = PeerRegistry(config, s.ingest, s.metrics)
     digests = {edge: cred.digest() for edge, cred in config.edges.items()}
+    decoder = (
+        open_decode_service(config.decoder, Catalog(s.engine), s.codecs) if config.decoder else None
+    )
+    describer = (
+        DescribeWorker.build(config.describer, s.engine, s.metrics.registry, crops=decoder)
+        if config.describer.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         s.indexer.start()
         s.writer.start()
         tasks = [asyncio.create_task(_retain(s.retention))] if s.retention else []
+        if describer is not None:
+            tasks.append(asyncio.create_task(describer.run(), name="describer"))
         try:
             yield
         finally:
@@ -111,6 +124,10 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await peers.close_all()
+            if describer is not None:
+                await describer.aclose()
+            if decoder is not None:
+                await asyncio.to_thread(decoder.close)
             await asyncio.to_thread(s.writer.stop)
             await asyncio.to_thread(s.indexer.stop)
             s.engine.dispose()
@@ -129,6 +146,7 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
         health=s.indexer.describe,
     )
     app.include_router(build_api_router(api))
+    app.include_router(build_decoded_router(decoder, api.token_digests))
     install_error_handlers(app)
 
     @app.get("/v1/health", include_in_schema=False)
@@ -138,4 +156,6 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
     app.state.services = s
     app.state.peers = peers
     app.state.metrics = s.metrics
+    app.state.decoder = decoder  # DecodeService | None: png_for(ids) for the describer
+    app.state.describer = describer  # DescribeWorker | None (drain() runs due jobs now)
     return app

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from cloud.decoder.config import DecoderConfig
+from cloud.describe.config import DescriberConfig
 from shared import settings
 from shared.messages import ID_PATTERN
 
@@ -130,6 +132,13 @@ class CloudConfig(_Model):
     )
     index: IndexConfig = Field(default_factory=IndexConfig)
     encoder: EncoderConfig | None = Field(None, description="Enables search by uploaded image.")
+    decoder: DecoderConfig | None = Field(
+        None, description="Rebuilds crops from embeddings (GET /v1/detections/{id}/image)."
+    )
+    describer: DescriberConfig = Field(
+        default_factory=DescriberConfig,
+        description="Traffic descriptions per camera and window: an LLM endpoint, or rules.",
+    )
     retention: str | None = Field(
         None,
         pattern=r"^\d+(\.\d+)?\s*(s|m|h|d)$",

@@ -62,6 +62,12 @@ def _hub_offline() -> None:
     hub_constants.HF_HUB_OFFLINE = True
 
 
+def load_model(config: EncoderConfig) -> Any:
+    """The timm model of ``config`` (eval mode not set), from local weights only."""
+    _hub_offline()
+    return _create_model(config)
+
+
 def _create_model(config: EncoderConfig) -> Any:
     import timm
     import torch
@@ -99,10 +105,9 @@ class QueryEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        _hub_offline()
         import timm
 
-        model = _create_model(config)
+        model = load_model(config)
         data = timm.data.resolve_model_data_config(model)
         self.name = config.name
         self.random_init = config.random_init

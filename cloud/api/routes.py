@@ -16,6 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cloud.api.auth import bearer_dependency
 from cloud.api.deps import ApiDeps
+from cloud.api.descriptions import (
+    DescriptionService,
+    TextSearchResponse,
+    build_descriptions_router,
+)
 from cloud.api.errors import InvalidParameter
 from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
@@ -33,6 +38,7 @@ from cloud.api.schemas import (
     Track,
 )
 from cloud.api.service import QueryService, make_filter
+from cloud.describe.store import DescriptionStore
 
 MAX_PAGE = 1000
 
@@ -62,6 +68,7 @@ To = Annotated[Time | None, Query(description="Before this time (exclusive).")]
 def build_api_router(deps: ApiDeps) -> APIRouter:
     """The query API's routes; the app must also call ``install_error_handlers``."""
     service = QueryService(deps)
+    descriptions = DescriptionService(DescriptionStore(deps.catalog.engine))
     route_class = timed_route(ApiMetrics(deps.metrics_registry))
     token = Depends(bearer_dependency(deps.token_digests, deps.metrics_registry))
     public = APIRouter(route_class=route_class)
@@ -137,12 +144,18 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         return await asyncio.to_thread(service.stats)
 
     @api.post(
-        "/v1/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, tags=["search"]
+        "/v1/search",
+        response_model=SearchResponse | TextSearchResponse,
+        responses=_SEARCH_ERRORS,
+        tags=["search"],
     )
-    async def search(request: SearchRequest) -> SearchResponse:
-        """Similar detections, by a detection's embedding or by an image (base64 in JSON)."""
+    async def search(request: SearchRequest) -> SearchResponse | TextSearchResponse:
+        """Similar detections, by a detection's embedding or by an image (base64 in JSON);
+        or, with `text`, descriptions holding those words (scored, best first)."""
         f = request.filter
         where = make_filter(*((f.camera, f.class_, f.from_, f.to) if f else (None,) * 4))
+        if request.text is not None:
+            return await asyncio.to_thread(descriptions.search, request.text, request.k, where)
         if request.detection_id is not None:
             return await asyncio.to_thread(
                 service.search_detection, request.detection_id, request.k, where, request.space
@@ -174,6 +187,7 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
             raise InvalidParameter("image", f"larger than {MAX_IMAGE_BYTES} bytes")
         return await asyncio.to_thread(service.search_image, data, k, where, space)
 
+    api.include_router(build_descriptions_router(descriptions, route_class))
     root = APIRouter()
     root.include_router(public)
     root.include_router(api)

@@ -34,6 +34,8 @@ from cloud.catalog_records import (
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """Largest uploaded image (bytes, decoded)."""
 MAX_K: Final = 100
+MAX_TEXT: Final = 500
+"""Characters of a text query."""
 
 
 def _time(us: int | None) -> datetime | None:
@@ -289,15 +291,21 @@ class QueryFilter(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """Exactly one of ``detection_id`` and ``image``."""
+    """Exactly one of ``detection_id``, ``image`` (similar detections) and ``text``
+    (descriptions, full text)."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "oneOf": [{"required": ["detection_id"]}, {"required": ["image"]}],
+            "oneOf": [
+                {"required": ["detection_id"]},
+                {"required": ["image"]},
+                {"required": ["text"]},
+            ],
             "examples": [
                 {"detection_id": 4711, "k": 10, "filter": {"camera": [3], "class": [2]}},
                 {"image": "iVBORw0KGgo...", "k": 5, "filter": {"from": "2026-11-24"}},
+                {"text": "stopped truck", "k": 10, "filter": {"camera": [3]}},
             ],
         },
     )
@@ -313,6 +321,12 @@ class SearchRequest(BaseModel):
         json_schema_extra={"contentEncoding": "base64"},
         description="Base64 PNG or JPEG of the object (a crop), embedded with the query encoder.",
     )
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | SkipJsonSchema[None] = Field(
+        None,
+        description="Words to find in the describer's descriptions (all of them, stemmed); "
+        "answers with scored descriptions instead of detections. The filter's class keeps "
+        "descriptions that counted that class; from/to select windows overlapping them.",
+    )
     k: int = Field(10, ge=1, le=MAX_K, description="Hits to return at most.")
     filter: QueryFilter | None = None
     space: str | None = Field(
@@ -323,8 +337,14 @@ class SearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchRequest:
-        if (self.detection_id is None) == (self.image is None):
-            raise ValueError("give exactly one of detection_id and image")
+        given = [self.detection_id is not None, self.image is not None, self.text is not None]
+        if sum(given) != 1:
+            raise ValueError(
+                "give exactly one of detection_id and image (similar detections) "
+                "or text (descriptions)"
+            )
+        if self.text is not None and self.space is not None:
+            raise ValueError("space applies to detection_id and image searches, not text")
         return self
 
     @field_validator("image")

@@ -43,6 +43,8 @@ WITH_INPUT = (
     "GET /v1/tracks/{track_id}",
     "POST /v1/search",
     "POST /v1/search/image",
+    "GET /v1/descriptions",
+    "GET /v1/descriptions/{description_id}",
 )
 RUNS = [(label, GenerationMode.POSITIVE) for label in WITHOUT_INPUT + WITH_INPUT] + [
     (label, GenerationMode.NEGATIVE)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from cloud import journal
 from cloud.db import open_database
+from cloud.describe.fts import include_object
 from cloud.metrics import CloudMetrics
 from cloud.retention import Retention
 from cloud.schema import (
@@ -119,7 +120,8 @@ def count(engine: Engine, table: object, *where: object) -> int:
 
 def test_migrations_build_exactly_the_schema(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": include_object})
+        diff = compare_metadata(context, metadata)
     assert diff == []
 
 
