@@ -12,10 +12,13 @@ from semcom.lazy import LazyGroup
 
 COMMANDS = {
     "edge": "edge.cli:edge",
-    "cloud": "cloud.cli:cloud",
+    "cloud": "semcom.cloud_cli:cloud",
     "bench": "semcom.bench:bench",
     "codec": "semcom.codec_cli:codec",
     "inspect": "semcom.inspect_cli:inspect",
+    "eval": "semcom.eval_cli:eval_",
+    "demo": "semcom.demo:command",
+    "sim": "semcom.sim_cli:sim",
 }
 
 
