@@ -18,7 +18,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloud.api.errors import InvalidParameter, NotFound
-from cloud.api.params import INT64_MAX, MAX_FILTER_ITEMS, CameraId, Time, to_datetime
+from cloud.api.params import INT64_MAX, Time, to_datetime
+from cloud.api.query import Cameras, Cursor, PageSize
 from cloud.api.service import make_filter
 from cloud.catalog_records import InvalidCursor
 from cloud.describe.base import RULES
@@ -26,7 +27,6 @@ from cloud.describe.schema import Incident as IncidentModel
 from cloud.describe.store import DescriptionRecord, DescriptionStore
 from cloud.index.base import SearchFilter
 
-MAX_PAGE = 1000
 DescriptionId = Annotated[int, Field(ge=1, le=INT64_MAX, description="A description's id.")]
 
 
@@ -179,23 +179,13 @@ def build_descriptions_router(
 
     @router.get("/v1/descriptions", response_model=DescriptionPage, tags=["descriptions"])
     async def descriptions(
-        camera: Annotated[
-            list[CameraId] | None,
-            Query(max_length=MAX_FILTER_ITEMS, description="Camera ids (repeatable: any of)."),
-        ] = None,
+        camera: Cameras = None,
         from_: Annotated[
             Time | None, Query(alias="from", description="Windows ending after this time.")
         ] = None,
         to: Annotated[Time | None, Query(description="Windows starting before this time.")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
-        cursor: Annotated[
-            str | None,
-            Query(
-                max_length=200,
-                pattern=r"^[A-Za-z0-9_=-]*$",
-                description="`next_cursor` of the previous page; none or empty: the first page.",
-            ),
-        ] = None,
+        limit: PageSize = 100,
+        cursor: Cursor = None,
     ) -> DescriptionPage:
         """Descriptions whose window overlaps [from, to), newest first, one page at a time."""
         where = make_filter(camera, None, from_, to)

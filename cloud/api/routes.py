@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,6 +24,7 @@ from cloud.api.descriptions import (
 from cloud.api.errors import InvalidParameter
 from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
+from cloud.api.query import Cameras, Classes, Cursor, From, PageSize, To
 from cloud.api.schemas import (
     MAX_IMAGE_BYTES,
     MAX_K,
@@ -40,8 +41,6 @@ from cloud.api.schemas import (
 from cloud.api.service import QueryService, make_filter
 from cloud.describe.store import DescriptionStore
 
-MAX_PAGE = 1000
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or malformed bearer token."},
     403: {"model": ErrorResponse, "description": "Unknown token."},
@@ -52,17 +51,6 @@ _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such detection, or no index for the space."},
     409: {"model": ErrorResponse, "description": "No query encoder, or a codec not loaded."},
 }
-
-Cameras = Annotated[
-    list[CameraId] | None,
-    Query(max_length=MAX_FILTER_ITEMS, description="Camera ids (repeatable: any of)."),
-]
-Classes = Annotated[
-    list[ClassId] | None,
-    Query(alias="class", max_length=MAX_FILTER_ITEMS, description="Class ids (repeatable)."),
-]
-From = Annotated[Time | None, Query(alias="from", description="Not before this time.")]
-To = Annotated[Time | None, Query(description="Before this time (exclusive).")]
 
 
 def build_api_router(deps: ApiDeps) -> APIRouter:
@@ -109,15 +97,8 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         class_: Classes = None,
         from_: From = None,
         to: To = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
-        cursor: Annotated[
-            str | None,
-            Query(
-                max_length=200,
-                pattern=r"^[A-Za-z0-9_=-]*$",
-                description="`next_cursor` of the previous page; none or empty: the first page.",
-            ),
-        ] = None,
+        limit: PageSize = 100,
+        cursor: Cursor = None,
     ) -> DetectionPage:
         """Detections, newest first, one page at a time (follow `next_cursor`)."""
         where = make_filter(camera, class_, from_, to)
