@@ -189,6 +189,21 @@ class SyntheticScene:
             tick += 1
 
 
+def recorded_hello(path: Path) -> Hello | None:
+    """The Hello a message file was recorded under (who embedded it, how), if it holds one."""
+    try:
+        with open(path, "rb") as fh:
+            for frame in read_frames(fh):
+                env = decode(frame)
+                if isinstance(env.message, Hello):
+                    return env.message
+                if env.seq != 0:
+                    return None  # recordings start with their Hello
+    except DecodeError as exc:
+        raise DecodeError(f"{path}: {exc}") from None
+    return None
+
+
 def replay_file(
     path: Path,
     outbox: Outbox,

@@ -1,7 +1,9 @@
 """Composition root of ``semcom edge replay``: send a message stream without a camera.
 
 The stream is a recorded message file, the synthetic scene of :mod:`edge.loadgen`, or nothing
-(``drain``: just send what an earlier run left in the spool). Everything else is the real
+(``drain``: just send what an earlier run left in the spool). A recorded file is announced
+with its own Hello (detector, encoder, dim, cameras, random-init flag; codecs from the ladder),
+so its embeddings land in their encoder's space. Everything else is the real
 uplink: spool, outbox, transport, acks, rate control.
 """
 
@@ -12,13 +14,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge.config import UplinkConfig
-from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, replay_file
+from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, recorded_hello, replay_file
 from edge.pipeline import Outbox
 from edge.ratecontrol import EMBEDDING_OVERHEAD
 from edge.sink import SpoolSink
@@ -62,6 +64,9 @@ def run_replay(
     stop: threading.Event | None = None,
 ) -> ReplayReport:
     stop = stop or threading.Event()
+    recorded = recorded_hello(file) if file is not None else None
+    if recorded is not None:  # the file's encoder and dim, not a synthetic space
+        dim = recorded.embedding_dim
     ladder = [create_codec(spec, dim) for spec in (config.ladder or ("f16",))]
     choice = CodecChoice(ladder)
     spool = Spool(config.spool_path, config.spool_max_bytes)
@@ -81,7 +86,10 @@ def run_replay(
     sink.on_append = link.spooled
     choice.pick_rung = link.ladder.pick
     thread = UplinkThread(link, on_fatal=lambda _exc: stop.set())
-    outbox.put(time.time_ns() // 1_000, choice.hello(software_version, "cam-synth"), control=True)
+    hello = choice.hello(software_version, "cam-synth")
+    if recorded is not None:
+        hello = replace(recorded, software_version=software_version, codecs=hello.codecs)
+    outbox.put(time.time_ns() // 1_000, hello, control=True)
     thread.start()
     start = time.monotonic()
     try:

@@ -24,7 +24,7 @@ from edge.replay import ReplayReport, run_replay
 from edge.sink import FileSink
 from shared.codec import decode
 from shared.framing import read_frames
-from shared.messages import Envelope
+from shared.messages import Envelope, Hello
 from shared.vectors import create_codec
 
 TOKEN = "s3cret-token"
@@ -154,13 +154,18 @@ def uplink_config(cloud: Cloud, tmp_path: Path, **kw: Any) -> UplinkConfig:
     return UplinkConfig.model_validate(base | kw)
 
 
-def write_stream(path: Path, seconds: float = 6.0, dim: int = 64) -> list[Envelope]:
-    """A message file of a synthetic scene (every kind of message), f16 embeddings."""
+def write_stream(
+    path: Path, seconds: float = 6.0, dim: int = 64, hello: Hello | None = None
+) -> list[Envelope]:
+    """A message file of a synthetic scene (every kind of message), f16 embeddings; recorded
+    under ``hello`` when given (as ``semcom edge run --out`` records its own)."""
     choice = CodecChoice([create_codec("f16", dim)])
     scene = SyntheticScene(SceneSpec(tracks_per_s=3.0, track_s=3.0), choice)
     sink = FileSink(path)
     outbox = Outbox(EDGE, sink)
     t0 = time.time_ns() // 1_000
+    if hello is not None:
+        outbox.put(t0, hello, control=True)
     for i in range(int(seconds * 10)):
         now = t0 + i * 100_000
         for message in scene.tick(i * 0.1, now):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from edge.spool import Priority, priority_of
 from edge.uplink import UplinkRejected
 from shared.codec import decode
+from shared.messages import CameraInfo, Hello
 from shared.pq import fit_pq
 from shared.synthetic import ClusteredSpec, clustered_embeddings
 from tests.uplink.conftest import (
@@ -65,6 +67,34 @@ def test_handshake_sends_everything_once_and_acks_empty_the_spool(
     assert again.report is not None
     assert again.report.uplink["sent_frames"] == 0
     assert len(cloud.stored()) == len(stored)
+
+
+def test_a_recorded_file_is_replayed_under_its_own_hello(cloud: Cloud, tmp_path: Path) -> None:
+    # The recording's encoder and dim decide the embedding space, not the replayer's defaults.
+    cloud.start()
+    stream = tmp_path / "recorded.smf"
+    recorded = Hello(
+        "0.0.1",
+        "yolo11n.onnx",
+        "vit_recorded",
+        48,
+        (),
+        (CameraInfo("cam-r", 640, 360, 25.0),),
+        True,
+    )
+    envs = write_stream(stream, seconds=2.0, dim=48, hello=recorded)
+    edge = EdgeThread(uplink_config(cloud, tmp_path), file=stream, dim=64)
+    edge.start()
+    edge.join(60)
+    assert edge.error is None, edge.error
+    assert len(cloud.stored()) == len(_data(envs))
+    with sqlite3.connect(cloud.db) as conn:
+        edges = conn.execute(
+            "SELECT encoder, embedding_dim, random_init_encoder FROM edges"
+        ).fetchall()
+        spaces = [name for (name,) in conn.execute("SELECT name FROM spaces")]
+    assert edges == [("vit_recorded", 48, 1)]
+    assert spaces == ["vit_recorded-48-random-init"]
 
 
 def test_wrong_token_is_refused_before_any_peer_exists(cloud: Cloud, tmp_path: Path) -> None:
