@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
@@ -144,9 +145,9 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
         metrics_registry=s.metrics.registry,
         metrics_public=config.metrics_public,
         health=s.indexer.describe,
+        extra_routes=[partial(build_decoded_router, decoder, None)],
     )
     app.include_router(build_api_router(api))
-    app.include_router(build_decoded_router(decoder, api.token_digests))
     install_error_handlers(app)
 
     @app.get("/v1/health", include_in_schema=False)

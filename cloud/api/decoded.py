@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 
 from cloud.api.auth import BEARER, client_of
@@ -45,19 +46,28 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def build_decoded_router(
-    decoder: DecodeService | None, token_digests: Mapping[str, bytes]
+    decoder: DecodeService | None,
+    token_digests: Mapping[str, bytes] | None = None,
+    route_class: type[APIRoute] = APIRoute,
 ) -> APIRouter:
     """The image route; ``decoder`` None answers 503 (the app must also install the JSON
-    error handlers, ``cloud.api.errors.install_error_handlers``)."""
-    digests = dict(token_digests)
+    error handlers, ``cloud.api.errors.install_error_handlers``).
 
-    def require_token(
-        request: Request,
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
-    ) -> str:
-        return client_of(digests, request.headers.get("authorization"))
+    Inside the API (``ApiDeps.extra_routes``) the API's token check and timed ``route_class``
+    apply; standalone, ``token_digests`` gives the route its own token check.
+    """
+    dependencies = []
+    if token_digests is not None:
+        digests = dict(token_digests)
 
-    router = APIRouter(dependencies=[Depends(require_token)])
+        def require_token(
+            request: Request,
+            _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        ) -> str:
+            return client_of(digests, request.headers.get("authorization"))
+
+        dependencies.append(Depends(require_token))
+    router = APIRouter(route_class=route_class, dependencies=dependencies)
 
     @router.get(
         "/v1/detections/{detection_id}/image",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
@@ -76,3 +78,5 @@ class ApiDeps:
     """Serve /metrics without a token."""
     health: Callable[[], Mapping[str, Any]] = field(default=_no_details)
     """Readiness details for /healthz (index status, ...); the database is checked here."""
+    extra_routes: Sequence[Callable[[type[APIRoute]], APIRouter]] = ()
+    """More token-protected routers, built with the API's timed route class (the decoder's)."""

@@ -169,6 +169,8 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         return await asyncio.to_thread(service.search_image, data, k, where, space)
 
     api.include_router(build_descriptions_router(descriptions, route_class))
+    for build in deps.extra_routes:
+        api.include_router(build(route_class))
     root = APIRouter()
     root.include_router(public)
     root.include_router(api)

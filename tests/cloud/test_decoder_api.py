@@ -31,6 +31,7 @@ from tests.cloud.api_fixtures import (
     World,
     build_world,
     client,
+    error_of,
 )
 
 
@@ -193,7 +194,7 @@ def test_png_for_batches_and_skips_what_cannot_be_rebuilt(
 
 def test_app_wires_the_decoder_from_config(tmp_path: Path) -> None:
     from cloud.app import create_app
-    from cloud.config import load_config
+    from cloud.config import load_config, with_tokens
 
     checkpoint = write_decoder(tmp_path / "dec.pt")
     (tmp_path / "cloud.yaml").write_text(
@@ -203,8 +204,20 @@ def test_app_wires_the_decoder_from_config(tmp_path: Path) -> None:
     config = load_config(tmp_path / "cloud.yaml")
     assert config.decoder is not None
     assert config.decoder.cache_size == 10
+    config = with_tokens(config, {}, {"tests": TOKEN})
     app = create_app(config)
     assert app.state.decoder.space == SPACE_A
     assert "/v1/detections/{detection_id}/image" in app.openapi()["paths"]
-    app.state.decoder.close()
-    app.state.services.engine.dispose()
+    try:
+        # The route sits behind the API's own token check and metrics, like every other one.
+        with LiveServer(app) as live:
+            with client(live.url, token=None) as anonymous:
+                error_of(anonymous.get("/v1/detections/1/image"), 401)
+            with client(live.url) as api:
+                error_of(api.get("/v1/detections/1/image"), 404, "not_found")
+                metrics = api.get("/metrics").text
+        assert 'semcom_api_auth_failures_total{status="401"} 1.0' in metrics
+        assert 'route="/v1/detections/{detection_id}/image",status="404"} 1.0' in metrics
+    finally:
+        app.state.decoder.close()
+        app.state.services.engine.dispose()
