@@ -35,8 +35,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file's folder is created when missing."""
+def make_engine(url: str, connect_timeout_s: int = 10) -> Engine:
+    """An engine for ``url``; a SQLite file's folder is created when missing.
+
+    A server database that does not answer fails after ``connect_timeout_s`` (libpq's
+    ``connect_timeout``; a ``connect_timeout`` in the URL wins) instead of hanging the
+    service's start or a request.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -48,6 +53,8 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": connect_timeout_s}
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
