@@ -86,6 +86,11 @@ def _load(config_path: Path | None, overrides: dict[str, Any]) -> CloudConfig:
     multiple=True,
     help="Offer ICE candidates only on this address (repeatable; 127.0.0.1 for loopback).",
 )
+@click.option(
+    "--decoder",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Crop decoder checkpoint (semcom cloud train-decoder): GET /v1/detections/{id}/image.",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -96,6 +101,7 @@ def serve(
     api_tokens: tuple[str, ...],
     codebooks: tuple[Path, ...],
     ice_hosts: tuple[str, ...],
+    decoder: Path | None,
 ) -> None:
     """Serve signaling, ingest and the API until SIGINT/SIGTERM."""
     import uvicorn
@@ -111,6 +117,8 @@ def serve(
         overrides["codebooks"] = [str(p) for p in codebooks]
     if ice_hosts:
         overrides["ice_host_addresses"] = list(ice_hosts)
+    if decoder is not None:
+        overrides["decoder.checkpoint"] = str(decoder)
     config = _load(config_path, overrides)
     try:
         config = with_tokens(

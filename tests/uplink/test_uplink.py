@@ -19,6 +19,7 @@ from shared.messages import CameraInfo, Hello
 from shared.pq import fit_pq
 from shared.synthetic import ClusteredSpec, clustered_embeddings
 from tests.uplink.conftest import (
+    API_TOKEN,
     EDGE,
     TOKEN,
     Cloud,
@@ -303,3 +304,17 @@ def test_signaling_over_tls_with_a_private_ca(cloud: Cloud, tmp_path: Path) -> N
     edge.join(60)
     assert edge.error is None, edge.error
     assert len(cloud.stored()) == len(_data(envs))
+
+
+def test_serve_takes_a_decoder_checkpoint_flag(cloud: Cloud, tmp_path: Path) -> None:
+    from tests.cloud.test_decoder_api import write_decoder
+
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    cloud.start()  # no decoder: the image route says so
+    reply = httpx.get(f"{cloud.url}/v1/detections/1/image", headers=auth, timeout=30)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (503, "decoder_unavailable")
+    cloud.stop()
+    cloud.extra = ["--decoder", str(write_decoder(tmp_path / "decoder.pt"))]
+    cloud.start()  # with one: an unknown detection is a plain 404
+    reply = httpx.get(f"{cloud.url}/v1/detections/1/image", headers=auth, timeout=30)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (404, "not_found")
