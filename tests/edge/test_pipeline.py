@@ -28,36 +28,11 @@ from shared.codec import decode
 from shared.framing import read_frames
 from shared.messages import Embedding, Envelope, FrameCounts, Hello, TrackEnd
 from shared.vectors import CodecSet, create_codec
+from tests.scripted import GroundTruthDetector
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::UserWarning", "ignore::FutureWarning"
 )
-
-
-class GroundTruthDetector:
-    """Stands in for YOLO only: reports the two rectangles tests/conftest.py draws, tracked.
-
-    Everything downstream (policy, crops, real random-init ViT, codec, framing, file) is real.
-    """
-
-    name = "ground-truth"
-
-    def __init__(self) -> None:
-        self.i = 0
-
-    def track(self, image: np.ndarray) -> FrameBoxes:
-        x = 10 + 6 * self.i
-        w = image.shape[1]
-        self.i += 1
-        return FrameBoxes(
-            np.asarray([[x, 60, x + 70, 110], [w - x - 60, 120, w - x, 170]], np.float32),
-            np.asarray([2, 7]),
-            np.asarray([0.9, 0.8], np.float32),
-            np.asarray([1, 2]),
-        )
-
-    def reset(self) -> None:
-        self.i = 0
 
 
 def read_file(path: Path) -> list[Envelope]:

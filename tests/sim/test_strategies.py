@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from edge.config import PolicyConfig, TimmEncoderConfig
-from edge.detect import FrameBoxes
 from edge.embed import TimmEncoder
 from edge.pipeline import EdgePipeline, Outbox
 from edge.policy import EmissionPolicy
@@ -22,6 +21,7 @@ from shared.vectors import create_codec
 from sim.measure import Recording, measure_video, read_message_file
 from sim.strategies import RAW_2048_FRAME_BYTES, build_payloads, headline
 from tests.conftest import write_video
+from tests.scripted import GroundTruthDetector
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::UserWarning", "ignore::FutureWarning"
@@ -29,31 +29,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 FRAMES = 30
 SIZE = (320, 192)
-
-
-class GroundTruthDetector:
-    """Stands in for YOLO only (synthetic frames hold no real objects): the two rectangles
-    tests/conftest.py draws, tracked. Crops, the random-init ViT, policy, codec, framing are real.
-    """
-
-    name = "ground-truth"
-
-    def __init__(self) -> None:
-        self.i = 0
-
-    def track(self, image: np.ndarray) -> FrameBoxes:
-        x = 10 + 6 * self.i
-        w = image.shape[1]
-        self.i += 1
-        return FrameBoxes(
-            np.asarray([[x, 60, x + 70, 110], [w - x - 60, 120, w - x, 170]], np.float32),
-            np.asarray([2, 7]),
-            np.asarray([0.9, 0.8], np.float32),
-            np.asarray([1, 2]),
-        )
-
-    def reset(self) -> None:
-        self.i = 0
 
 
 def _pipeline() -> EdgePipeline:
