@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from cloud.cli import cloud as _cloud
+from semcom.crop_options import crop_source_options
 
 cloud = click.Group(
     name="cloud",
@@ -32,34 +33,17 @@ def _edge_defaults() -> tuple[str, str]:
 
 
 @cloud.command("train-decoder")
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    required=True,
-    help="Video file or image folder (repeatable).",
-)
+@crop_source_options
 @click.option(
     "--detector",
     required=True,
     help="Ultralytics detector (.pt/.onnx/.engine), as the edge runs it.",
 )
-@click.option("--imgsz", type=click.IntRange(32, 4096), help="Detector input size (px).")
 @click.option("--encoder", help="timm model name [default: the edge's default encoder].")
-@click.option(
-    "--encoder-weights", type=click.Path(path_type=Path), help="Local encoder weights file."
-)
 @click.option(
     "--random-init-encoder",
     is_flag=True,
     help="DEVELOPMENT ONLY: untrained (seeded) encoder; the decoder and its outputs say so.",
-)
-@click.option(
-    "--encoder-runtime",
-    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
-    default="auto",
-    show_default=True,
-    help="Runtime of the encoder that makes the embeddings (auto: as the edge picks it).",
 )
 @click.option(
     "--codec",

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from semcom.crop_options import crop_source_options
 from semcom.eval_llm import llm
 
 
@@ -24,29 +25,13 @@ def eval_() -> None:
     required=True,
     help="Decoder checkpoint (`semcom cloud train-decoder` writes OUT/best.pt).",
 )
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    required=True,
-    help="Video file or image folder (repeatable).",
-)
+@crop_source_options
 @click.option("--detector", help="Detector model [default: the one recorded in the checkpoint].")
-@click.option("--imgsz", type=click.IntRange(32, 4096), help="Detector input size (px).")
 @click.option("--encoder", help="timm model name; must be the checkpoint's (the default).")
-@click.option(
-    "--encoder-weights", type=click.Path(path_type=Path), help="Local encoder weights file."
-)
 @click.option(
     "--random-init-encoder",
     is_flag=True,
     help="Untrained encoder; implied when the checkpoint was trained on one (it says so).",
-)
-@click.option(
-    "--encoder-runtime",
-    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
-    default="auto",
-    show_default=True,
 )
 @click.option("--codec", help="Codec [default: the checkpoint's].")
 @click.option(
