@@ -138,6 +138,9 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((config.host, config.port))
+        # Listen now: connections made once the line below is out wait in the backlog while
+        # the app starts (index catch-up, models) instead of being refused.
+        sock.listen(2048)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     scheme = "https" if config.tls else "http"
