@@ -10,7 +10,10 @@ originals, neighbours by inner product of unit vectors, the base decoded from it
   among the 10 nearest in the decoded base (the ann-benchmarks measure; the stricter one);
 - ``recall_1_at_10``: 1-recall@10, the share of queries whose true nearest neighbour is among
   the 10 nearest in the decoded base (the measure of the product-quantisation literature,
-  Jegou et al. 2011).
+  Jegou et al. 2011);
+- ``projection_recall_at_10`` (PQ codes only): 10-recall@10 of the base after the code's
+  projection alone, unquantised: the ceiling any quantiser on that projection can reach, which
+  separates the loss of the dimension reduction from the loss of the quantisation.
 
 PQ codebooks are fitted on a training split disjoint from base and queries.
 """
@@ -32,7 +35,7 @@ from shared.codec import decode, encode
 from shared.errors import ProtocolError
 from shared.geometry import Box
 from shared.messages import Embedding, EmitReason, Envelope
-from shared.pq import fit_pq, knn_recall, nn_in_top_k
+from shared.pq import PQCodec, fit_pq, knn_recall, nn_in_top_k
 from shared.vectors import VectorCodec, create_codec, fingerprint, load_embeddings
 
 
@@ -61,6 +64,7 @@ class Result:
     cosine_mean: float
     recall_at_10: float
     recall_1_at_10: float
+    projection_recall_at_10: float | None
     sample: str
 
 
@@ -149,8 +153,16 @@ def measure(codec: VectorCodec, sample: Sample, n_speed: int = 500) -> Result:
         cosine_mean=round(float(cos.mean()), 6),
         recall_at_10=round(knn_recall(sample.base, decoded, sample.queries, 10), 4),
         recall_1_at_10=round(nn_in_top_k(sample.base, decoded, sample.queries, 10), 4),
+        projection_recall_at_10=_projection_recall(codec, sample),
         sample=sample.description,
     )
+
+
+def _projection_recall(codec: VectorCodec, sample: Sample) -> float | None:
+    if not isinstance(codec, PQCodec):
+        return None
+    projected = codec.project(sample.base) @ codec.projection.T + codec.mean
+    return round(knn_recall(sample.base, projected, sample.queries, 10), 4)
 
 
 def run(
@@ -175,12 +187,13 @@ def run(
 def _table(results: list[Result]) -> str:
     head = (
         f"{'codec':8} {'dim':>4} {'code B':>7} {'B/RoI':>6} {'enc/s':>9} {'dec/s':>9} "
-        f"{'cosine':>8} {'R10@10':>7} {'R1@10':>6}"
+        f"{'cosine':>8} {'R10@10':>7} {'R1@10':>6} {'ceiling':>7}"
     )
     rows = [
         f"{r.codec:8} {r.dim:>4} {r.code_bytes:>7} {r.bytes_per_roi:>6} {r.encode_per_s:>9.0f} "
         f"{r.decode_per_s:>9.0f} {r.cosine_mean:>8.4f} {r.recall_at_10:>7.3f} "
-        f"{r.recall_1_at_10:>6.3f}"
+        f"{r.recall_1_at_10:>6.3f} "
+        + (f"{r.projection_recall_at_10:>7.3f}" if r.projection_recall_at_10 is not None else "")
         for r in results
     ]
     return "\n".join([head, *rows])
