@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from cloud.api.decoded import build_decoded_router
 from cloud.api.deps import ApiDeps
+from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
 from cloud.catalog import Catalog
@@ -133,7 +134,9 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
             await asyncio.to_thread(s.indexer.stop)
             s.engine.dispose()
 
-    app = FastAPI(title="semcom cloud", version=software_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="semcom cloud", version=software_version(), lifespan=lifespan, **APP_DOCS_OFF
+    )
     app.include_router(build_router(digests, peers, s.ingest, s.metrics, config.max_sessions))
 
     api = ApiDeps(
@@ -144,6 +147,7 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
         query_encoder=query_encoder,
         metrics_registry=s.metrics.registry,
         metrics_public=config.metrics_public,
+        docs_public=config.docs_public,
         health=s.indexer.describe,
         extra_routes=[partial(build_decoded_router, decoder, None)],
     )

@@ -130,6 +130,11 @@ class CloudConfig(_Model):
     metrics_public: bool = Field(
         False, description="Serve /metrics without a token (for a scraper on a private net)."
     )
+    docs_public: bool = Field(
+        False,
+        description="Serve /openapi.json and the Swagger page /docs without a token; otherwise "
+        "the schema needs the token like every route, and there is no /docs.",
+    )
     index: IndexConfig = Field(default_factory=IndexConfig)
     encoder: EncoderConfig | None = Field(None, description="Enables search by uploaded image.")
     decoder: DecoderConfig | None = Field(

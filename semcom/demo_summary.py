@@ -172,7 +172,7 @@ def render_text(s: dict[str, Any]) -> str:
     add("")
     a = s["api"]
     add("API")
-    add(f"  {a['url']}  (OpenAPI: {a['url']}/docs)")
+    add(f"  {a['url']}  (OpenAPI schema: {a['url']}/openapi.json, with the token)")
     add(f"  token: {a['token']}")
     for example in a["examples"]:
         add(f"  {example}")

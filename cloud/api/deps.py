@@ -76,6 +76,8 @@ class ApiDeps:
     """The API's metrics are created on it; one router per registry."""
     metrics_public: bool = False
     """Serve /metrics without a token."""
+    docs_public: bool = False
+    """Serve /openapi.json and the Swagger page /docs without a token (else: schema only, with)."""
     health: Callable[[], Mapping[str, Any]] = field(default=_no_details)
     """Readiness details for /healthz (index status, ...); the database is checked here."""
     extra_routes: Sequence[Callable[[type[APIRoute]], APIRouter]] = ()

@@ -2,7 +2,8 @@
 
 Handlers are ``async`` and hand every blocking call (database, index, encoder) to a worker
 thread, so the event loop keeps serving the edges' sessions while a query runs. Every route
-but ``/healthz`` (and ``/metrics`` when configured public) needs a bearer token.
+but ``/healthz`` (and ``/metrics`` or ``/openapi.json`` and ``/docs`` when configured public)
+needs a bearer token.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cloud.api.descriptions import (
     TextSearchResponse,
     build_descriptions_router,
 )
+from cloud.api.docs import add_docs_routes
 from cloud.api.errors import InvalidParameter
 from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
@@ -74,6 +76,7 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         return JSONResponse(health.model_dump(mode="json"), status_code=status)
 
     metrics_router = public if deps.metrics_public else api
+    add_docs_routes(public if deps.docs_public else api, swagger_page=deps.docs_public)
 
     @metrics_router.get(
         "/metrics",

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from cloud import schema
 from cloud.api.deps import ApiDeps, ImageEncoder
+from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
 from cloud.catalog import Catalog
@@ -343,7 +344,7 @@ class ExactSearcher:
 
 def make_app(deps: ApiDeps) -> FastAPI:
     """The API as the composition root wires it, without the ingest side."""
-    app = FastAPI(title="semcom cloud (API tests)")
+    app = FastAPI(title="semcom cloud (API tests)", **APP_DOCS_OFF)
     app.include_router(build_api_router(deps))
     install_error_handlers(app)
     return app

@@ -68,7 +68,8 @@ def api(server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def bare_server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[str]:
-    """No query encoder, /metrics public, a database that cannot be opened, a failing probe."""
+    """No query encoder, /metrics and the docs public, a database that cannot be opened, a
+    failing probe."""
     missing = tmp_path_factory.mktemp("gone") / "no-such-dir" / "c.db"
 
     def probe() -> dict[str, Any]:
@@ -80,6 +81,7 @@ def bare_server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Itera
         ExactSearcher(world.engine),
         catalog=Catalog(create_engine(f"sqlite:///{missing}")),
         metrics_public=True,
+        docs_public=True,
         health=probe,
     )
     with LiveServer(make_app(deps)) as live:

@@ -77,7 +77,7 @@ def live_api(
 
 @pytest.fixture(scope="module")
 def api_schema(live_api: str) -> Any:
-    return schemathesis.openapi.from_url(f"{live_api}/openapi.json", timeout=30)
+    return schemathesis.openapi.from_url(f"{live_api}/openapi.json", timeout=30, headers=AUTH)
 
 
 def test_every_operation_is_covered(api_schema: Any) -> None:
