@@ -174,6 +174,18 @@ def test_deploy_example_config_is_valid() -> None:
     assert token.token.get_secret_value() == "from-env"
 
 
+def test_deploy_lean_config_only_thins_the_emission() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "edge.lean.yaml"
+    lean = load_config(path, {"source.uri": "clip.mp4"}, environ={})  # as --source gives it
+    p, d = lean.policy, type(lean.policy)()
+    assert p.confirm_frames > d.confirm_frames
+    assert p.counts_every_frames > d.counts_every_frames
+    assert p.detections_every_frames > d.detections_every_frames
+    assert p.path_points < d.path_points
+    assert lean.codec == "int8"
+    assert (p.drift_threshold, p.keyframe_interval_s) == (d.drift_threshold, d.keyframe_interval_s)
+
+
 def test_live_source_reopens_after_the_stream_ends(tiny_video: Path) -> None:
     # A file opened as a "stream" ends after 30 frames, like a camera that drops the connection.
     source = LiveSource(str(tiny_video), sample_fps=None, backoff=(0.05, 0.1))
