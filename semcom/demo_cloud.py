@@ -67,6 +67,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _terminate_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: have the kernel send this process SIGTERM when its parent dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -191,6 +199,7 @@ class CloudProcess:
         cmd += ["--config", str(self.config_path)]
         with open(self.log_path, "ab") as log:
             # Its own session: Ctrl-C reaches the demo, which stops the cloud once, in order.
+            # If the demo itself is killed (SIGKILL, OOM), the kernel sends the cloud SIGTERM.
             self.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -198,6 +207,7 @@ class CloudProcess:
                 stderr=log,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
             )
 
     @property
@@ -211,8 +221,16 @@ class CloudProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def listening(self) -> bool:
+        """Whether this child has bound its port (it says so once, in its log)."""
+        try:
+            return f"listening on {self.url}" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
     def wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Until ``/healthz`` answers 200; :class:`DemoCloudError` if the process exits."""
+        """Until this child has bound its port and ``/healthz`` answers 200 (another server that
+        took the port first is never mistaken for it); :class:`DemoCloudError` if it exits."""
         import httpx
 
         deadline = time.monotonic() + timeout_s
@@ -220,7 +238,8 @@ class CloudProcess:
             if not self.alive:
                 raise DemoCloudError(f"the cloud did not start:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2, trust_env=False).is_success:
+                healthy = httpx.get(f"{self.url}/healthz", timeout=2, trust_env=False).is_success
+                if healthy and self.listening():
                     return
             except httpx.HTTPError:
                 pass

@@ -3,7 +3,12 @@ pixel baselines of :mod:`sim.media`."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +110,62 @@ def test_demo_cloud_plan_keeps_secrets_out_of_its_file(tmp_path: Path) -> None:
     assert plan.settings["describer"]["window_s"] == 5.0
     assert "decoder" not in plan.settings
     assert "--decoder" in plan.decoder_note
+
+
+def test_demo_never_takes_another_server_on_its_port_for_its_cloud(tmp_path: Path) -> None:
+    from semcom.demo_cloud import CloudProcess, DescriberOptions, plan_cloud
+    from semcom.demo_errors import DemoCloudError
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy) as impostor:
+        threading.Thread(target=impostor.serve_forever, daemon=True).start()
+        port = impostor.server_address[1]
+        plan = plan_cloud(tmp_path, port, {}, {}, DescriberOptions(None, None, None), None)
+        cloud = CloudProcess(plan, tmp_path)
+        cloud.start()
+        try:
+            with pytest.raises(DemoCloudError, match="cannot listen"):
+                cloud.wait_ready(timeout_s=60)
+        finally:
+            cloud.stop()
+            impostor.shutdown()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_demo_cloud_ends_when_the_demo_is_killed() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from semcom.demo_cloud import _terminate_with_parent\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+            " preexec_fn=_terminate_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: the demo gets no chance to stop its cloud
+    parent.wait(10)
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break  # ended, not yet reaped by init
+        time.sleep(0.05)
+    else:
+        assert not Path(f"/proc/{child}").exists(), "the child outlived its killed parent"
 
 
 @pytest.mark.realdata
