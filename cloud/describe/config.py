@@ -8,6 +8,8 @@ come from the environment (``SEMCOM_CLOUD__DESCRIBER__API_KEY``) instead of the 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
@@ -46,6 +48,19 @@ class DescriberConfig(BaseModel):
     )
     max_tokens: int = Field(
         1024, ge=64, le=32_768, description="Completion tokens allowed per LLM reply."
+    )
+    token_limit_parameter: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens",
+        description="Request field that carries max_tokens: most OpenAI-compatible servers "
+        "(vLLM, llama.cpp, Ollama) read max_tokens; OpenAI's reasoning models accept only "
+        "max_completion_tokens.",
+    )
+    temperature: float | None = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature (0: the most repeatable descriptions); null: not sent, "
+        "for models that refuse the parameter (OpenAI's reasoning models).",
     )
     window_s: float = Field(
         60.0,

@@ -161,6 +161,9 @@ class LlmDescriber:
         """One request; :class:`_Retry` for what another attempt may fix."""
         import openai
 
+        sampling: dict[str, Any] = {self._config.token_limit_parameter: self._config.max_tokens}
+        if self._config.temperature is not None:
+            sampling["temperature"] = self._config.temperature
         start = time.perf_counter()
         try:
             async with self._slots:
@@ -168,8 +171,7 @@ class LlmDescriber:
                     model=self._model,
                     messages=cast("list[ChatCompletionMessageParam]", messages),
                     response_format=cast("ResponseFormatJSONSchema", response_format()),
-                    max_tokens=self._config.max_tokens,
-                    temperature=0,
+                    **sampling,
                 )
         except openai.APITimeoutError:
             timeout = f"timed out after {self._config.timeout_s} s"

@@ -106,6 +106,23 @@ def test_a_request_carries_images_metadata_and_the_schema(
     assert metric(registry, "semcom_describer_requests_total", outcome="ok") == 1
 
 
+def test_sampling_parameters_follow_the_config(
+    llm: FakeOpenAI, fake: tuple[FakeOpenAI, str], engine: Engine
+) -> None:
+    describe(engine, config(fake[1]), CollectorRegistry())
+    describe(
+        engine,
+        config(fake[1], temperature=None, token_limit_parameter="max_completion_tokens"),
+        CollectorRegistry(),
+    )
+    usual, reasoning = llm.requests
+    assert (usual["temperature"], usual["max_tokens"]) == (0, 1024)
+    assert "max_completion_tokens" not in usual
+    assert "temperature" not in reasoning
+    assert "max_tokens" not in reasoning
+    assert reasoning["max_completion_tokens"] == 1024
+
+
 def test_bad_replies_are_retried_until_one_validates(
     llm: FakeOpenAI, fake: tuple[FakeOpenAI, str], engine: Engine
 ) -> None:
