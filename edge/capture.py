@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.backoff import Backoff
 from edge.config import SourceConfig
 from edge.errors import SourceError
 
@@ -191,17 +192,15 @@ class LiveSource:
         return f"camera {self.target}" if isinstance(self.target, int) else str(self.target)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        delay = self.backoff[0]
+        backoff = Backoff(*self.backoff)
         index = 0
         next_due = 0.0
         while not stop.is_set():
             cap = cv2.VideoCapture(self.target)
             if not cap.isOpened():
                 cap.release()
-                self._failed(f"cannot open {self._name()}", delay)
-                if stop.wait(delay):
+                if stop.wait(self._failed(f"cannot open {self._name()}", backoff)):
                     return
-                delay = min(delay * 2, self.backoff[1])
                 continue
             native = cap.get(cv2.CAP_PROP_FPS)
             self.fps = float(native) if native and native > 0 else None
@@ -210,7 +209,7 @@ class LiveSource:
                     ok, image = cap.read()
                     if not ok:
                         break
-                    delay = self.backoff[0]
+                    backoff.reset()
                     now = time.monotonic()
                     if self.sample_fps and now < next_due:
                         continue
@@ -222,15 +221,16 @@ class LiveSource:
                 cap.release()
             if stop.is_set():
                 return
-            self._failed(f"{self._name()} stopped delivering frames", delay)
-            if stop.wait(delay):
+            if stop.wait(self._failed(f"{self._name()} stopped delivering frames", backoff)):
                 return
-            delay = min(delay * 2, self.backoff[1])
 
-    def _failed(self, what: str, delay: float) -> None:
+    def _failed(self, what: str, backoff: Backoff) -> float:
+        """Count and log a failure; the seconds to wait before reopening."""
+        delay = backoff.next_pause()
         self.stats.reconnects += 1
         self.stats.last_error = what
         logger.warning("%s; retrying in %.1f s", what, delay)
+        return delay
 
 
 def open_source(config: SourceConfig) -> FrameSource:

@@ -24,13 +24,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edge.backoff import Backoff
 from edge.config import UplinkConfig
 from edge.errors import EdgeError
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket
@@ -120,6 +120,7 @@ class Uplink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self._halt: asyncio.Event | None = None  # set by request_stop only: ends a backoff
         self._drain_deadline: float | None = None
 
     # ------------------------------------------------------------------ control from outside
@@ -151,7 +152,9 @@ class Uplink:
             else:
                 self._drain_deadline = self.clock() + drain_s
             assert self._wake is not None
+            assert self._halt is not None
             self._wake.set()
+            self._halt.set()
 
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_request)
@@ -171,8 +174,9 @@ class Uplink:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._halt = asyncio.Event()
         cfg = self.config
-        delay = cfg.reconnect_initial_s
+        backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)
         try:
             while not self._done():
                 hello = self.hello()
@@ -183,7 +187,7 @@ class Uplink:
                 self.stats.state = "connecting"
                 try:
                     await asyncio.wait_for(self._open(transport, hello), cfg.connect_timeout_s)
-                    delay = cfg.reconnect_initial_s
+                    backoff.reset()
                     self.stats.state = "connected"
                     self.stats.connects += 1
                     logger.info(
@@ -212,19 +216,32 @@ class Uplink:
                     self._forget_in_flight()
                 if self._done():
                     break
-                pause = delay * random.uniform(0.5, 1.0)  # jitter: a fleet does not stampede
+                pause = backoff.next_pause()
                 self.stats.state = "backoff"
                 logger.warning(
                     "uplink to %s: %s; retrying in %.1f s", cfg.cloud, self.stats.last_error, pause
                 )
-                await self._sleep(pause)
-                delay = min(delay * 2, cfg.reconnect_max_s)
+                await self._pause(pause)
         finally:
             if self.stats.state != "rejected":
                 self.stats.state = "stopped"
 
+    async def _pause(self, seconds: float) -> None:
+        """Back off for ``seconds``: new messages do not shorten it, only a stop request (or
+        the drain deadline, when it comes first) does."""
+        assert self._halt is not None
+        end = self.clock() + seconds
+        while not self._done():
+            deadline = self._drain_deadline
+            left = min(end, deadline if deadline is not None else end) - self.clock()
+            if left <= 0:
+                return
+            self._halt.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._halt.wait(), left)
+
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake early for a stop request."""
+        """Sleep, but wake early for new frames, an ack or a stop request."""
         assert self._wake is not None
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
