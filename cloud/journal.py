@@ -77,12 +77,37 @@ def insert_new(
     return [i.seq for i in new], sorted(existing)
 
 
-def advance(conn: Connection, edge_id: str) -> int:
-    """Move the edge's watermark over every seq stored without a gap; returns it."""
-    row = conn.execute(
-        select(watermarks.c.watermark).where(watermarks.c.edge_id == edge_id)
-    ).scalar()
-    mark = int(row) if row is not None else 0
+@dataclass(frozen=True)
+class EdgeState:
+    """What the journal holds of one edge: its watermark, the spool incarnation its last
+    stored frames came from ("" for none) and the highest seq ever stored."""
+
+    watermark: int = 0
+    spool_id: str = ""
+    max_seq: int = 0
+
+    @property
+    def next_seq(self) -> int:
+        """The first seq never stored for this edge."""
+        return self.max_seq + 1
+
+
+def advance(
+    conn: Connection, edge_id: str, new: Sequence[int] = (), spool_id: str | None = None
+) -> int:
+    """Move the edge's watermark over every seq stored without a gap; returns it.
+
+    ``new`` are the seqs just stored, from the spool incarnation ``spool_id``: both are
+    recorded here, in the transaction that stored them (never at Hello time: see "A reset or
+    replaced spool" in docs/wire.md).
+    """
+    state = conn.execute(
+        select(watermarks.c.watermark, watermarks.c.max_seq).where(
+            watermarks.c.edge_id == edge_id
+        )
+    ).first()
+    row = int(state[0]) if state is not None else None
+    mark = row if row is not None else 0
     following = conn.execute(
         select(frames.c.seq)
         .where(frames.c.edge_id == edge_id, frames.c.seq > mark)
@@ -93,21 +118,31 @@ def advance(conn: Connection, edge_id: str) -> int:
         if seq != mark + 1:
             break
         mark = int(seq)
-    if row is None:
-        conn.execute(watermarks.insert().values(edge_id=edge_id, watermark=mark))
-    elif mark != row:
-        conn.execute(
-            update(watermarks).where(watermarks.c.edge_id == edge_id).values(watermark=mark)
-        )
+    old_max = int(state[1]) if state is not None else 0
+    values: dict[str, object] = {"watermark": mark, "max_seq": max(old_max, mark, *new)}
+    if new and spool_id is not None:
+        values["spool_id"] = spool_id
+    if state is None:
+        conn.execute(watermarks.insert().values(edge_id=edge_id, **values))
+    elif mark != row or values["max_seq"] != old_max or "spool_id" in values:
+        conn.execute(update(watermarks).where(watermarks.c.edge_id == edge_id).values(**values))
     return mark
 
 
-def watermark(engine: Engine, edge_id: str) -> int:
+def state(engine: Engine, edge_id: str) -> EdgeState:
     with engine.connect() as conn:
         row = conn.execute(
-            select(watermarks.c.watermark).where(watermarks.c.edge_id == edge_id)
-        ).scalar()
-    return int(row) if row is not None else 0
+            select(watermarks.c.watermark, watermarks.c.spool_id, watermarks.c.max_seq).where(
+                watermarks.c.edge_id == edge_id
+            )
+        ).first()
+    if row is None:
+        return EdgeState()
+    return EdgeState(int(row[0]), str(row[1]), int(row[2]))
+
+
+def watermark(engine: Engine, edge_id: str) -> int:
+    return state(engine, edge_id).watermark
 
 
 def count(engine: Engine, edge_id: str) -> int:

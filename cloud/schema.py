@@ -5,7 +5,8 @@ them in a database (a test checks the two agree). Times are microseconds since t
 (``*_us``, int64), boxes are normalised to [0, 1] of the frame.
 
 - ``journal_frames`` / ``journal_watermarks``: every frame an edge sent, once, keyed by
-  (edge id, seq): the exactly-once ledger the acks rest on.
+  (edge id, seq): the exactly-once ledger the acks rest on; per edge, the watermark, the
+  highest seq ever stored and the spool incarnation they came from (migration ``0003``).
 - ``edges``, ``cameras``, ``spaces`` (one per encoder: vectors of different encoders never
   mix), ``codecs`` (what an embedding's code needs to be decoded again).
 - ``tracks``, ``detections`` (every box: from per-frame ``Detections`` and from embeddings),
@@ -69,6 +70,10 @@ journal_watermarks = Table(
     metadata,
     Column("edge_id", String(64), primary_key=True),
     Column("watermark", BigInteger, nullable=False),
+    # the spool incarnation the edge's last stored frames came from, and the highest seq ever
+    # stored (retention never lowers it): what a HelloAck tells a reset or replaced spool
+    Column("spool_id", String(64), nullable=False, server_default=""),
+    Column("max_seq", BigInteger, nullable=False, server_default="0"),
 )
 
 edges = Table(

@@ -5,7 +5,9 @@ hands every received message to :meth:`EdgeSession.receive` and sends back what 
 Rules:
 
 - the first message must be ``Hello``; its codecs are checked (``CodecSet.accept``) and the
-  answer is ``HelloAck`` (with the stored watermark) or a fatal ``Error`` naming the problem;
+  answer is ``HelloAck`` (the stored watermark, the spool incarnation it belongs to and the
+  next seq never stored) or a fatal ``Error`` naming the problem; a frame of another protocol
+  version gets a fatal ``VERSION_MISMATCH``;
 - a frame that does not decode, claims another edge id, or names a codec the edge did not
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
@@ -26,7 +28,7 @@ from cloud.project import Received, Space
 from cloud.store import Store, WriteRequest, WriteResult
 from shared import limits
 from shared.codec import decode, encode
-from shared.errors import CodecError, CodecMismatch, DecodeError
+from shared.errors import CodecError, CodecMismatch, DecodeError, VersionMismatch
 from shared.framing import BATCH_MAGIC, unpack_batch
 from shared.messages import (
     Ack,
@@ -44,6 +46,8 @@ from shared.vectors import CodecSet
 logger = logging.getLogger(__name__)
 
 CLOUD_ID = "cloud"
+#: Protocol versions whose Error message is laid out as ours (version byte aside).
+_SAME_ERROR_LAYOUT = (1, 2)
 
 
 @dataclass
@@ -76,6 +80,15 @@ class EdgeSession:
         if fatal:
             self.closed = True
         return self._reply(Error(code, text[: limits.MAX_TEXT_CHARS], ref_seq, fatal))
+
+    def _version_error(self, exc: VersionMismatch) -> bytes:
+        """A fatal VERSION_MISMATCH, written in the peer's version when its Error layout is
+        ours, so that an older edge can read why it was refused."""
+        text = f"{exc}: upgrade the edge (this cloud speaks {limits.PROTOCOL_VERSION})"
+        reply = self._error(ErrorCode.VERSION_MISMATCH, text, fatal=True)
+        if exc.got in _SAME_ERROR_LAYOUT:
+            reply = reply[:2] + bytes([exc.got]) + reply[3:]
+        return reply
 
     def refuse(self, code: ErrorCode, text: str) -> bytes:
         """A non-fatal Error that still ends this session (the edge reconnects and resends)."""
@@ -115,6 +128,8 @@ class EdgeSession:
             self.stats.received += 1
             try:
                 env = decode(frame)
+            except VersionMismatch as exc:
+                return [*replies, self._version_error(exc)], None  # fatal: session closed
             except DecodeError as exc:
                 replies.append(self._error(ErrorCode.BAD_MESSAGE, f"undecodable frame: {exc}"))
                 continue
@@ -148,7 +163,8 @@ class EdgeSession:
                     replies.append(self._error(problem[0], problem[1], env.seq))
                     continue
             if request is None:
-                request = WriteRequest(self.edge_id, self.space)
+                spool_id = self.hello.spool_id if self.hello is not None else ""
+                request = WriteRequest(self.edge_id, self.space, spool_id=spool_id)
             request.frames.append(Frame(env.seq, int(env.type), env.capture_ts_us, frame))
             request.messages[env.seq] = Received(env.seq, env.capture_ts_us, env.message)
         return replies, request
@@ -184,5 +200,14 @@ class EdgeSession:
             logger.warning(
                 "edge %s runs a RANDOM-INIT encoder: its embeddings carry no meaning", self.edge_id
             )
-        ack = HelloAck(self.session_id, self.store.watermark(self.edge_id), limits.MAX_FRAME_BYTES)
+        # The journal's record, as stored: the spool incarnation changes only when a frame of
+        # the new one is stored (docs/wire.md, "A reset or replaced spool").
+        state = self.store.journal_state(self.edge_id)
+        ack = HelloAck(
+            self.session_id,
+            state.watermark,
+            limits.MAX_FRAME_BYTES,
+            state.spool_id,
+            state.next_seq,
+        )
         return self._reply(ack), True

@@ -41,6 +41,8 @@ class WriteRequest:
     space: Space
     frames: list[Frame] = field(default_factory=list)
     messages: dict[int, Received] = field(default_factory=dict)  # by seq
+    #: the edge spool's incarnation, from the session's Hello ("" when it sent none)
+    spool_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,12 @@ class Store:
             got = self.projector.apply(conn, edge_id, space, fresh, now)
             if len(got):
                 vectors.setdefault(got.space, NewVectors(got.space)).extend(got)
-        mark = journal.advance(conn, edge_id)
+        fresh_seqs = set(new)
+        spool_id = None  # the incarnation whose frames were just stored (the latest request's)
+        for _, req in group:
+            if any(f.seq in fresh_seqs for f in req.frames):
+                spool_id = req.spool_id
+        mark = journal.advance(conn, edge_id, new, spool_id)
         unclaimed = set(new)  # a seq sent twice in the group is new once, then a repeat
         out: dict[int, WriteResult] = {}
         for i, req in group:
@@ -189,6 +196,10 @@ class Store:
 
     def watermark(self, edge_id: str) -> int:
         return journal.watermark(self.engine, edge_id)
+
+    def journal_state(self, edge_id: str) -> journal.EdgeState:
+        """Watermark, spool incarnation and highest seq stored of an edge (for HelloAck)."""
+        return journal.state(self.engine, edge_id)
 
 
 def _by_edge(requests: Sequence[WriteRequest]) -> list[list[tuple[int, WriteRequest]]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 1
-SUPPORTED_VERSIONS: Final = (1,)
+PROTOCOL_VERSION: Final = 2  # 2: Hello.spool_id, HelloAck.spool_id and next_seq
+SUPPORTED_VERSIONS: Final = (2,)
 
 #: Largest encoded frame, in bytes. aiortc's SCTP data channel caps one message at 64 KiB.
 MAX_FRAME_BYTES: Final = 65_536

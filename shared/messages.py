@@ -46,6 +46,8 @@ _U64 = UInt(64)
 _CLASS = UInt(16, high=limits.MAX_CLASS_ID)
 _CONF = F32(0.0, 1.0)
 _HASH = Bytes(32, exact=32)
+#: A spool's incarnation id (empty: none), see :class:`Hello`.
+_SPOOL_ID = Str(limits.MAX_ID_CHARS, pattern=r"[A-Za-z0-9._-]*")
 
 
 class MessageType(IntEnum):
@@ -114,15 +116,27 @@ class Hello(Record):
     #: True when the encoder runs with random (untrained) weights: such vectors are not
     #: semantically meaningful and everything derived from them must say so.
     random_init_encoder: bool = wire(Bool())
+    #: The incarnation of the edge's spool (a random id made with the spool file): it tells
+    #: the cloud whether the seqs this edge sends are the ones it stored before, or a new
+    #: spool's that merely reuse the same numbers.
+    spool_id: str = wire(_SPOOL_ID, default="")
 
 
 @dataclass(frozen=True, slots=True)
 class HelloAck(Record):
-    """Cloud -> edge answer to :class:`Hello`; ``last_seq`` is the highest seq already stored."""
+    """Cloud -> edge answer to :class:`Hello`.
+
+    ``last_seq`` is the watermark (every seq up to it is stored); ``spool_id`` the spool
+    incarnation the cloud last stored frames from for this edge (empty: none yet), to which
+    those seqs belong; ``next_seq`` the first seq the cloud has never stored for this edge
+    (highest seq ever stored + 1). See "A reset or replaced spool" in docs/wire.md.
+    """
 
     session_id: str = wire(_ID)
     last_seq: int = wire(_U64)
     max_frame_bytes: int = wire(UInt(32, low=256, high=limits.MAX_FRAME_BYTES))
+    spool_id: str = wire(_SPOOL_ID, default="")
+    next_seq: int = wire(_U64, default=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,9 +48,16 @@ SAMPLES: dict[str, Envelope] = {
             (CodecRef("f16", bytes(range(32))), CodecRef("pq32x8", bytes(range(32, 64)))),
             (CameraInfo("cam-01", 640, 360, 25.0),),
             True,
+            "9b2f6c1e4d7a40e8a1c35f0b6e2d8a47",
         ),
     ),
-    "hello_ack": Envelope("cloud", 0, T0, T0 + 1_500, HelloAck("s-7f3a", 41, 65_536)),
+    "hello_ack": Envelope(
+        "cloud",
+        0,
+        T0,
+        T0 + 1_500,
+        HelloAck("s-7f3a", 41, 65_536, "9b2f6c1e4d7a40e8a1c35f0b6e2d8a47", 45),
+    ),
     "detections": Envelope(
         "edge-01",
         42,

@@ -29,7 +29,9 @@ def test_golden_compressed_fixture() -> None:
     assert decode(golden) == SAMPLES["detections_many"]
 
 
-def _frame(mtype: int, items: object, *, version: int = 1, flags: int = 0) -> bytes:
+def _frame(
+    mtype: int, items: object, *, version: int = limits.PROTOCOL_VERSION, flags: int = 0
+) -> bytes:
     body = msgpack.packb(items, use_bin_type=True)
     return MAGIC + bytes([version, mtype, flags]) + body
 
@@ -41,10 +43,10 @@ ACK = MessageType.ACK
     ("frame", "message"),
     [
         (b"", "truncated frame: 0 bytes"),
-        (b"SC\x01\x07", "truncated frame: 4 bytes"),
-        (b"XX\x01\x07\x00\x90", "bad magic"),
-        (b"SC\x01\x63\x00\x90", "unknown message type 99"),
-        (b"SC\x01\x07\x80\x90", "unknown flag bits 0x80"),
+        (b"SC\x02\x07", "truncated frame: 4 bytes"),
+        (b"XX\x02\x07\x00\x90", "bad magic"),
+        (b"SC\x02\x63\x00\x90", "unknown message type 99"),
+        (b"SC\x02\x07\x80\x90", "unknown flag bits 0x80"),
         (_frame(ACK, ["e", 1, 0, 0]), "Ack body has 4 fields, expected 6"),
         (_frame(ACK, {"seq": 1}), "body must be a msgpack array, got dict"),
         (_frame(ACK, ["e", 1, 0, 0, "1", b""]), "Ack.seq: expected an integer, got str"),
@@ -66,11 +68,11 @@ ACK = MessageType.ACK
         ),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""]) + b"\x00", "trailing bytes"),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""])[:-1], "malformed msgpack body"),
-        (MAGIC + b"\x01\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
-        (MAGIC + b"\x01\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
-        (MAGIC + b"\x01\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
-        (MAGIC + b"\x01\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
-        (MAGIC + b"\x01\x07\x01garbage", "corrupt zstd frame header"),
+        (MAGIC + b"\x02\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
+        (MAGIC + b"\x02\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
+        (MAGIC + b"\x02\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
+        (MAGIC + b"\x02\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
+        (MAGIC + b"\x02\x07\x01garbage", "corrupt zstd frame header"),
     ],
 )
 def test_bad_input_gives_precise_decode_error(frame: bytes, message: str) -> None:
@@ -83,7 +85,7 @@ def test_wrong_version_is_version_mismatch() -> None:
     with pytest.raises(VersionMismatch) as info:
         decode(_frame(ACK, ["e", 1, 0, 0, 1, b""], version=9))
     assert info.value.got == 9
-    assert info.value.supported == (1,)
+    assert info.value.supported == (2,)
 
 
 def test_oversize_frame_rejected_before_parsing() -> None:
@@ -96,20 +98,20 @@ def test_decompression_bomb_is_refused() -> None:
     bomb = zstandard.ZstdCompressor(level=19).compress(b"\x00" * (limits.MAX_BODY_BYTES + 1))
     assert len(bomb) < 200
     with pytest.raises(FrameTooLarge, match="decompressed body of 262145 bytes"):
-        decode(MAGIC + bytes([1, ACK, 1]) + bomb)
+        decode(MAGIC + bytes([limits.PROTOCOL_VERSION, ACK, 1]) + bomb)
 
 
 def test_zstd_without_content_size_is_refused() -> None:
     stream = zstandard.ZstdCompressor(write_content_size=False).compressobj()
     body = stream.compress(msgpack.packb(["e", 1, 0, 0, 1, b""])) + stream.flush()
     with pytest.raises(DecodeError, match="does not declare its content size"):
-        decode(MAGIC + bytes([1, ACK, 1]) + body)
+        decode(MAGIC + bytes([limits.PROTOCOL_VERSION, ACK, 1]) + body)
 
 
 def test_zstd_with_trailing_data_is_refused() -> None:
     body = zstandard.ZstdCompressor().compress(msgpack.packb(["e", 1, 0, 0, 1, b""]))
     with pytest.raises(DecodeError, match="corrupt zstd body"):
-        decode(MAGIC + bytes([1, ACK, 1]) + body + b"tail")
+        decode(MAGIC + bytes([limits.PROTOCOL_VERSION, ACK, 1]) + body + b"tail")
 
 
 def test_dictionary_compression_round_trip_and_unknown_dictionary() -> None:
@@ -147,4 +149,4 @@ def test_non_bytes_input() -> None:
 def test_struct_layout_of_prefix() -> None:
     frame = encode(Envelope("e", 1, 0, 0, Ack(3, ())), RAW)
     magic, version, mtype, flags = struct.unpack_from("<2sBBB", frame)
-    assert (magic, version, mtype, flags) == (b"SC", 1, 7, 0)
+    assert (magic, version, mtype, flags) == (b"SC", 2, 7, 0)
