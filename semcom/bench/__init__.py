@@ -12,6 +12,7 @@ from semcom.lazy import LazyGroup
     lazy={
         "codec": "semcom.bench.codec:command",
         "edge": "semcom.bench.edge:command",
+        "faults": "semcom.bench.faults:command",
         "index": "semcom.bench.index:command",
         "ingest": "semcom.bench.ingest:command",
         "link": "semcom.bench.link:command",
