@@ -134,15 +134,27 @@ def read_catalog(db: Path, edge_id: str) -> CatalogLedger:
     return ledger
 
 
-def index_missing(metrics: dict[str, float], catalog_embeddings: int) -> tuple[int, str]:
-    """Catalog embeddings not in the vector index, and how that was measured: the cloud's
-    ``semcom_index_missing_vectors`` when it exports it, else the catalog's count minus the
-    index sizes it exports (``semcom_index_vectors``)."""
-    missing = [v for k, v in metrics.items() if k.split("{")[0] == "semcom_index_missing_vectors"]
-    if missing:
-        return int(sum(missing)), "semcom_index_missing_vectors"
-    indexed = sum(v for k, v in metrics.items() if k.split("{")[0] == "semcom_index_vectors")
-    return int(catalog_embeddings - indexed), "catalog embeddings - semcom_index_vectors"
+def index_missing(metrics: dict[str, float], catalog_embeddings: int) -> dict[str, object]:
+    """Catalog embeddings not in the vector index: the cloud's ``semcom_index_missing_vectors``
+    when it exports it, else the catalog's count (read here) minus the index sizes it exports
+    (``semcom_index_vectors``); both figures are reported."""
+
+    def total(name: str) -> float | None:
+        values = [v for k, v in metrics.items() if k.split("{")[0] == name]
+        return sum(values) if values else None
+
+    indexed = int(total("semcom_index_vectors") or 0)
+    exported = total("semcom_index_missing_vectors")
+    return {
+        "index_missing": int(exported) if exported is not None else catalog_embeddings - indexed,
+        "index_missing_from": (
+            "semcom_index_missing_vectors"
+            if exported is not None
+            else "catalog embeddings - semcom_index_vectors"
+        ),
+        "index_vectors": indexed,
+        "catalog_embeddings": catalog_embeddings,
+    }
 
 
 def listed(seqs: set[int]) -> list[int]:

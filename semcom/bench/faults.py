@@ -217,7 +217,6 @@ def _report(
     spool = audit.read_spool(edge.spec.spool_path)
     evicted = audit.evicted_seqs(edge.log_path.read_text(errors="replace"))
     catalog = audit.read_catalog(run.cloud.spec.db_path, EDGE_ID)
-    missing, source = audit.index_missing(metrics, catalog.embeddings)
     lost = spool.produced - catalog.stored - spool.quarantined - spool.pending
     hits = Counter(e["kind"] for e in events if e["hit"])
     kills = sum(hits[k] for k in KILLS)
@@ -236,8 +235,7 @@ def _report(
         "spool_dropped": len(evicted),
         "catalog_missing": catalog.catalog_missing,
         "undecodable": catalog.undecodable,
-        "index_missing": missing,
-        "index_missing_from": source,
+        **audit.index_missing(metrics, catalog.embeddings),
         "kills": kills,
         "outages": sum(hits.values()) - kills,
         "faults_hit": dict(hits),
