@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from edge.errors import EdgeError
+from edge.spool_cli import spool_group
 from shared.errors import ProtocolError
 from shared.version import software_version
 
@@ -154,6 +155,9 @@ def _load(config_path: Path | None, extra: dict[str, Any] | None = None, **kw: A
 @click.group()
 def edge() -> None:
     """The edge agent: camera -> detections, tracks and embeddings -> messages."""
+
+
+edge.add_command(spool_group)
 
 
 @edge.command()
@@ -316,7 +320,8 @@ def replay(
     click.echo(
         f"{sum(result.messages.values())} messages ({result.bytes} bytes) in "
         f"{result.elapsed_s:.1f} s; {result.uplink['acked_frames']} acknowledged, "
-        f"{result.left_in_spool} left in the spool{note}",
+        f"{result.left_in_spool} left in the spool, {result.quarantined} quarantined "
+        f"(`semcom edge spool quarantine list`){note}",
         err=True,
     )
 

@@ -3,8 +3,10 @@
 The stream is a recorded message file, the synthetic scene of :mod:`edge.loadgen`, or nothing
 (``drain``: just send what an earlier run left in the spool). A recorded file is announced
 with its own Hello (detector, encoder, dim, cameras, random-init flag; codecs from the ladder),
-so its embeddings land in their encoder's space. Everything else is the real
-uplink: spool, outbox, transport, acks, rate control.
+so its embeddings land in their encoder's space. A drain announces no Hello of its own: the
+spool kept the Hello each frame was made under, and the uplink sends every frame under
+exactly that one (see :mod:`edge.groups`). Everything else is the real uplink: spool,
+outbox, transport, acks, rate control.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ReplayReport:
     bytes: int = 0
     refused: int = 0
     left_in_spool: int = 0
+    quarantined: int = 0  # frames the cloud refused, kept aside in the spool
     uplink: dict[str, object] = field(default_factory=dict)
     ack_latency_ms: dict[str, float] = field(default_factory=dict)
 
@@ -73,6 +76,7 @@ def run_replay(
     sink = SpoolSink(spool)
     outbox = Outbox(edge_id, sink)
     source = str(file) if file else ("synthetic" if scene else "drain")
+    drain_only = file is None and scene is None
     report = ReplayReport(edge_id, source, time.time_ns() // 1_000)
     link = Uplink(
         config,
@@ -86,10 +90,11 @@ def run_replay(
     sink.on_append = link.spooled
     choice.pick_rung = link.ladder.pick
     thread = UplinkThread(link, on_fatal=lambda _exc: stop.set())
-    hello = choice.hello(software_version, "cam-synth")
-    if recorded is not None:
-        hello = replace(recorded, software_version=software_version, codecs=hello.codecs)
-    outbox.put(time.time_ns() // 1_000, hello, control=True)
+    if not drain_only:  # a drain sends each frame under the Hello the spool kept with it
+        hello = choice.hello(software_version, "cam-synth")
+        if recorded is not None:
+            hello = replace(recorded, software_version=software_version, codecs=hello.codecs)
+        outbox.put(time.time_ns() // 1_000, hello, control=True)
     thread.start()
     start = time.monotonic()
     try:
@@ -114,6 +119,7 @@ def run_replay(
         report.bytes = outbox.stats.total_bytes
         report.refused = sum(outbox.stats.refused.values())
         report.left_in_spool = spool.pending
+        report.quarantined = spool.quarantined
         report.uplink = link.stats.snapshot()
         lat = np.asarray(link.stats.ack_latency_ms)
         if lat.size:

@@ -19,7 +19,7 @@ from edge.spool import Priority, Spool
 from shared.codec import decode
 from shared.errors import DecodeError
 from shared.framing import FrameWriter, read_frames
-from shared.messages import Message
+from shared.messages import Hello, Message
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +110,16 @@ def last_seq_in(path: Path) -> int:
 
 class SpoolSink:
     """Hands messages to the uplink: data into the durable spool (committed before anything is
-    sent), the latest Hello kept for every (re)connection. ``on_append(priority, size)`` tells
-    the uplink (wakes its sender, feeds its load meter)."""
+    sent, each frame with the Hello it was made under), the latest Hello kept for every
+    (re)connection. ``on_append(priority, size)`` tells the uplink (wakes its sender, feeds
+    its load meter)."""
 
     def __init__(self, spool: Spool, on_append: Callable[[Priority, int], None] | None = None):
         self.spool = spool
         self.on_append = on_append
         self.hello: Message | None = None
         self.hello_ready = threading.Event()
+        self._hello_id: int | None = None  # in the spool
 
     def append(self, priority: Priority, make_frame: MakeFrame) -> int:
         size = 0
@@ -128,12 +130,14 @@ class SpoolSink:
             size = len(frame)
             return frame
 
-        seq = self.spool.append(priority, sized)
+        seq = self.spool.append(priority, sized, self._hello_id)
         if self.on_append is not None:
             self.on_append(priority, size)
         return seq
 
     def control(self, message: Message, frame: bytes) -> None:
+        if isinstance(message, Hello):
+            self._hello_id = self.spool.hello_id(message)
         self.hello = message
         self.hello_ready.set()
 

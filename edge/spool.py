@@ -12,20 +12,39 @@ never spooled. Drops are counted per priority and logged.
 
 Reading order is priority first, then age, so a backlog after an outage drains the most useful
 messages first.
+
+Each frame remembers the Hello it was made under (encoder, dim, codecs, cameras), so that it is
+sent, even after a restart with another configuration, in a session announced with exactly that
+Hello. A frame the cloud refuses moves to the quarantine, where an operator can retry or drop
+it (``semcom edge spool``); nothing leaves the spool silently. The schema and the identity of a
+spool file (its incarnation) are in :mod:`edge.spool_schema`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from shared.messages import Detections, Embedding, EmitReason, FrameCounts, Message, TrackEnd
+from edge.spool_schema import hello_blob, hello_from_blob, prepare
+from shared.codec import decode, encode
+from shared.messages import (
+    Detections,
+    Embedding,
+    EmitReason,
+    FrameCounts,
+    Hello,
+    Message,
+    TrackEnd,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +77,24 @@ class SpoolFull(Exception):
     """A frame that cannot be stored: everything spooled is at least as important."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS frames (
-    seq INTEGER PRIMARY KEY,
-    priority INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    frame BLOB NOT NULL,
-    created REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS frames_by_priority ON frames (priority, seq);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+def reseq(frame: bytes, seq: int) -> bytes:
+    """The same message under another seq."""
+    return encode(dataclasses.replace(decode(frame), seq=seq))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Pending frames made under one Hello (``hello`` None: an unknown one, from a spool file
+    older than kept Hellos); ``priority`` and ``first_seq`` of its most important frame."""
+
+    hello: int | None
+    frames: int
+    priority: int
+    first_seq: int
+
+
+#: Frames made under any Hello (the default of :meth:`Spool.peek`).
+ANY_HELLO: None = None
 
 
 class Spool:
@@ -82,10 +108,9 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed frame survives power loss; NORMAL: survives a process crash only.
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
-        if "created" not in columns:  # a spool written before frames had a creation time
-            self._db.execute("ALTER TABLE frames ADD COLUMN created REAL NOT NULL DEFAULT 0")
+        #: This spool file's identity, announced in Hello (see docs/wire.md).
+        self.incarnation = prepare(self._db)
+        self._hello_ids: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
@@ -111,23 +136,71 @@ class Spool:
     def pending_bytes(self) -> int:
         return self._bytes
 
-    def append(self, priority: Priority, make_frame: Callable[[int], bytes]) -> int:
-        """Allocate the next seq, build the frame with it, and store both in one transaction.
+    @property
+    def quarantined(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    # ------------------------------------------------------------------ Hellos
+
+    def hello_id(self, hello: Hello) -> int:
+        """The id of ``hello`` in this spool (kept the first time it is seen)."""
+        blob, digest = hello_blob(hello)
+        known = self._hello_ids.get(digest)
+        if known is not None:
+            return known
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO hellos (hash, hello, created) VALUES (?, ?, ?)",
+                (digest, blob, time.time()),
+            )
+            row = self._db.execute("SELECT id FROM hellos WHERE hash = ?", (digest,)).fetchone()
+        self._hello_ids[digest] = int(row[0])
+        return int(row[0])
+
+    def hello(self, hello_id: int) -> Hello:
+        """The Hello kept under ``hello_id`` (without a spool id)."""
+        with self._lock:
+            row = self._db.execute("SELECT hello FROM hellos WHERE id = ?", (hello_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no Hello {hello_id} in {self.path}")
+        return hello_from_blob(bytes(row[0]))
+
+    def groups(self) -> list[Group]:
+        """Pending frames by Hello, the group holding the most important oldest frame first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT hello, COUNT(*), MIN(priority), "
+                "(SELECT seq FROM frames g WHERE g.hello IS f.hello "
+                "ORDER BY priority, seq LIMIT 1) FROM frames f GROUP BY hello"
+            ).fetchall()
+        groups = [Group(h, int(n), int(p), int(s)) for h, n, p, s in rows]
+        return sorted(groups, key=lambda g: (g.priority, g.first_seq))
+
+    # ------------------------------------------------------------------ frames
+
+    def append(
+        self, priority: Priority, make_frame: Callable[[int], bytes], hello: int | None = None
+    ) -> int:
+        """Allocate the next seq, build the frame with it, and store both in one transaction;
+        ``hello`` is the id (:meth:`hello_id`) of the Hello the frame was made under.
 
         Raises :class:`SpoolFull` (nothing stored, seq not used) when the frame fits only by
         evicting frames more important than itself.
         """
         with self._lock:
-            seq = self._next_seq
-            frame = make_frame(seq)
-            size = len(frame)
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # the stored counter too: `semcom edge spool quarantine retry` may have taken
+                # seqs while this process ran
+                seq = max(self._next_seq, self._counter("next_seq", 1))
+                frame = make_frame(seq)
+                size = len(frame)
                 self._make_room(priority, size)
                 self._db.execute(
-                    "INSERT INTO frames (seq, priority, size, frame, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (seq, int(priority), size, frame, time.time()),
+                    "INSERT INTO frames (seq, priority, size, frame, created, hello) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, int(priority), size, frame, time.time(), hello),
                 )
                 self._db.execute(
                     "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "
@@ -169,20 +242,35 @@ class Spool:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
         self._bytes, self._count = int(row[0]), int(row[1])
 
+    def first_seq(self) -> int | None:
+        """The lowest pending seq (None when nothing is pending)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(seq) FROM frames").fetchone()
+        return int(row[0]) if row[0] is not None else None
+
     def oldest_age(self) -> float:
         """Seconds the oldest pending frame has waited (0 when none is pending)."""
         with self._lock:
             row = self._db.execute("SELECT created FROM frames ORDER BY seq LIMIT 1").fetchone()
         return max(0.0, time.time() - float(row[0])) if row and row[0] else 0.0
 
-    def peek(self, max_bytes: int, exclude: Iterable[int] = ()) -> list[tuple[int, bytes]]:
+    def peek(
+        self,
+        max_bytes: int,
+        exclude: Iterable[int] = (),
+        hellos: Collection[int | None] | None = ANY_HELLO,
+    ) -> list[tuple[int, bytes]]:
         """Frames to send next, most important and oldest first, up to ``max_bytes`` in total
-        (at least one frame when any is pending); ``exclude`` skips seqs already in flight."""
+        (at least one frame when any is pending); ``exclude`` skips seqs already in flight;
+        ``hellos``: only frames made under these Hello ids (None in it: an unknown Hello)."""
         skip = set(exclude)
         out: list[tuple[int, bytes]] = []
         total = 0
+        where, args = _hello_filter(hellos)
         with self._lock:
-            rows = self._db.execute("SELECT seq, frame FROM frames ORDER BY priority, seq")
+            rows = self._db.execute(
+                f"SELECT seq, frame FROM frames {where} ORDER BY priority, seq", args
+            )
             for seq, frame in rows:
                 if seq in skip:
                     continue
@@ -225,17 +313,17 @@ class Spool:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 rows = self._db.execute(
-                    "SELECT seq, priority, frame, created FROM frames ORDER BY seq"
+                    "SELECT seq, priority, frame, created, hello FROM frames ORDER BY seq"
                 )
                 renamed = [
-                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i), created)
-                    for i, (_, prio, frame, created) in enumerate(rows.fetchall())
+                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i), created, hello)
+                    for i, (_, prio, frame, created, hello) in enumerate(rows.fetchall())
                 ]
                 self._db.execute("DELETE FROM frames")
                 self._db.executemany(
-                    "INSERT INTO frames (seq, priority, size, frame, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(seq, prio, len(frame), frame, c) for seq, prio, frame, c in renamed],
+                    "INSERT INTO frames (seq, priority, size, frame, created, hello) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(seq, prio, len(f), f, c, h) for seq, prio, f, c, h in renamed],
                 )
                 next_seq = first_seq + len(renamed)
                 self._db.execute(
@@ -252,6 +340,72 @@ class Spool:
             self._next_seq = next_seq
             return len(renamed)
 
+    # ------------------------------------------------------------------ refused frames
+
+    def quarantine(
+        self, reason: str, seqs: Iterable[int] = (), hellos: Collection[int | None] = ()
+    ) -> int:
+        """Move frames the cloud refused (by seq, or every frame made under ``hellos``) aside
+        with the cloud's ``reason``: they are not sent again until an operator retries them
+        (``semcom edge spool quarantine``). Returns how many moved."""
+        ids = [int(s) for s in seqs]
+        with self.transaction() as db:
+            moved = 0
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                moved += self._move_aside(db, f"seq IN ({','.join('?' * len(part))})", part, reason)
+            if hellos:
+                where, args = _hello_filter(hellos)
+                moved += self._move_aside(db, where.removeprefix("WHERE "), args, reason)
+        return moved
+
+    @staticmethod
+    def _move_aside(db: sqlite3.Connection, where: str, args: Sequence[object], reason: str) -> int:
+        db.execute(
+            "INSERT OR REPLACE INTO quarantine "
+            "(seq, priority, size, frame, created, hello, reason, quarantined) "
+            f"SELECT seq, priority, size, frame, created, hello, ?, ? FROM frames WHERE {where}",
+            [reason, time.time(), *args],
+        )
+        return int(db.execute(f"DELETE FROM frames WHERE {where}", args).rowcount)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The spool's connection in one write transaction, under its lock (for
+        :mod:`edge.spool_admin`); totals are reloaded afterwards."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._reload_totals()
+
+    def allocate(self, count: int) -> int:
+        """Reserve ``count`` new seqs (inside :meth:`transaction`); returns the first."""
+        first = self._next_seq
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (first + count,),
+        )
+        self._next_seq = first + count
+        return first
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _hello_filter(hellos: Collection[int | None] | None) -> tuple[str, list[object]]:
+    """A WHERE clause selecting frames made under ``hellos`` (None: no filter)."""
+    if hellos is None:
+        return "", []
+    ids = [h for h in hellos if h is not None]
+    terms = [f"hello IN ({','.join('?' * len(ids))})"] if ids else []
+    if None in hellos:
+        terms.append("hello IS NULL")
+    return f"WHERE ({' OR '.join(terms) or '0'})", list(ids)

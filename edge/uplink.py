@@ -2,20 +2,24 @@
 
 One asyncio loop (in its own thread beside the pipeline's, see :class:`UplinkThread`):
 
-- **connect**: a new :class:`~edge.transport.Transport`, Hello on the control channel, wait for
-  HelloAck (whose watermark lets the spool forget what the cloud already has) or a fatal Error
-  (codec mismatch, version), which stops the uplink with :class:`UplinkRejected`;
+- **connect**: a new :class:`~edge.transport.Transport`, Hello on the control channel (the
+  Hello the spooled frames to send were made under, see :mod:`edge.groups`), wait for HelloAck
+  (whose watermark lets the spool forget what the cloud already has, when it names this very
+  spool) or a fatal Error (codec mismatch, version), which stops the uplink with
+  :class:`UplinkRejected` (for an older group's Hello: that group is quarantined instead);
 - **send**: spooled frames, most important and oldest first, in batches under 64 KiB, paced by
   a token bucket at ``max_rate`` and held back while ``window_bytes`` are unacknowledged or the
   transport's own buffer is not draining (the link is slower than the budget);
 - **receive**: Acks name the exact seqs the cloud committed, which leave the spool; a
-  non-fatal Error about one seq (a frame the cloud can never accept) drops that frame, counted;
+  non-fatal Error about one seq (a frame the cloud can never accept) moves that frame to the
+  spool's quarantine with the cloud's reason, counted (``semcom edge spool quarantine``);
 - **keep alive**: heartbeats; nothing heard for ``timeout_s`` means the link is dead;
 - **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
   rate); the pipeline asks ``uplink.ladder.pick()`` which codec each embedding batch uses, and
   ``on_adapt`` passes the emission policy's chattiness;
 - **reconnect** on any failure with exponential backoff and jitter; in-flight frames are simply
-  sent again on the next connection (the cloud ignores repeats).
+  sent again on the next connection (the cloud ignores repeats); at once, when a session's
+  Hello group is sent and another group waits.
 """
 
 from __future__ import annotations
@@ -30,16 +34,18 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edge import groups
 from edge.backoff import Backoff
 from edge.config import UplinkConfig
 from edge.errors import EdgeError
+from edge.groups import SessionGroup
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from shared.codec import decode, encode
 from shared.errors import DecodeError
 from shared.framing import BATCH_MAGIC, pack_batch, unpack_batch
-from shared.messages import Ack, Envelope, Error, Heartbeat, HelloAck, Message
+from shared.messages import Ack, Envelope, Error, ErrorCode, Heartbeat, HelloAck, Message
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,15 @@ AdaptCallback = Callable[[float], None]
 
 class UplinkRejected(EdgeError):
     """The cloud refused this edge for good (token, codec, version): fix the configuration."""
+
+
+class HelloRefused(EdgeError):
+    """The cloud refused the Hello of spooled frames of an earlier configuration: those frames
+    were quarantined, and the uplink goes on with the others."""
+
+
+#: Fatal errors about a Hello's content (its codecs), not about this edge or its software.
+_GROUP_REFUSALS = frozenset({ErrorCode.UNKNOWN_CODEC, ErrorCode.CODEC_MISMATCH})
 
 
 @dataclass
@@ -63,6 +78,7 @@ class UplinkStats:
     acked_frames: int = 0
     acked_bytes: int = 0
     rejected_frames: int = 0
+    quarantined: int = 0  # refused by the cloud, set aside in the spool (never deleted)
     ack_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     codec_steps: list[dict[str, object]] = field(default_factory=list)
     delivered_bps: float = 0.0
@@ -72,10 +88,6 @@ class UplinkStats:
         out["failures"] = dict(self.failures)
         out.pop("ack_latency_ms")
         return out
-
-
-def _reseq(frame: bytes, seq: int) -> bytes:
-    return encode(dataclasses.replace(decode(frame), seq=seq))
 
 
 class Uplink:
@@ -122,6 +134,8 @@ class Uplink:
         self._stop: asyncio.Event | None = None
         self._halt: asyncio.Event | None = None  # set by request_stop only: ends a backoff
         self._drain_deadline: float | None = None
+        self._group: SessionGroup | None = None  # what this session announced and sends
+        self._regroup = False  # the session ended to announce another Hello group
 
     # ------------------------------------------------------------------ control from outside
 
@@ -179,8 +193,8 @@ class Uplink:
         backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)
         try:
             while not self._done():
-                hello = self.hello()
-                if hello is None:  # the pipeline has not seen its first frame yet
+                hello = await self._next_hello()
+                if hello is None:  # nothing spooled, and the pipeline has no Hello yet
                     await self._sleep(0.1)
                     continue
                 transport = self.transport_factory(cfg, self.edge_id)
@@ -201,6 +215,8 @@ class Uplink:
                     self.stats.state = "rejected"
                     self.stats.last_error = str(exc)
                     raise UplinkRejected(str(exc)) from None
+                except HelloRefused:
+                    pass  # that group's frames are quarantined (logged); the next one at once
                 except UplinkRejected as exc:
                     self.stats.state = "rejected"
                     self.stats.last_error = str(exc)
@@ -216,6 +232,9 @@ class Uplink:
                     self._forget_in_flight()
                 if self._done():
                     break
+                if self._regroup:  # this Hello's frames are done: the next group's, at once
+                    self._regroup = False
+                    continue
                 pause = backoff.next_pause()
                 self.stats.state = "backoff"
                 logger.warning(
@@ -255,6 +274,13 @@ class Uplink:
         now = time.time_ns() // 1_000
         return encode(Envelope(self.edge_id, 0, now, now, message))
 
+    async def _next_hello(self) -> Message | None:
+        """The Hello of the next session: the one the most important spooled frames were made
+        under, or the live pipeline's (see :mod:`edge.groups`); None: nothing to announce."""
+        self._group, moved = await asyncio.to_thread(groups.pick, self.spool, self.hello())
+        self.stats.quarantined += moved
+        return self._group.hello if self._group is not None else None
+
     async def _open(self, transport: Transport, hello: Message) -> None:
         await transport.connect()
         await transport.send_control(self._frame(hello))
@@ -264,21 +290,31 @@ class Uplink:
                     await self._on_hello_ack(env.message)
                     return
                 if isinstance(env.message, Error):
+                    await self._on_hello_refused(env.message)
                     self._on_error(env.message)
 
+    async def _on_hello_refused(self, error: Error) -> None:
+        """The cloud refused an older group's Hello (its codecs): quarantine that group's
+        frames with the cloud's reason and go on with the others. The live pipeline's own
+        Hello refused stops the uplink instead (:meth:`_on_error`); its frames stay spooled."""
+        group = self._group
+        if group is None or group.live or not error.fatal or error.code not in _GROUP_REFUSALS:
+            return
+        reason = f"{error.code.name}: {error.message}"
+        moved = await asyncio.to_thread(self.spool.quarantine, reason, hellos=group.hellos)
+        self.stats.quarantined += moved
+        self.stats.rejected_frames += moved
+        logger.error(
+            "the cloud refused the Hello of %d spooled messages (encoder %s): %s; quarantined",
+            moved,
+            group.hello.encoder,
+            reason,
+        )
+        self._regroup = True
+        raise HelloRefused(reason)
+
     async def _on_hello_ack(self, ack: HelloAck) -> None:
-        mark = ack.last_seq
-        if mark >= self.spool.next_seq:
-            logger.error(
-                "the cloud already holds seqs up to %d but this spool only numbered up to %d: "
-                "the spool was reset; renumbering its %d pending messages after %d",
-                mark,
-                self.spool.next_seq - 1,
-                self.spool.pending,
-                mark,
-            )
-            await asyncio.to_thread(self.spool.renumber, mark + 1, _reseq)
-        await asyncio.to_thread(self.spool.ack_through, mark)
+        await asyncio.to_thread(groups.apply_hello_ack, self.spool, ack)
 
     def _decode_all(self, data: bytes) -> list[Envelope]:
         try:
@@ -329,9 +365,16 @@ class Uplink:
                 elif isinstance(message, Error):
                     self._on_error(message)
                     if message.ref_seq:
-                        # the cloud will never take this frame: drop it rather than loop on it
-                        removed = await asyncio.to_thread(self.spool.ack, [message.ref_seq])
-                        self.stats.rejected_frames += removed
+                        # the cloud will never take this frame: set it aside (not deleted)
+                        # rather than loop on it; an operator decides (semcom edge spool)
+                        reason = f"{message.code.name}: {message.message}"
+                        moved = await asyncio.to_thread(
+                            self.spool.quarantine, reason, [message.ref_seq]
+                        )
+                        self.stats.rejected_frames += moved
+                        self.stats.quarantined += moved
+                        if moved:
+                            logger.error("seq %d quarantined: %s", message.ref_seq, reason)
                         self._settle(message.ref_seq)
 
     def _settle(self, seq: int) -> int:
@@ -375,9 +418,13 @@ class Uplink:
                 self._limited_at = self.clock()
                 await self._sleep(0.02)
                 continue
+            hellos = self._group.hellos if self._group is not None else None
             frames = await asyncio.to_thread(
-                self.spool.peek, self._batch_budget(), tuple(self._in_flight)
+                self.spool.peek, self._batch_budget(), tuple(self._in_flight), hellos
             )
+            if not frames and not self._in_flight and self.spool.pending:
+                self._regroup = True  # this Hello's frames are sent: end, announce the next
+                return
             if not frames:
                 await self._sleep(0.25)
                 continue
