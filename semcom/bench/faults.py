@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -59,6 +60,7 @@ from semcom.bench.procs import (
 EDGE_ID = "bench-faults"
 RECONNECT_MAX_S = 4.0
 DRAIN_LIMIT_S = 600.0
+DRAIN_RETRIES = 3
 INDEX_SETTLE_S = 60.0
 LINK_CUT = (
     "blackhole: a user-space middlebox between edge and cloud stops relaying; TCP "
@@ -82,6 +84,7 @@ class _Run:
     cloud: CloudChild
     edge: EdgeChild
     cut: LinkCut
+    tracks_per_s: float
     t0: float = 0.0
     unexpected: int = 0
 
@@ -93,7 +96,8 @@ class _Run:
 
     def start_edge(self) -> None:
         left = self.remaining()
-        self.edge.restart_with(SyntheticStream(left if left >= 0.5 else 0.0))
+        stream = SyntheticStream(left if left >= 0.5 else 0.0, self.tracks_per_s)
+        self.edge.restart_with(stream)
         self.edge.start()
 
     def watch(self, until: float, *, edge_may_exit: bool = False) -> None:
@@ -104,7 +108,8 @@ class _Run:
                 self.say(f"the cloud exited by itself ({self.cloud.returncode}): restarting")
                 self.cloud.start()
                 self.cloud.wait_ready()
-            if not self.edge.alive and not edge_may_exit:
+            finished = self.edge.returncode == 0 and self.remaining() < 1.0  # stream done
+            if not self.edge.alive and not edge_may_exit and not finished:
                 self.unexpected += 1
                 self.say(f"the edge exited by itself ({self.edge.returncode}): restarting")
                 self.start_edge()
@@ -112,7 +117,7 @@ class _Run:
 
     def apply(self, fault: Fault) -> dict[str, Any]:
         at = time.monotonic() - self.t0
-        detail: dict[str, Any] = {}
+        detail: dict[str, Any] = {"spooled": self.spooled()}
         if fault.kind == KILL_CLOUD:
             hit = self.cloud.kill()
             self.cloud.start()
@@ -136,14 +141,22 @@ class _Run:
         event = {**fault.to_dict(), "t_s": round(at, 1), "hit": hit, **detail}
         self.say(
             f"{fault.kind}{f' {fault.duration_s:g} s' if fault.duration_s else ''}: "
-            f"{'hit' if hit else 'missed'} {detail or ''}"
+            f"{'hit' if hit else 'missed'} {detail}"
         )
         return event
+
+    def spooled(self) -> int | None:
+        """Frames in the edge's spool now (None before it exists or while it is locked)."""
+        try:
+            return len(audit.read_spool(self.edge.spec.spool_path).pending)
+        except sqlite3.Error:
+            return None
 
     def drain(self) -> float:
         """Wait for the edge to finish and empty its spool; seconds from now."""
         start = time.monotonic()
         deadline = start + self.remaining() + DRAIN_LIMIT_S
+        retries = 0
         while time.monotonic() < deadline:
             self.watch(time.monotonic() + 0.5, edge_may_exit=True)
             if self.edge.alive:
@@ -151,6 +164,12 @@ class _Run:
             left = audit.read_spool(self.edge.spec.spool_path).pending
             if not left:
                 return time.monotonic() - start
+            retries += 1
+            if retries > DRAIN_RETRIES:
+                raise ChildError(
+                    f"the edge exited ({self.edge.returncode}) with {len(left)} frames spooled, "
+                    f"{DRAIN_RETRIES} times:\n{self.edge.log_tail()}"
+                )
             self.say(f"the edge exited ({self.edge.returncode}) with {len(left)} spooled: again")
             self.start_edge()
         raise ChildError(f"the edge did not drain its spool within {DRAIN_LIMIT_S:g} s")
@@ -187,7 +206,7 @@ def run_transport(
             edge = EdgeChild(spec, SyntheticStream(seconds, tracks_per_s))
             kids.add(cloud)
             kids.add(edge)
-            run = _Run(transport, seconds, cloud, edge, cut, t0=time.monotonic())
+            run = _Run(transport, seconds, cloud, edge, cut, tracks_per_s, t0=time.monotonic())
             cloud.start()
             run.say(f"cloud ready in {cloud.wait_ready():.1f} s; edge dials {cut.url}")
             run.t0 = time.monotonic()
@@ -258,8 +277,19 @@ def run_faults(
     workdir: Path,
 ) -> dict[str, Any]:
     schedule = make_schedule(seconds, seed, every_s)
-    runs = [run_transport(t, schedule, seconds, workdir / t, tracks_per_s) for t in transports]
-    ok = all(r["lost"] == 0 and r["duplicated"] == 0 and r["index_missing"] == 0 for r in runs)
+    runs = []
+    for transport in transports:
+        try:
+            runs.append(
+                run_transport(transport, schedule, seconds, workdir / transport, tracks_per_s)
+            )
+        except ChildError as exc:  # reported, and the other transport still runs
+            click.echo(f"[faults {transport}] failed: {exc}", err=True)
+            runs.append({"transport": transport, "error": str(exc)})
+    ok = all(
+        "error" not in r and r["lost"] == 0 and r["duplicated"] == 0 and r["index_missing"] == 0
+        for r in runs
+    )
     return {
         "benchmark": "faults",
         "seconds": seconds,
