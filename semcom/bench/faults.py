@@ -59,6 +59,9 @@ from semcom.bench.procs import (
 
 EDGE_ID = "bench-faults"
 RECONNECT_MAX_S = 4.0
+#: The backlog after an outage steps the edge down to int8 and back, so the cloud receives
+#: embeddings of two codecs, interleaved, in one space.
+LADDER = ("f16", "int8")
 DRAIN_LIMIT_S = 600.0
 DRAIN_RETRIES = 3
 INDEX_SETTLE_S = 60.0
@@ -198,6 +201,7 @@ def run_transport(
         with Children() as kids:
             cloud = CloudChild(CloudSpec(workdir / "cloud", cloud_port, {EDGE_ID: token}))
             uplink = {
+                "ladder": list(LADDER),
                 "spool_max_bytes": "8GiB",
                 "reconnect_max_s": RECONNECT_MAX_S,
                 "drain_timeout_s": DRAIN_LIMIT_S,
@@ -297,10 +301,12 @@ def run_faults(
         "every_s": every_s,
         "stream": (
             f"synthetic traffic scene (not real embeddings): {tracks_per_s:g} road users/s for "
-            "10 s each, an embedding each 1 s, 768-d f16, counts at 10 Hz, boxes at 2 Hz"
+            "10 s each, an embedding each 1 s, 768-d, f16 or int8 (the edge's ladder picks), "
+            "counts at 10 Hz, boxes at 2 Hz"
         ),
         "faults": LINK_CUT,
         "reconnect_max_s": RECONNECT_MAX_S,
+        "ladder": list(LADDER),
         "schedule": [f.to_dict() for f in schedule],
         "ok": ok,
         "runs": runs,
