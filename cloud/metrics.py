@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 @dataclass
@@ -13,6 +13,8 @@ class CloudMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_resident_memory_bytes and friends (Linux /proc): the service's memory over time
+        ProcessCollector(registry=r)
         self.signaling = Counter(
             "semcom_signaling_requests", "Session requests by outcome.", ["outcome"], registry=r
         )

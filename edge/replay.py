@@ -46,11 +46,19 @@ class ReplayReport:
     quarantined: int = 0  # frames the cloud refused, kept aside in the spool
     uplink: dict[str, object] = field(default_factory=dict)
     ack_latency_ms: dict[str, float] = field(default_factory=dict)
+    #: send -> ack latency (ms, 3 significant digits) -> count: mergeable across edges
+    ack_latency_hist: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         out = dict(self.__dict__)
         out["messages"] = dict(self.messages)
         return json.dumps(out, indent=2, default=str)
+
+
+def latency_histogram(latencies_ms: np.ndarray) -> dict[str, int]:
+    """Latencies rounded to 3 significant digits (1 % resolution) -> count, in order."""
+    rounded = Counter(float(f"{ms:.3g}") for ms in latencies_ms.tolist())
+    return {f"{ms:g}": n for ms, n in sorted(rounded.items())}
 
 
 def run_replay(
@@ -126,6 +134,7 @@ def run_replay(
             report.ack_latency_ms = {
                 f"p{q}": round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)
             }
+            report.ack_latency_hist = latency_histogram(lat)
         spool.close()
     if isinstance(thread.error, UplinkRejected):
         raise thread.error

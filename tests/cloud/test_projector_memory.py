@@ -1,10 +1,13 @@
-"""The writer's track cache stays small: ended tracks keep no path or votes once written."""
+"""Memory: the writer's track cache stays small (ended tracks keep no path or votes once
+written), and the service exports its resident memory."""
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from cloud.metrics import CloudMetrics
 from cloud.schema import tracks
 from cloud.session import EdgeSession
 from cloud.store import Store
@@ -45,3 +48,10 @@ def test_ended_tracks_are_written_whole_and_cached_without_their_paths(engine: E
     assert len(cached) == 40
     assert all(st.ended for st in cached)
     assert all(st.path is None and st.votes is None for st in cached)
+
+
+def test_metrics_export_the_resident_memory() -> None:
+    text = generate_latest(CloudMetrics().registry).decode()
+    rss = [line for line in text.splitlines() if line.startswith("process_resident_memory_bytes ")]
+    assert len(rss) == 1
+    assert float(rss[0].split()[1]) > 10e6
