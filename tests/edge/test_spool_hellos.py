@@ -135,7 +135,7 @@ def _uplink(spool: Spool) -> Uplink:
     return Uplink(config, "e", spool, lambda: None)
 
 
-def _reseq_frames(spool: Spool) -> list[int]:
+def _pending_seqs(spool: Spool) -> list[int]:
     return [s for s, _ in spool.peek(1 << 30)]
 
 
@@ -148,14 +148,14 @@ def test_a_hello_ack_of_another_spool_renumbers_and_never_drops(tmp_path: Path) 
     ack = HelloAck("s", 4, 65_536, "0123456789abcdef0123456789abcdef", 7)
     asyncio.run(uplink._on_hello_ack(ack))
     assert spool.pending == 10
-    assert _reseq_frames(spool) == list(range(7, 17))
+    assert _pending_seqs(spool) == list(range(7, 17))
     # The edge crashes before anything is stored: the same answer again changes nothing.
     asyncio.run(uplink._on_hello_ack(ack))
-    assert _reseq_frames(spool) == list(range(7, 17))
+    assert _pending_seqs(spool) == list(range(7, 17))
     assert spool.next_seq == 17
     # Once the cloud stored frames of this spool, its watermark names this spool's seqs.
     asyncio.run(uplink._on_hello_ack(HelloAck("s", 9, 65_536, spool.incarnation, 12)))
-    assert _reseq_frames(spool) == list(range(10, 17))
+    assert _pending_seqs(spool) == list(range(10, 17))
 
 
 def test_a_fresh_cloud_or_the_same_spool_changes_nothing_it_should_not(tmp_path: Path) -> None:
@@ -164,8 +164,8 @@ def test_a_fresh_cloud_or_the_same_spool_changes_nothing_it_should_not(tmp_path:
         spool.append(Priority.COUNTS, counts(n), spool.hello_id(VIT))
     uplink = _uplink(spool)
     asyncio.run(uplink._on_hello_ack(HelloAck("s", 0, 65_536, "", 1)))  # cloud knows nothing
-    assert _reseq_frames(spool) == [1, 2, 3, 4, 5]
+    assert _pending_seqs(spool) == [1, 2, 3, 4, 5]
     # A copy of this spool restored from a backup: the cloud stored seqs it never numbered.
     asyncio.run(uplink._on_hello_ack(HelloAck("s", 3, 65_536, spool.incarnation, 9)))
     assert spool.pending == 5  # forgets nothing: they may be new messages under old numbers
-    assert _reseq_frames(spool) == [9, 10, 11, 12, 13]
+    assert _pending_seqs(spool) == [9, 10, 11, 12, 13]
