@@ -131,8 +131,13 @@ def _decide(verb: str, action: Callable[[Spool, list[int] | None], int]) -> Call
     ) -> None:
         if bool(seqs) == all_:
             raise click.UsageError("give SEQ... or --all (not both)")
+        from edge.spool_admin import quarantined
+
         with _opened(config_path, spool_path) as spool:
+            missing = sorted(set(seqs) - {item.seq for item in quarantined(spool)})
             done = action(spool, None if all_ else list(seqs))
+        if missing:
+            click.echo(f"not in the quarantine: {', '.join(map(str, missing))}", err=True)
         click.echo(f"{done} quarantined messages {verb}")
 
     return command
