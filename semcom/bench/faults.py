@@ -120,7 +120,7 @@ class _Run:
 
     def apply(self, fault: Fault) -> dict[str, Any]:
         at = time.monotonic() - self.t0
-        detail: dict[str, Any] = {"spooled": self.spooled()}
+        detail: dict[str, Any] = {"spooled": self.spooled(), "in_session": self.in_session()}
         if fault.kind == KILL_CLOUD:
             hit = self.cloud.kill()
             self.cloud.start()
@@ -147,6 +147,13 @@ class _Run:
             f"{'hit' if hit else 'missed'} {detail}"
         )
         return event
+
+    def in_session(self) -> bool:
+        """Whether the edge holds a session with the cloud now (the cloud says so)."""
+        try:
+            return self.cloud.metrics(timeout_s=2.0).get("semcom_sessions_active", 0.0) > 0
+        except OSError:
+            return False
 
     def spooled(self) -> int | None:
         """Frames in the edge's spool now (None before it exists or while it is locked)."""
@@ -243,6 +250,7 @@ def _report(
     lost = spool.produced - catalog.stored - spool.quarantined - spool.pending
     hits = Counter(e["kind"] for e in events if e["hit"])
     kills = sum(hits[k] for k in KILLS)
+    in_session = Counter(e["kind"] for e in events if e["hit"] and e["in_session"])
     return {
         "transport": run.transport,
         "produced": len(spool.produced),
@@ -262,6 +270,7 @@ def _report(
         "kills": kills,
         "outages": sum(hits.values()) - kills,
         "faults_hit": dict(hits),
+        "faults_hit_in_session": dict(in_session),
         "faults_missed": sum(not e["hit"] for e in events),
         "unexpected_exits": run.unexpected,
         "cloud_starts": run.cloud.starts,
