@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud import journal
 from cloud.db import open_database
 from cloud.session import EdgeSession
 from cloud.store import Store
@@ -91,3 +92,23 @@ def test_a_v1_edge_gets_a_fatal_version_mismatch_it_can_read(store: Store) -> No
     assert "protocol version 1 is not supported" in error.message
     assert session.closed
     assert session.receive(v2) == []  # the session is over
+
+
+def test_migration_0003_keeps_the_highest_seq_of_existing_journals(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from cloud.db import alembic_config, make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0002")
+    with engine.begin() as conn:  # a journal written before 0003: a gap, and retention
+        conn.execute(text("INSERT INTO journal_watermarks VALUES ('a', 3), ('b', 9)"))
+        for seq in (1, 2, 3, 7):
+            conn.execute(
+                text("INSERT INTO journal_frames VALUES ('a', :s, 6, 0, 0, x'00')"), {"s": seq}
+            )
+    upgrade(engine)
+    store = Store(engine, CodecSet())
+    assert store.journal_state("a") == journal.EdgeState(3, "", 7)  # max in the journal
+    assert store.journal_state("b") == journal.EdgeState(9, "", 9)  # frames pruned: watermark
