@@ -17,7 +17,14 @@ Per transport (WebRTC, WebSocket), in a temporary folder, on 127.0.0.1:
    (:mod:`semcom.bench.fault_audit`).
 
 JSON: one object per transport under ``runs``; the exit status is 1 when any run lost,
-duplicated or failed to index a message.
+duplicated or failed to index a message. Per run: ``produced`` (seqs the edge's spool
+allocated), ``stored`` (of those, distinct seqs in the cloud's journal), ``lost`` (produced,
+not stored, not quarantined, not still spooled; ``lost_seqs`` lists the first), ``duplicated``
+(catalog rows beyond what their frames yield, plus journal frames repeating another's content;
+``duplicates`` splits it), ``quarantined``, ``left_in_spool``, ``spool_dropped`` (evictions),
+``index_missing`` (catalog embeddings not in the index), ``kills`` and ``outages`` (faults that
+hit a running process or held back traffic; ``faults_hit_in_session``: of those, the ones
+when the cloud counted an open edge session), ``drain_s``, and every fault under ``events``.
 """
 
 from __future__ import annotations
