@@ -12,6 +12,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def drain(cloud: Cloud, tmp_path: Path, spool: Path) -> ReplayReport:
     return edge.report
 
 
-def catalog(cloud: Cloud, sql: str) -> list[tuple[object, ...]]:
+def catalog(cloud: Cloud, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(cloud.db) as conn:
         return sorted(conn.execute(sql).fetchall())
 
