@@ -195,10 +195,15 @@ class _Run:
         """``/metrics`` once the indexer has nothing pending (or after INDEX_SETTLE_S)."""
         deadline = time.monotonic() + INDEX_SETTLE_S
         quiet = 0
-        metrics = self.cloud.metrics()
+        metrics: dict[str, float] = {}
         while time.monotonic() < deadline and quiet < 3:
             time.sleep(1.0)
-            metrics = self.cloud.metrics()
+            try:
+                metrics = self.cloud.metrics()
+            except OSError as exc:  # reported as everything missing if it never answers
+                self.say(f"/metrics: {exc}")
+                quiet = 0
+                continue
             pending = metrics.get("semcom_index_pending_vectors", 0.0)
             quiet = quiet + 1 if pending == 0 else 0
         return metrics
