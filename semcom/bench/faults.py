@@ -16,15 +16,16 @@ Per transport (WebRTC, WebSocket), in a temporary folder, on 127.0.0.1:
    read ``/metrics``, stop the cloud, and compare the edge's spool with the cloud's catalog
    (:mod:`semcom.bench.fault_audit`).
 
-JSON: one object per transport under ``runs``; the exit status is 1 when any run lost,
-duplicated or failed to index a message. Per run: ``produced`` (seqs the edge's spool
-allocated), ``stored`` (of those, distinct seqs in the cloud's journal), ``lost`` (produced,
-not stored, not quarantined, not still spooled; ``lost_seqs`` lists the first), ``duplicated``
-(catalog rows beyond what their frames yield, plus journal frames repeating another's content;
-``duplicates`` splits it), ``quarantined``, ``left_in_spool``, ``spool_dropped`` (evictions),
-``index_missing`` (catalog embeddings not in the index), ``kills`` and ``outages`` (faults that
-hit a running process or held back traffic; ``faults_hit_in_session``: of those, the ones
-when the cloud counted an open edge session), ``drain_s``, and every fault under ``events``.
+JSON: one object per transport under ``runs``; ``ok`` and the exit status (1 when not ok)
+say whether every run lost, duplicated, left behind or failed to catalog or index nothing.
+Per run: ``produced`` (seqs the edge's spool allocated), ``stored`` (of those, distinct seqs
+in the cloud's journal), ``lost`` (produced, not stored, not quarantined, not still spooled;
+``lost_seqs`` lists the first), ``duplicated`` (catalog rows beyond what their frames yield,
+plus journal frames repeating another's content; ``duplicates`` splits it), ``quarantined``,
+``left_in_spool``, ``spool_dropped`` (evictions), ``index_missing`` (catalog embeddings not in
+the index), ``kills`` and ``outages`` (faults that hit a running process or held back traffic;
+``faults_hit_in_session``: of those, the ones when the cloud counted an open edge session),
+``drain_s``, and every fault under ``events``.
 """
 
 from __future__ import annotations
@@ -312,7 +313,9 @@ def run_faults(
             click.echo(f"[faults {transport}] failed: {exc}", err=True)
             runs.append({"transport": transport, "error": str(exc)})
     ok = all(
-        "error" not in r and r["lost"] == 0 and r["duplicated"] == 0 and r["index_missing"] == 0
+        "error" not in r
+        and r["lost"] == r["duplicated"] == r["index_missing"] == r["left_in_spool"] == 0
+        and not any(r["catalog_missing"].values())
         for r in runs
     )
     return {
