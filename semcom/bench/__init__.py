@@ -16,6 +16,7 @@ from semcom.lazy import LazyGroup
         "index": "semcom.bench.index:command",
         "ingest": "semcom.bench.ingest:command",
         "link": "semcom.bench.link:command",
+        "load": "semcom.bench.load:command",
     },
 )
 def bench() -> None:
