@@ -54,13 +54,13 @@ def make_schedule(
     first_s: float | None = None,
     quiet_end_s: float | None = None,
 ) -> list[Fault]:
-    """Faults for a stream of ``seconds``: the first at ``first_s`` (default: a third of
-    ``every_s``, at least 2 s, so the edge is connected first), none starting or lasting past
-    ``seconds - quiet_end_s`` (default: 2 s before the end)."""
+    """Faults for a stream of ``seconds``: the first at ``first_s`` (default: two thirds of
+    ``every_s``, at least 2 s, so that the edge has usually connected), none starting or
+    lasting past ``seconds - quiet_end_s`` (default: 2 s before the end)."""
     if seconds <= 0 or every_s <= 0:
         raise ValueError(f"seconds and every_s must be > 0, got {seconds} and {every_s}")
     rng = random.Random(seed)
-    first = max(2.0, every_s / 3) if first_s is None else first_s
+    first = max(2.0, every_s * 2 / 3) if first_s is None else first_s
     end = seconds - (2.0 if quiet_end_s is None else quiet_end_s)
     deck: list[str] = []
     out: list[Fault] = []
