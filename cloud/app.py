@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from cloud.api.decoded import build_decoded_router
@@ -96,6 +97,18 @@ async def _retain(retention: Retention) -> None:
         await asyncio.sleep(period)
 
 
+def _health_router(sessions: Callable[[], int], route_class: type[APIRoute]) -> APIRouter:
+    """``GET /v1/health``: version and connected edges. Like every route but ``/healthz``, it
+    needs the API token (it is mounted with the API's token-protected routes)."""
+    router = APIRouter(route_class=route_class)
+
+    @router.get("/v1/health", include_in_schema=False)
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "version": software_version(), "sessions": sessions()}
+
+    return router
+
+
 def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -> FastAPI:
     """The whole service; ``query_encoder`` (built from ``config.encoder`` by the caller,
     which takes seconds) enables search by image."""
@@ -149,15 +162,13 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
         metrics_public=config.metrics_public,
         docs_public=config.docs_public,
         health=s.indexer.describe,
-        extra_routes=[partial(build_decoded_router, decoder, None)],
+        extra_routes=[
+            partial(build_decoded_router, decoder, None),
+            partial(_health_router, peers.__len__),
+        ],
     )
     app.include_router(build_api_router(api))
     install_error_handlers(app)
-
-    @app.get("/v1/health", include_in_schema=False)
-    async def health() -> dict[str, object]:
-        return {"status": "ok", "version": software_version(), "sessions": len(peers)}
-
     app.state.services = s
     app.state.peers = peers
     app.state.metrics = s.metrics

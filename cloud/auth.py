@@ -12,6 +12,8 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+from cloud.api.errors import echo
+
 _DUMMY = hashlib.sha256(b"semcom: no such edge").digest()
 
 
@@ -33,4 +35,4 @@ def authenticate(digests: Mapping[str, bytes], edge_id: str, authorization: str 
     presented = hashlib.sha256(token.strip().encode()).digest()
     expected = digests.get(edge_id, _DUMMY)
     if not hmac.compare_digest(presented, expected) or edge_id not in digests:
-        raise AuthFailure(403, "rejected", f"edge {edge_id!r} is unknown or its token is wrong")
+        raise AuthFailure(403, "rejected", f"edge {echo(edge_id)} is unknown or its token is wrong")

@@ -154,6 +154,7 @@ def serve(
             ssl_certfile=str(config.tls.certfile) if config.tls else None,
             ssl_keyfile=str(config.tls.keyfile) if config.tls else None,
             ws="websockets-sansio",
+            ws_max_size=config.ws_max_message_bytes,  # refused before it is read whole
             lifespan="on",
         )
     )

@@ -15,10 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from cloud.decoder.config import DecoderConfig
 from cloud.describe.config import DescriberConfig
-from shared import settings
+from shared import limits, settings
+from shared.framing import BATCH_MAGIC
 from shared.messages import ID_PATTERN
 
 ENV_PREFIX = "SEMCOM_CLOUD__"
+#: One frame of the largest size in a batch (magic and a 3-byte length), in bytes.
+WS_MAX_MESSAGE_BYTES = limits.MAX_FRAME_BYTES + len(BATCH_MAGIC) + 3
 
 
 class ConfigError(Exception):
@@ -118,6 +121,14 @@ class CloudConfig(_Model):
         "[127.0.0.1]); default: every interface but loopback.",
     )
     max_sessions: int = Field(1000, ge=1, description="Concurrent edge connections.")
+    ws_max_message_bytes: int = Field(
+        WS_MAX_MESSAGE_BYTES,
+        ge=limits.MAX_FRAME_BYTES,
+        le=1 << 20,
+        description="Largest WebSocket message the server reads, in bytes: a larger one closes "
+        "the connection (code 1009) before it is read whole. A frame or batch is at most "
+        "65,536 bytes; the default adds a batch's header.",
+    )
     data_dir: Path = Field(
         Path("semcom-data"),
         description="Folder for the index files (and the default SQLite catalog).",

@@ -5,8 +5,10 @@ A connection is served by :func:`pipelined`: every received message goes to
 decoded strictly in order in a worker thread and stored in that order by the group-committing
 :class:`~cloud.writer.Writer`; a few are in flight at once, so decoding the next message
 overlaps committing this one, and the event loop keeps serving every other edge meanwhile.
-When storing fails, nothing is acknowledged and the session is closed: the edge reconnects
-and sends the same frames again.
+A frame that cannot be stored (a value the database refuses) is refused alone, with a typed
+``Error`` naming its seq, and the others are stored and acknowledged: no frame can poison a
+session. Only when the database itself is unavailable is nothing acknowledged and the session
+closed: the edge reconnects and sends the same frames again.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class LiveSession:
             return [*replies, self.session.refuse(ErrorCode.INTERNAL, "storage failed; send again")]
         self.metrics.stored.labels(edge).inc(len(result.stored))
         self.metrics.duplicates.labels(edge).inc(len(result.duplicates))
+        if result.refused:  # frames that cannot be stored: refused one by one, session goes on
+            self.metrics.errors.labels(ErrorCode.INTERNAL.name).inc(len(result.refused))
         newest = max(f.capture_ts_us for f in request.frames)
         self.metrics.lag.labels(edge).set(max(0.0, time.time() - newest / 1e6))
         return [*replies, *self.session.finish(request, result)]

@@ -25,6 +25,45 @@ from shared.messages import Envelope, Error, ErrorCode
 logger = logging.getLogger(__name__)
 
 QUEUE_MESSAGES = 256  # per edge; the edge's window keeps it far below this
+#: SCTP transports of a data-channel media section (RFC 8841: UDP/DTLS/SCTP, TCP/DTLS/SCTP;
+#: older offers say DTLS/SCTP).
+_SCTP_PROFILES = ("UDP/DTLS/SCTP", "TCP/DTLS/SCTP", "DTLS/SCTP")
+
+
+class BadOffer(ValueError):
+    """An SDP offer this service cannot answer: not SDP, or no data channel to carry frames."""
+
+
+def check_offer(sdp: str) -> None:
+    """Refuse (:class:`BadOffer`) an offer without a usable data-channel section, before any
+    peer exists: an ``m=application`` line over DTLS/SCTP (RFC 8841, ``webrtc-datachannel``)
+    with ICE credentials and a DTLS fingerprint. Garbage, empty or audio-only offers never get
+    a peer, so they can never replace an edge's live session."""
+    from aiortc.sdp import SessionDescription
+
+    if not sdp.startswith("v=0"):
+        raise BadOffer("not an SDP offer (it must start with 'v=0')")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever a bad line makes it raise
+        raise BadOffer(f"unparsable SDP ({type(exc).__name__})") from None
+    channels = [
+        m
+        for m in description.media
+        if m.kind == "application"
+        and m.profile in _SCTP_PROFILES
+        and (m.sctp_port is not None or m.sctpmap)
+    ]
+    if not channels:
+        raise BadOffer(
+            "no data channel: an 'm=application ... UDP/DTLS/SCTP "
+            "webrtc-datachannel' section with a=sctp-port (or a=sctpmap) is required"
+        )
+    media = channels[0]
+    if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+        raise BadOffer("the data channel section has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
+    if media.dtls is None or not media.dtls.fingerprints:
+        raise BadOffer("the data channel section has no DTLS fingerprint (a=fingerprint)")
 
 
 def pin_ice_host_addresses(addresses: tuple[str, ...] | None) -> None:
@@ -87,9 +126,15 @@ class PeerRegistry:
         return len(self.peers)
 
     async def answer(self, edge_id: str, offer_sdp: str) -> tuple[str, str]:
-        """Create the edge's peer from its offer; returns (session id, answer SDP)."""
+        """Create the edge's peer from its offer; returns (session id, answer SDP).
+
+        The offer is checked first (:func:`check_offer`); the edge's previous session is
+        closed only once the new peer has accepted the offer and made its answer. Raises
+        :class:`BadOffer` (before the old session is touched) for an offer it cannot answer.
+        """
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+        check_offer(offer_sdp)
         pin_ice_host_addresses(self.config.ice_host_addresses)
         servers = [
             RTCIceServer(list(s.urls), s.username, s.credential) for s in self.config.ice_servers
@@ -111,9 +156,11 @@ class PeerRegistry:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception:
+        except Exception as exc:
             await pc.close()
-            raise
+            raise BadOffer(
+                f"the offer cannot be answered ({type(exc).__name__}: {exc})"[:300]
+            ) from exc
         old = self.peers.get(edge_id)
         if old is not None:
             logger.info("edge %s reconnected: closing its previous session", edge_id)

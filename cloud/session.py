@@ -13,7 +13,9 @@ Rules:
   are still stored;
 - heartbeats are answered with a heartbeat (the edge's liveness check);
 - data frames are stored (journal and catalog rows, one transaction), then acknowledged with
-  the exact seq ranges stored (new and repeats), so the edge may forget them.
+  the exact seq ranges stored (new and repeats), so the edge may forget them; a frame that
+  cannot be stored gets a non-fatal ``INTERNAL`` Error with its seq, the others are acked;
+- seq 0 is for control messages: a data message with seq 0 gets a ``BAD_MESSAGE`` Error.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ from shared.errors import CodecError, CodecMismatch, DecodeError, VersionMismatc
 from shared.framing import BATCH_MAGIC, unpack_batch
 from shared.messages import (
     Ack,
+    Detections,
     Embedding,
     Envelope,
     Error,
     ErrorCode,
+    FrameCounts,
     Heartbeat,
     Hello,
     HelloAck,
     Message,
+    TrackEnd,
 )
 from shared.vectors import CodecSet
 
@@ -48,6 +53,8 @@ logger = logging.getLogger(__name__)
 CLOUD_ID = "cloud"
 #: Protocol versions whose Error message is laid out as ours (version byte aside).
 _SAME_ERROR_LAYOUT = (1, 2)
+#: Messages that are stored and acknowledged by (edge, seq), so they need a seq >= 1.
+_DATA = (Detections, Embedding, TrackEnd, FrameCounts)
 
 
 @dataclass
@@ -104,15 +111,23 @@ class EdgeSession:
         """
         replies, request = self.parse(data)
         if request is not None:
-            ((result,), _vectors) = self.store.write([request])
+            result, _vectors = self.store.write_alone(request)
             replies += self.finish(request, result)
         return replies
 
     def finish(self, request: WriteRequest, result: WriteResult) -> list[bytes]:
-        """The Ack for a committed request (new frames and repeats alike)."""
+        """The Ack for a committed request (new frames and repeats alike), and a non-fatal
+        ``INTERNAL`` Error naming each frame that could not be stored (refused, not acked)."""
         self.stats.stored += len(result.stored)
         self.stats.duplicates += len(result.duplicates)
-        return [self._reply(Ack.covering([f.seq for f in request.frames], result.watermark))]
+        replies = [
+            self._error(ErrorCode.INTERNAL, f"frame {seq} cannot be stored, refused: {why}", seq)
+            for seq, why in sorted(result.refused.items())
+        ]
+        acked = [f.seq for f in request.frames if f.seq not in result.refused]
+        if acked:
+            replies.append(self._reply(Ack.covering(acked, result.watermark)))
+        return replies
 
     def parse(self, data: bytes) -> tuple[list[bytes], WriteRequest | None]:
         """Decode and check one message; returns the replies so far and what to store."""
@@ -156,6 +171,14 @@ class EdgeSession:
                 replies.append(self._reply(Heartbeat(0, 0.0)))  # liveness for the edge
                 continue
             if env.seq == 0:
+                if isinstance(env.message, _DATA):  # stored and acked by seq: needs one
+                    replies.append(
+                        self._error(
+                            ErrorCode.BAD_MESSAGE,
+                            f"{type(env.message).__name__} with seq 0: seq 0 is for control "
+                            "messages (Hello, Heartbeat); data messages need seq >= 1",
+                        )
+                    )
                 continue  # other control traffic is not stored
             if isinstance(env.message, Embedding):
                 problem = self._check_code(env.message)

@@ -8,6 +8,7 @@ commits; only then may the sessions acknowledge. Nothing reaches the index befor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cloud import journal
 from cloud.journal import Frame
@@ -50,6 +57,18 @@ class WriteResult:
     stored: list[int]
     duplicates: list[int]
     watermark: int
+    #: seq -> why that frame could not be stored (:meth:`Store.write_alone`): refused, not acked
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+#: Failures of the database itself, not of what was being stored: nothing can be stored now,
+#: and the same frames may well be stored later (so they are not refused, only not acked).
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is down or busy rather than a frame is unstorable."""
+    return isinstance(exc, _UNAVAILABLE)
 
 
 class Store:
@@ -136,6 +155,67 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
+    def write_alone(self, request: WriteRequest) -> tuple[WriteResult, list[NewVectors]]:
+        """Store one request whose group commit failed: whole, else one frame at a time.
+
+        A frame that cannot be stored (a value the database refuses, a projection bug) then
+        fails alone: it is listed in ``WriteResult.refused`` and every other frame is stored,
+        so one bad frame never refuses a batch, a session or another edge. When the database
+        itself is unavailable (:func:`is_unavailable`) this raises: nothing is refused.
+        """
+        try:
+            ((result,), vectors) = self.write([request])
+            return result, vectors
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            if len(request.frames) < 2:
+                return self._refuse_all(request, exc), []
+        stored: set[int] = set()
+        repeats: set[int] = set()
+        refused: dict[int, str] = {}
+        merged: dict[str, NewVectors] = {}
+        mark: int | None = None
+        for frame in request.frames:
+            message = request.messages.get(frame.seq)
+            one = dataclasses.replace(
+                request,
+                frames=[frame],
+                messages={frame.seq: message} if message is not None else {},
+            )
+            try:
+                ((result,), vectors) = self.write([one])
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                refused[frame.seq] = _why(exc)
+                logger.error(
+                    "edge %s: frame %d cannot be stored, refused",
+                    request.edge_id,
+                    frame.seq,
+                    exc_info=exc,
+                )
+                continue
+            stored.update(result.stored)
+            repeats.update(result.duplicates)
+            mark = result.watermark
+            for got in vectors:
+                merged.setdefault(got.space, NewVectors(got.space)).extend(got)
+        if mark is None:
+            mark = self.watermark(request.edge_id)
+        result = WriteResult(sorted(stored), sorted(repeats - stored), mark, refused)
+        return result, list(merged.values())
+
+    def _refuse_all(self, request: WriteRequest, exc: Exception) -> WriteResult:
+        logger.error(
+            "edge %s: frames %s cannot be stored, refused",
+            request.edge_id,
+            [f.seq for f in request.frames],
+            exc_info=exc,
+        )
+        refused = {f.seq: _why(exc) for f in request.frames}
+        return WriteResult([], [], self.watermark(request.edge_id), refused)
+
     def _write(
         self, requests: Sequence[WriteRequest]
     ) -> tuple[list[WriteResult], list[NewVectors]]:
@@ -200,6 +280,12 @@ class Store:
     def journal_state(self, edge_id: str) -> journal.EdgeState:
         """Watermark, spool incarnation and highest seq stored of an edge (for HelloAck)."""
         return journal.state(self.engine, edge_id)
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a refused frame (the first line, no SQL or parameters)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 def _by_edge(requests: Sequence[WriteRequest]) -> list[list[tuple[int, WriteRequest]]]:

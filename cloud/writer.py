@@ -9,6 +9,10 @@ itself for SQLite's write lock.
 Backpressure: at most ``max_pending`` frames wait for the writer; a session submitting more
 waits (so its acks wait, and the edge's send window closes) until the writer catches up.
 After a commit the decoded vectors go to ``on_vectors`` (the indexer), never before.
+
+A failed group commit is retried request by request, and a failing request frame by frame
+(:meth:`~cloud.store.Store.write_alone`): a frame that cannot be stored is refused alone and
+never fails another frame, session or edge. Only an unavailable database fails them all.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 
 from cloud.metrics import CloudMetrics
 from cloud.project import NewVectors
-from cloud.store import Store, WriteRequest, WriteResult
+from cloud.store import Store, WriteRequest, WriteResult, is_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -135,18 +139,8 @@ class Writer:
             started = time.perf_counter()
             try:
                 results, vectors = self.store.write([j.request for j in jobs])
-            except Exception:
-                if len(jobs) == 1:
-                    self._failed(jobs[0])
-                    continue
-                # One bad request must not refuse every session: store them one by one.
-                for job in jobs:
-                    try:
-                        ([result], vecs) = self.store.write([job.request])
-                    except Exception:
-                        self._failed(job)
-                        continue
-                    self._done([job], [result], vecs)
+            except Exception as exc:
+                self._isolate(jobs, exc)
                 continue
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.commit_frames.observe(sum(len(j.request.frames) for j in jobs))
@@ -160,11 +154,28 @@ class Writer:
         for job, result in zip(jobs, results, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, result)
 
-    def _failed(self, job: _Job) -> None:
-        logger.exception(
+    def _isolate(self, jobs: list[_Job], error: Exception) -> None:
+        """A group commit failed. When the database is unavailable, nothing is stored and
+        nothing refused (the sessions end unacknowledged; the edges resend later). Otherwise
+        one frame is to blame: each request is stored alone, and a failing one frame by frame
+        (:meth:`Store.write_alone`), so only the frames that cannot be stored are refused."""
+        for job in jobs:
+            if is_unavailable(error):
+                self._failed(job, error)
+                continue
+            try:
+                result, vectors = self.store.write_alone(job.request)
+            except Exception as exc:
+                self._failed(job, exc)
+                continue
+            self._done([job], [result], vectors)
+
+    def _failed(self, job: _Job, error: Exception) -> None:
+        logger.error(
             "ingest transaction for edge %s failed; %d frames not acknowledged",
             job.request.edge_id,
             len(job.request.frames),
+            exc_info=error,
         )
         self.metrics.write_failures.inc()
         job.loop.call_soon_threadsafe(_fail, job.future, RuntimeError("storing failed"))

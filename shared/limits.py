@@ -33,6 +33,12 @@ MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
 MAX_CLASS_ID: Final = 65_535
 MAX_COUNT: Final = 2**32 - 1
 MAX_ACK_RANGES: Final = 1_024  # (first, last) seq ranges in one Ack
+#: Largest seq (``Envelope.seq``, ``HelloAck.last_seq``, ``Ack`` ranges, ``Error.ref_seq``) and
+#: largest timestamp in microseconds (capture/send times, ``TrackEnd`` times): msgpack carries
+#: u64, but storage (SQLite INTEGER, PostgreSQL BIGINT) holds signed 64-bit integers, so a
+#: frame that decodes can always be stored. 2**63 - 1 us is about 292,000 years.
+MAX_SEQ: Final = 2**63 - 1
+MAX_TS_US: Final = 2**63 - 1
 
 #: Per-object caps handed to the msgpack unpacker (bytes for str/bin, items for containers).
 MSGPACK_MAX_STR_BYTES: Final = 4 * MAX_TEXT_CHARS

@@ -42,7 +42,9 @@ _ID = Str(limits.MAX_ID_CHARS, pattern=ID_PATTERN, min_chars=1)
 _NAME = Str(limits.MAX_NAME_CHARS)
 _U16 = UInt(16)
 _U32 = UInt(32)
-_U64 = UInt(64)
+#: Seqs and timestamps: u64 on the wire, bounded to what storage holds (signed 64-bit).
+_SEQ = UInt(64, high=limits.MAX_SEQ)
+_TS_US = UInt(64, high=limits.MAX_TS_US)
 _CLASS = UInt(16, high=limits.MAX_CLASS_ID)
 _CONF = F32(0.0, 1.0)
 _HASH = Bytes(32, exact=32)
@@ -133,10 +135,10 @@ class HelloAck(Record):
     """
 
     session_id: str = wire(_ID)
-    last_seq: int = wire(_U64)
+    last_seq: int = wire(_SEQ)
     max_frame_bytes: int = wire(UInt(32, low=256, high=limits.MAX_FRAME_BYTES))
     spool_id: str = wire(_SPOOL_ID, default="")
-    next_seq: int = wire(_U64, default=1)
+    next_seq: int = wire(_SEQ, default=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +188,8 @@ class TrackEnd(Record):
 
     camera: str = wire(_ID)
     track_id: int = wire(_U32)
-    first_seen_us: int = wire(_U64)
-    last_seen_us: int = wire(_U64)
+    first_seen_us: int = wire(_TS_US)
+    last_seen_us: int = wire(_TS_US)
     frames: int = wire(_U32)
     class_votes: dict[int, int] = wire(
         Histogram(limits.MAX_CLASS_ENTRIES, max_key=limits.MAX_CLASS_ID, max_value=limits.MAX_COUNT)
@@ -223,8 +225,8 @@ class Ack(Record):
     seq up to it is stored (informational: seqs the edge had to drop never arrive).
     """
 
-    seq: int = wire(_U64)
-    ranges: tuple[int, ...] = wire(Numbers("Q", 2 * limits.MAX_ACK_RANGES))
+    seq: int = wire(_SEQ)
+    ranges: tuple[int, ...] = wire(Numbers("Q", 2 * limits.MAX_ACK_RANGES, high=limits.MAX_SEQ))
 
     def _validate(self) -> None:
         if len(self.ranges) % 2:
@@ -267,7 +269,7 @@ class Error(Record):
 
     code: ErrorCode = wire(Enum(ErrorCode))
     message: str = wire(Str(limits.MAX_TEXT_CHARS))
-    ref_seq: int = wire(_U64)
+    ref_seq: int = wire(_SEQ)
     fatal: bool = wire(Bool())
 
 
@@ -308,9 +310,9 @@ class Envelope(Record):
     """
 
     edge_id: str = wire(_ID)
-    seq: int = wire(_U64)
-    capture_ts_us: int = wire(_U64)
-    send_ts_us: int = wire(_U64)
+    seq: int = wire(_SEQ)
+    capture_ts_us: int = wire(_TS_US)
+    send_ts_us: int = wire(_TS_US)
     message: Message = wire(_MessageField())
 
     @property

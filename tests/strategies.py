@@ -106,10 +106,12 @@ def _detections(draw: st.DrawFn) -> Detections:
 @st.composite
 def _acks(draw: st.DrawFn) -> Ack:
     pairs = draw(
-        st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=5)
+        st.lists(
+            st.tuples(st.integers(0, limits.MAX_SEQ), st.integers(0, limits.MAX_SEQ)), max_size=5
+        )
     )
     flat = tuple(v for a, b in pairs for v in sorted((a, b)))
-    return Ack(draw(st.integers(0, 2**64 - 1)), flat)
+    return Ack(draw(st.integers(0, limits.MAX_SEQ)), flat)
 
 
 @st.composite
@@ -127,11 +129,11 @@ def messages() -> st.SearchStrategy[Any]:
 
 @st.composite
 def envelopes(draw: st.DrawFn, message: st.SearchStrategy[Any] | None = None) -> Envelope:
-    capture = draw(st.integers(0, 2**63))
-    send = draw(st.integers(0, 2**64 - 1).filter(lambda s: abs(s - capture) < 2**63))
+    capture = draw(st.integers(0, limits.MAX_TS_US))
+    send = draw(st.integers(0, limits.MAX_TS_US))
     return Envelope(
         edge_id=draw(for_wire(Str(limits.MAX_ID_CHARS, pattern=ID_PATTERN, min_chars=1))),
-        seq=draw(st.integers(0, 2**64 - 1)),
+        seq=draw(st.integers(0, limits.MAX_SEQ)),
         capture_ts_us=capture,
         send_ts_us=send,
         message=draw(message if message is not None else messages()),

@@ -17,6 +17,10 @@ boundary so that handlers and services raise only these:
 Framework errors keep their status: request validation is 422 naming the parameter, unknown
 routes 404, wrong methods 405. A database that does not answer is 503. Anything else is a bug:
 500 with a generic message, logged with its traceback (the tests show none happens).
+
+No error body echoes unbounded input: messages are cut to ``MAX_MESSAGE_CHARS``, the location
+and message of each validation detail to ``MAX_ECHO_CHARS`` (an extra JSON key or a custom
+validator's message may carry what the client sent), and pydantic's ``input`` is never sent.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +40,25 @@ from starlette.exceptions import HTTPException
 logger = logging.getLogger(__name__)
 
 _UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeout)
+
+#: Longest piece of client input echoed in an error body or log line, in characters.
+MAX_ECHO_CHARS: Final = 80
+#: Longest message of an error body, in characters.
+MAX_MESSAGE_CHARS: Final = 1_000
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def echo(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """The ``repr`` of client input for a message, cut to ``limit`` characters of it."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 class ApiError(Exception):
@@ -98,7 +121,7 @@ class Unavailable(ApiError):
 
 
 def error_body(code: str, message: str, details: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": clip(message)}
     if details:
         error["details"] = list(details)
     return {"error": error}
@@ -125,11 +148,16 @@ def _where(loc: Sequence[int | str]) -> str:
     return out or "request"
 
 
+_MAX_DETAILS: Final = 20  # validation details in one body (a long list body can fail often)
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
     details = []
-    for err in exc.errors():
+    for err in exc.errors()[:_MAX_DETAILS]:
+        loc = err.get("loc", ())
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"location": _where(tuple(err.get("loc", ()))), "message": msg})
+        where = _where(tuple(clip(p, MAX_ECHO_CHARS) if isinstance(p, str) else p for p in loc))
+        details.append({"location": clip(where, 4 * MAX_ECHO_CHARS), "message": clip(msg, 200)})
     return details
 
 

@@ -10,12 +10,17 @@ import random
 from collections.abc import Callable
 
 import msgpack
+import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
-from shared.codec import MAGIC, decode, encode
+from shared import limits
+from shared.codec import MAGIC, PREFIX_BYTES, decode, encode
 from shared.compression import Compressor
 from shared.errors import DecodeError
-from shared.messages import Envelope, MessageType
+from shared.messages import MESSAGE_TYPES, Envelope, MessageType
+from shared.schema import Numbers, UInt, wire_fields
 from tests.shared.golden import SAMPLES
 
 FRAMES = 100_000
@@ -23,8 +28,8 @@ FRAMES = 100_000
 
 def _random_value(rng: random.Random, depth: int = 0) -> object:
     kind = rng.randrange(12 if depth < 3 else 9)
-    if kind == 0:
-        return rng.randrange(-(2**63), 2**64)
+    if kind == 0:  # anywhere in msgpack's range, often at the storage bound (2**63 - 1)
+        return rng.choice([rng.randrange(-(2**63), 2**64), 2**63 - 1, 2**63, 2**64 - 1])
     if kind == 1:
         return rng.randrange(-3, 300)
     if kind == 2:
@@ -109,7 +114,71 @@ def test_decode_only_raises_decode_error() -> None:
             raise AssertionError(f"decode({frame!r}) raised {type(exc).__name__}: {exc}") from exc
         else:
             assert isinstance(env, Envelope)
+            assert max(env.seq, env.capture_ts_us, env.send_ts_us) <= limits.MAX_SEQ
             decoded += 1
     assert decoded + rejected == FRAMES
     assert rejected > FRAMES // 2  # most garbage must be rejected...
     assert decoded > 100  # ...and mutations that keep a valid frame still decode
+
+
+_RAW = Compressor(min_bytes=1 << 30)
+_HEADER = {1: "Envelope.seq", 2: "Envelope.capture_ts_us", 3: "Envelope.send_ts_us"}
+
+
+def _storage_bounded() -> list[tuple[str, int, str]]:
+    """(sample, body position, field) of every seq and timestamp in the golden samples: the
+    u64 values msgpack carries that storage (signed 64-bit) must be protected from."""
+    out = [(name, pos, field) for name in SAMPLES for pos, field in _HEADER.items()]
+    for name, env in SAMPLES.items():
+        cls = MESSAGE_TYPES[env.type]
+        for i, f in enumerate(wire_fields(cls), start=4):
+            kind = f.metadata["wire"]
+            item = kind.item if isinstance(kind, Numbers) else kind
+            if isinstance(item, UInt) and item.bits == 64:
+                out.append((name, i, f"{cls.__name__}.{f.name}"))
+    return out
+
+
+_BOUNDED = _storage_bounded()
+
+
+def test_every_u64_field_is_bounded_by_storage() -> None:
+    fields = {field for _, _, field in _BOUNDED}
+    assert {"Envelope.seq", "HelloAck.last_seq", "Ack.seq", "Ack.ranges", "Error.ref_seq"} <= fields
+    assert {"TrackEnd.first_seen_us", "TrackEnd.last_seen_us"} <= fields
+    for cls in (Envelope, *MESSAGE_TYPES.values()):  # nothing beyond what storage holds
+        for f in wire_fields(cls):
+            kind = f.metadata["wire"]
+            item = kind.item if isinstance(kind, Numbers) else kind
+            assert not isinstance(item, UInt) or item.high <= limits.MAX_SEQ, f.name
+
+
+@given(
+    target=st.sampled_from(_BOUNDED),
+    value=st.integers(limits.MAX_SEQ + 1, 2**64 - 1),
+    compress=st.booleans(),
+)
+def test_out_of_range_integers_are_refused_naming_the_field(
+    target: tuple[str, int, str], value: int, compress: bool
+) -> None:
+    """Any seq or timestamp above 2**63 - 1 (legal u64 msgpack, more than SQL's BIGINT holds)
+    is a DecodeError that names the field, never a message the cloud then fails to store."""
+    name, pos, field = target
+    frame = encode(SAMPLES[name], _RAW)
+    items = msgpack.unpackb(frame[PREFIX_BYTES:], strict_map_key=False)
+    if pos == 3:
+        items[3] = value - items[2]  # the header carries send_ts as a delta from capture_ts
+    elif isinstance(items[pos], bytes):  # Ack.ranges: one bin of u64
+        items[pos] = (0).to_bytes(8, "little") + value.to_bytes(8, "little")
+    else:
+        items[pos] = value
+    body = msgpack.packb(items, use_bin_type=True)
+    prefix = bytearray(frame[:PREFIX_BYTES])
+    if compress:
+        body = zstandard.ZstdCompressor().compress(body)
+        prefix[4] = 1
+    with pytest.raises(DecodeError) as info:
+        decode(bytes(prefix) + body)
+    assert info.value.field is not None
+    assert info.value.field.startswith(field), (info.value.field, field)
+    assert str(value) in info.value.reason
