@@ -61,7 +61,7 @@ def _structured(rng: random.Random) -> bytes:
     flags = 0
     if rng.random() < 0.1:
         body, flags = zstandard.ZstdCompressor().compress(body), 1
-    return MAGIC + bytes([1, int(mtype), flags]) + body
+    return MAGIC + bytes([limits.PROTOCOL_VERSION, int(mtype), flags]) + body
 
 
 def _mutate(rng: random.Random, frame: bytes) -> bytes:
@@ -94,7 +94,7 @@ def test_decode_only_raises_decode_error() -> None:
         lambda: rng.randbytes(rng.randrange(64)),
         lambda: (
             MAGIC
-            + bytes([1, rng.randrange(1, 10), rng.choice([0, 1])])
+            + bytes([limits.PROTOCOL_VERSION, rng.randrange(1, 10), rng.choice([0, 1])])
             + rng.randbytes(rng.randrange(64))
         ),
         lambda: _mutate(rng, rng.choice(corpus)),
