@@ -2,11 +2,27 @@
 
 Vectors reach the index only after their catalog commit: the ingest writer hands each
 committed batch to :meth:`Indexer.put`, and a thread adds them (in large batches, so IVF
-assignment stays cheap). On start the thread first catches up from the catalog (every
-embedding with a detection id above the index's ``last_id``: the catalog's encoded embeddings
-are the source of truth), then serves the queue, skipping what it already has. The index is
-saved at most every ``save_every_s`` seconds and at shutdown; after a crash the catch-up
-re-adds whatever the saved index lacked. ``semcom cloud reindex`` rebuilds from scratch.
+assignment stays cheap). The catalog's encoded embeddings are the source of truth, and the
+index converges to them whatever happened:
+
+- **Reconcile** (:meth:`Indexer.catch_up`), on start and after a long failure: per space, the
+  catalog's embedding ids are compared with the index's; what the index lacks is read back,
+  decoded and added, and what the catalog no longer has (retention ran after the last save) is
+  removed. A high-water mark (``last_id``) cannot do this: ids do not arrive in order (a
+  batch is grouped by codec, an embedding can join a box row stored earlier, PostgreSQL
+  sequences are not commit-ordered), so a saved index may lack ids below its ``last_id``.
+- **Idempotent adds**: an index skips ids it holds, in any order, so the reconcile and the
+  writer's batches committed meanwhile may overlap.
+- **Nothing dropped**: a batch whose add fails is kept and retried with exponential backoff
+  (``RETRY_FIRST_S`` to ``RETRY_MAX_S``); past ``MAX_HELD`` vectors they are let go and a
+  reconcile reads them back from the catalog once the index works again. Only vectors with
+  no direction (zero or non-finite after decoding) are refused, counted and logged.
+
+The index is saved at most every ``save_every_s`` seconds and at shutdown: a crash loses the
+unsaved tail, which the next start's reconcile re-adds. ``semcom_index_missing_vectors`` (per
+space) is the catalog's count minus the index's, counted by the indexer after it adds, at most
+every ``count_every_s`` (1 s) and at most 5 % of the time, and so within about a second of it
+draining; never per scrape. ``semcom cloud reindex`` rebuilds from scratch.
 
 The indexer is also the API's searcher: :meth:`search` finds the space's index and queries it.
 """
@@ -20,23 +36,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from cloud.index import Hit, IndexSettings, SearchFilter, VectorIndex, open_index
+from cloud.catalog_vectors import CatalogVectors, SpaceRow
+from cloud.index import Hit, IndexSettings, SearchFilter, VectorIndex
+from cloud.index import open_index as open_vector_index
 from cloud.metrics import CloudMetrics
 from cloud.project import NewVectors
-from cloud.schema import codecs as codecs_table
-from cloud.schema import detections, embeddings, spaces
-from shared.errors import CodecError
-from shared.vectors import CodecSet, VectorCodec, create_codec
+from shared.vectors import CodecSet
 
 logger = logging.getLogger(__name__)
 
-CATCH_UP_CHUNK = 20_000
+CATCH_UP_CHUNK: Final = 20_000  # vectors read back from the catalog per add
+RETRY_FIRST_S: Final = 0.5  # a failed add (or reconcile) is retried after this, doubling...
+RETRY_MAX_S: Final = 30.0  # ...up to this
+MAX_HELD: Final = 100_000  # failed vectors kept in memory; beyond, a reconcile reads them back
+COUNT_DUTY: Final = 20.0  # the missing gauge's count waits 20x its own duration (<= 5 % busy)
+
+OpenIndex = Callable[[IndexSettings, str, int], VectorIndex]
 
 
 class UnknownSpace(KeyError):
@@ -51,31 +72,40 @@ class Indexer:
         settings: IndexSettings,
         metrics: CloudMetrics,
         save_every_s: float = 30.0,
+        *,
+        count_every_s: float = 1.0,
+        open_index: OpenIndex = open_vector_index,
     ) -> None:
         self.engine = engine
         self.codecs = codecs
         self.settings = settings
         self.metrics = metrics
         self.save_every_s = save_every_s
+        self.count_every_s = count_every_s
+        self._open_index = open_index
         self._indexes: dict[str, VectorIndex] = {}
-        self._lock = threading.Lock()  # guards _indexes (each index guards itself)
+        self._lock = threading.Lock()  # guards _indexes and _pending (each index guards itself)
         self._queue: queue.Queue[list[NewVectors] | None] = queue.Queue()
         self._pending = 0
         self._idle = threading.Event()
         self._idle.set()
         self._thread: threading.Thread | None = None
-        self.catching_up = False
-        self.skipped_undecodable = 0
+        self.catching_up = False  # a reconcile is due or running
+        self.catalog = CatalogVectors(engine, codecs)
+        self.rejected = 0  # vectors with no direction, never indexed
+        self.failures = 0  # failed adds and reconciles (each retried)
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        """Reconcile every index with the catalog, then index what the writer hands over."""
         self._thread = threading.Thread(target=self._run, name="indexer", daemon=True)
         self.catching_up = True
+        self._idle.clear()
         self._thread.start()
 
     def stop(self) -> None:
-        """Index what is queued, save every index, close them."""
+        """Index what is queued (one last try), save every index, close them."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
@@ -129,13 +159,19 @@ class Indexer:
             "catching_up": self.catching_up,
             "pending_vectors": self._pending,
             "undecodable_skipped": self.skipped_undecodable,
+            "rejected_vectors": self.rejected,
+            "failures": self.failures,
             "spaces": {name: index.describe() for name, index in indexes.items()},
         }
 
+    @property
+    def skipped_undecodable(self) -> int:
+        """Catalog embeddings read back whose codec this cloud cannot decode."""
+        return self.catalog.skipped_undecodable
+
     def stored_embeddings(self) -> int:
         """Embeddings in the catalog (what a rebuild will index)."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(embeddings)).scalar_one())
+        return self.catalog.total()
 
     def remove_before(self, ts_us: int) -> int:
         """Retention: drop vectors captured before ``ts_us`` from every index."""
@@ -149,44 +185,115 @@ class Indexer:
         with self._lock:
             index = self._indexes.get(space)
             if index is None:
-                index = open_index(self.settings, space, dim)
+                index = self._open_index(self.settings, space, dim)
                 self._indexes[space] = index
             return index
 
     def _run(self) -> None:
-        try:
-            self.catch_up()
-        except Exception:
-            logger.exception("index catch-up failed; searches miss older vectors until reindex")
-        finally:
-            self.catching_up = False
+        held: dict[str, NewVectors] = {}  # taken from the queue, not indexed yet
+        retry_at = 0.0
+        delay = RETRY_FIRST_S
         last_save = time.monotonic()
+        count_at: float | None = None  # when to count the catalog for the missing gauge
+        next_count = 0.0  # not before: count_every_s, and 5 % of the time at most
+        stopping = False
         while True:
-            item = self._queue.get()
-            if item is None:
+            now = time.monotonic()
+            due = [t for t in (count_at,) if t is not None]
+            if self.catching_up or held:
+                due.append(retry_at)
+            timeout = None if not due else max(0.0, min(due) - now)
+            stopping |= self._take(held, timeout)
+            if (self.catching_up or held) and (stopping or time.monotonic() >= retry_at):
+                if self._work(held):
+                    delay = RETRY_FIRST_S
+                else:
+                    retry_at = time.monotonic() + delay
+                    delay = min(2 * delay, RETRY_MAX_S)
+                count_at = count_at or max(time.monotonic(), next_count)
+            self._settle(held)
+            if stopping:
                 break
-            batches = list(item)
-            while True:  # merge whatever queued meanwhile: fewer, larger adds
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batches += more
-            try:
-                self._add(batches)
-            except Exception:
-                logger.exception("indexing failed for %d vectors", sum(len(b) for b in batches))
-            with self._lock:
-                self._pending -= sum(len(b) for b in batches)
-                if self._pending == 0 and self._queue.empty():
-                    self._idle.set()
-            self.metrics.index_lag.set(self._pending)
+            if count_at is not None and time.monotonic() >= count_at:
+                started = time.monotonic()
+                self.count_missing()
+                took = time.monotonic() - started
+                next_count = started + max(self.count_every_s, COUNT_DUTY * took)
+                count_at = None
             if time.monotonic() - last_save >= self.save_every_s:
                 self._save_all()
                 last_save = time.monotonic()
+        left = sum(len(v) for v in held.values())
+        if left or self.catching_up:
+            logger.error(
+                "indexer stopped with %d vectors not indexed%s: the catalog has them, and the "
+                "next start adds them",
+                left,
+                " and a reconcile not done" if self.catching_up else "",
+            )
+
+    def _take(self, held: dict[str, NewVectors], timeout: float | None) -> bool:
+        """Move what is queued into ``held`` (waiting up to ``timeout`` for the first item;
+        None: until one comes); True once the stop sentinel was seen."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while True:  # merge whatever queued meanwhile: fewer, larger adds
+            if item is None:
+                return True
+            for b in item:
+                held.setdefault(b.space, NewVectors(b.space)).extend(b)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+
+    def _work(self, held: dict[str, NewVectors]) -> bool:
+        """Reconcile if due, else add what is held; True when nothing failed."""
+        if self.catching_up or sum(len(v) for v in held.values()) > MAX_HELD:
+            if not self.catching_up:
+                logger.warning(
+                    "the index is failing: %d vectors are let go from memory and read back "
+                    "from the catalog once it works again",
+                    sum(len(v) for v in held.values()),
+                )
+                self.catching_up = True
+            taken = list(held.values())  # committed before the reconcile reads the catalog
+            held.clear()
+            self._release(taken)
+            try:
+                self.catch_up()
+            except Exception:
+                self.failures += 1
+                logger.exception("reconciling the index with the catalog failed; will retry")
+                return False
+            self.catching_up = False
+            return True
+        ok = True
+        for space in list(held):
+            try:
+                self._add([held[space]])
+            except Exception:
+                self.failures += 1
+                ok = False
+                logger.exception(
+                    "indexing %d vectors of %s failed; kept, will retry", len(held[space]), space
+                )
+                continue
+            self._release([held.pop(space)])
+        return ok
+
+    def _release(self, done: list[NewVectors]) -> None:
+        """Vectors indexed (or left to a reconcile): no longer pending."""
+        with self._lock:
+            self._pending -= sum(len(v) for v in done)
+        self.metrics.index_lag.set(self._pending)
+
+    def _settle(self, held: dict[str, NewVectors]) -> None:
+        with self._lock:
+            if self._pending == 0 and not held and not self.catching_up and self._queue.empty():
+                self._idle.set()
 
     def _add(self, batches: list[NewVectors]) -> None:
         merged: dict[str, NewVectors] = {}
@@ -194,10 +301,29 @@ class Indexer:
             merged.setdefault(b.space, NewVectors(b.space)).extend(b)
         for space, vecs in merged.items():
             ids, vectors, cams, classes, ts = vecs.arrays()
+            if not len(ids):
+                continue
             index = self._index(space, vectors.shape[1])
-            keep = ids > index.last_id  # the catch-up may have added them already
-            if keep.any():
-                index.add(ids[keep], vectors[keep], cams[keep], classes[keep], ts[keep])
+            norms = np.linalg.norm(vectors, axis=1)
+            bad = ~np.isfinite(norms) | (norms < 1e-12)
+            if bad.any():  # no direction: no cosine; retrying cannot help
+                self.rejected += int(bad.sum())
+                self.metrics.index_rejected.labels(space).inc(int(bad.sum()))
+                logger.error(
+                    "%d vectors of %s are zero or not finite and cannot be indexed (ids %s)",
+                    int(bad.sum()),
+                    space,
+                    ids[bad][:10].tolist(),
+                )
+                keep = ~bad
+                ids, vectors, cams, classes, ts = (
+                    ids[keep],
+                    vectors[keep],
+                    cams[keep],
+                    classes[keep],
+                    ts[keep],
+                )
+            index.add(ids, vectors, cams, classes, ts)
             self.metrics.index_vectors.labels(space).set(len(index))
 
     def _save_all(self) -> None:
@@ -209,93 +335,73 @@ class Indexer:
             except Exception:
                 logger.exception("saving index %s failed", index.space)
 
+    def count_missing(self) -> dict[str, int]:
+        """Catalog embeddings minus indexed vectors, per space; also sets the gauges.
+
+        The sizes are read first, so a commit landing in between can only overstate what is
+        missing until the next count, never hide a real gap. Empty when the count failed.
+        """
+        try:
+            with self._lock:
+                indexes = dict(self._indexes)
+            sizes = {name: len(index) for name, index in indexes.items()}
+            counts = self.catalog.counts()
+        except Exception:
+            logger.exception("counting the catalog's embeddings for the missing gauge failed")
+            return {}
+        missing: dict[str, int] = {}
+        for name, n in counts.items():
+            size = sizes.get(name, 0)
+            missing[name] = max(0, n - size)
+            self.metrics.index_vectors.labels(name).set(size)
+            self.metrics.index_missing.labels(name).set(missing[name])
+        return missing
+
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Add every catalog embedding newer than each index's ``last_id``; returns how many."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(spaces.c.id, spaces.c.name, spaces.c.dim)).all()
-            known = {
-                int(r.fingerprint): (str(r.codec_id), int(r.dim))
-                for r in conn.execute(select(codecs_table)).all()
-            }
+        """Reconcile every index with the catalog; returns how many vectors were added.
+
+        Per space: catalog ids the index lacks are read back and added (whatever their order
+        relative to ``last_id``), ids the catalog no longer has are removed from the index.
+        """
         total = 0
-        for space_id, name, dim in rows:
-            index = self._index(str(name), int(dim))
-            total += self._catch_up_space(int(space_id), index, known, progress)
-            self.metrics.index_vectors.labels(str(name)).set(len(index))
+        for space in self.catalog.spaces():
+            index = self._index(space.name, space.dim)
+            total += self._reconcile(space, index, progress)
+            self.metrics.index_vectors.labels(space.name).set(len(index))
         if total:
             logger.info("index catch-up: %d vectors added from the catalog", total)
         return total
 
-    def _catch_up_space(
-        self,
-        space_id: int,
-        index: VectorIndex,
-        known: dict[int, tuple[str, int]],
-        progress: Callable[[int], None] | None,
+    def _reconcile(
+        self, space: SpaceRow, index: VectorIndex, progress: Callable[[int], None] | None
     ) -> int:
+        stored = self.catalog.ids(space.id)
+        held = index.ids()
+        gone = np.setdiff1d(held, stored, assume_unique=True)
+        if len(gone):
+            index.remove(gone)
+            logger.info(
+                "index %s: %d vectors the catalog no longer has removed", space.name, len(gone)
+            )
+        missing = np.setdiff1d(stored, held, assume_unique=True)
+        if len(missing):
+            logger.info(
+                "index %s: %d of the catalog's %d vectors missing (%d below its last id %d)",
+                space.name,
+                len(missing),
+                len(stored),
+                int(np.count_nonzero(missing <= index.last_id)),
+                index.last_id,
+            )
         added = 0
-        after = index.last_id
-        while True:
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(
-                        embeddings.c.detection_id,
-                        embeddings.c.codec,
-                        embeddings.c.code,
-                        detections.c.camera_id,
-                        detections.c.class_id,
-                        detections.c.ts_us,
-                    )
-                    .join(detections, detections.c.id == embeddings.c.detection_id)
-                    .where(embeddings.c.space_id == space_id, embeddings.c.detection_id > after)
-                    .order_by(embeddings.c.detection_id)
-                    .limit(CATCH_UP_CHUNK)
-                ).all()
-            if not rows:
-                return added
-            after = int(rows[-1][0])
-            batch = NewVectors(index.space)
-            by_codec: dict[int, list[int]] = {}
-            for n, row in enumerate(rows):
-                by_codec.setdefault(int(row[1]), []).append(n)
-            for fp, members in by_codec.items():
-                codec = self._codec(fp, known)
-                if codec is None:
-                    self.skipped_undecodable += len(members)
-                    continue
-                codes = np.frombuffer(b"".join(rows[n][2] for n in members), np.uint8)
-                batch.vectors.append(codec.decode(codes.reshape(len(members), -1)))
-                batch.ids += [int(rows[n][0]) for n in members]
-                batch.cameras += [int(rows[n][3]) for n in members]
-                batch.classes += [int(rows[n][4]) for n in members]
-                batch.ts_us += [int(rows[n][5]) for n in members]
+        for start in range(0, len(missing), CATCH_UP_CHUNK):
+            batch = self.catalog.read(space, missing[start : start + CATCH_UP_CHUNK])
             if len(batch):
-                ids, vectors, cams, classes, ts = batch.arrays()
-                order = np.argsort(ids, kind="stable")  # ids increase within one add
-                index.add(ids[order], vectors[order], cams[order], classes[order], ts[order])
+                self._add([batch])
                 added += len(batch)
                 if progress is not None:
                     progress(len(batch))
-
-    def _codec(self, fp: int, known: dict[int, tuple[str, int]]) -> VectorCodec | None:
-        if fp in self.codecs:
-            return self.codecs.resolve(fp)
-        if fp in known:
-            codec_id, dim = known[fp]
-            try:
-                codec = create_codec(codec_id, dim)
-            except CodecError:
-                codec = None
-            if codec is not None:
-                self.codecs.add(codec)
-                return codec
-            logger.error(
-                "embeddings coded with %s (%#010x) cannot be decoded: add its codebook to the "
-                "cloud config (codebooks) and run `semcom cloud reindex`",
-                codec_id,
-                fp,
-            )
-        return None
+        return added
 
 
 def rebuild(indexer: Indexer, progress: Callable[[int], None] | None = None) -> int:

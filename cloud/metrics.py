@@ -75,6 +75,19 @@ class CloudMetrics:
         self.index_lag = Gauge(
             "semcom_index_pending_vectors", "Committed vectors not indexed yet.", registry=r
         )
+        self.index_missing = Gauge(
+            "semcom_index_missing_vectors",
+            "Embeddings in the catalog but not in the index, by space (0 once converged; "
+            "counted by the indexer within a second of adding, not per scrape).",
+            ["space"],
+            registry=r,
+        )
+        self.index_rejected = Counter(
+            "semcom_index_rejected_vectors",
+            "Catalog embeddings the index refused for good (zero or non-finite after decoding).",
+            ["space"],
+            registry=r,
+        )
         self.retention_deleted = Counter(
             "semcom_retention_deleted",
             "Rows removed by retention, by table.",

@@ -10,7 +10,6 @@ from cloud.index.base import Hit, IndexKind, IndexSettings, SearchFilter, Vector
 from cloud.index.errors import (
     BackendUnavailable,
     DimensionMismatch,
-    IdOrderError,
     IndexClosed,
     IndexProblem,
     IndexStorageError,
@@ -23,7 +22,6 @@ __all__ = [
     "BackendUnavailable",
     "DimensionMismatch",
     "Hit",
-    "IdOrderError",
     "IndexClosed",
     "IndexKind",
     "IndexProblem",

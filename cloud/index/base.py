@@ -60,7 +60,11 @@ class VectorIndex(Protocol):
         classes: NDArray[np.int32],
         ts_us: NDArray[np.int64],
     ) -> None:
-        """Index vectors (normalised here) under strictly increasing ids above ``last_id``."""
+        """Index vectors (normalised here) under their ids, in any order.
+
+        Idempotent: an id the index holds already is not added again (its vector is the
+        catalog's, so the same), which makes re-adding catalog rows after a crash safe.
+        """
         ...
 
     def search(
@@ -79,9 +83,13 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
 
+    def ids(self) -> NDArray[np.int64]:
+        """Every id held, sorted (the indexer compares them with the catalog at start-up)."""
+        ...
+
     @property
     def last_id(self) -> int:
-        """Highest id ever added (catalog rows above it are not indexed yet); 0 if empty."""
+        """Highest id ever added; 0 if empty. Lower ids may still arrive (see add)."""
         ...
 
     def save(self) -> None:

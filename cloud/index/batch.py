@@ -2,9 +2,11 @@
 
 Vectors arrive unit-normalised or nearly so (decoded int8 / PQ codes are off by up to a few
 per cent), and queries may be anything non-zero: both are normalised here, in float32, so every
-score is a cosine. Ids must increase strictly: they are catalog detection ids, added in commit
-order, which lets the faiss backend find an id by binary search and lets the indexer resume
-from ``last_id``.
+score is a cosine. Ids are catalog detection ids and may come in any order: the writer's batches
+are grouped by codec, an embedding can join a box row stored earlier, and PostgreSQL draws ids
+from a sequence whose order is not the commit order. A batch is therefore sorted by id here and
+an id given twice is kept once; the backends skip (faiss) or overwrite (Qdrant) ids they hold,
+so adding the same catalog rows again is harmless.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.index.errors import DimensionMismatch, IdOrderError, InvalidBatch
+from cloud.index.errors import DimensionMismatch, InvalidBatch
 
 F32 = NDArray[np.float32]
 I32 = NDArray[np.int32]
@@ -64,26 +66,25 @@ def check_matrix(space: str, dim: int, x: NDArray[np.floating], where: str) -> F
 def check_batch(
     space: str,
     dim: int,
-    last_id: int,
     ids: NDArray[np.integer],
     vectors: NDArray[np.floating],
     cameras: NDArray[np.integer],
     classes: NDArray[np.integer],
     ts_us: NDArray[np.integer],
 ) -> Batch:
-    """The add() contract: equal lengths, right width, finite non-zero vectors, ids rising."""
+    """The add() contract: equal lengths, right width, finite non-zero vectors.
+
+    The rows come back sorted by id, each id once (its first row).
+    """
     x = check_matrix(space, dim, vectors, "add")
     id_col = _column(ids, np.int64)
     cams, cls, ts = _column(cameras, np.int32), _column(classes, np.int32), _column(ts_us, np.int64)
     for name, col in (("ids", id_col), ("cameras", cams), ("classes", cls), ("ts_us", ts)):
         if len(col) != len(x):
             raise InvalidBatch(f"add: {len(x)} vectors but {len(col)} {name}")
-    if len(id_col):
-        previous = np.concatenate((np.asarray([last_id], np.int64), id_col[:-1]))
-        rising = id_col > previous
-        if not rising.all():
-            at = int(np.flatnonzero(~rising)[0])
-            raise IdOrderError(int(id_col[at]), int(previous[at]))
+    if len(id_col) > 1 and not bool((id_col[1:] > id_col[:-1]).all()):
+        _, first = np.unique(id_col, return_index=True)  # sorted ids, first row of each
+        id_col, x, cams, cls, ts = id_col[first], x[first], cams[first], cls[first], ts[first]
     return Batch(
         ids=id_col,
         vectors=unit_rows(x, "add: vector") if len(x) else x,

@@ -1,8 +1,11 @@
 """Per-position storage of the faiss backend: ids, attributes, the vectors, and filtering.
 
-Rows are *positions* 0..n-1 in insertion (= id) order; a position is also the vector's id
-inside faiss, so a faiss result maps back to a detection id by one array lookup. Arrays grow
-by half again when full (amortised O(1) appends). Removed rows stay as tombstones
+Rows are *positions* 0..n-1 in insertion order; a position is also the vector's id inside
+faiss, so a faiss result maps back to a detection id by one array lookup. Ids mostly arrive in
+increasing order, not always (see :mod:`cloud.index.batch`): an id is found by a binary search
+over the running maximum of the ids (``id_max``; a row whose id is that maximum is *in order*),
+and the few *late* rows, whose id is below an earlier row's, are kept aside sorted by id.
+Arrays grow by half again when full (amortised O(1) appends). Removed rows stay as tombstones
 (``alive`` false) until a compaction builds new columns without them.
 
 Filters become :class:`Candidates`: a position range [lo, hi) plus, when not every position in
@@ -86,6 +89,10 @@ class Columns:
         self._vectors = np.zeros((capacity, dim), np.float32)
         self._ts_max = np.zeros(capacity, np.int64)
         self._ts_min = np.zeros(capacity, np.int64)
+        self._id_max = np.zeros(capacity, np.int64)
+        # Late rows (id below an earlier row's): their ids, sorted, and their positions.
+        self._late_ids = np.zeros(0, np.int64)
+        self._late_pos = np.zeros(0, np.int64)
 
     @classmethod
     def from_arrays(
@@ -100,6 +107,8 @@ class Columns:
         if n:
             out._ts_max[:n] = np.maximum.accumulate(ts)
             out._ts_min[:n] = np.minimum.accumulate(ts[::-1])[::-1]
+            out._id_max[:n] = np.maximum.accumulate(ids)
+            out._set_late(np.flatnonzero(out._ids[:n] != out._id_max[:n]).astype(np.int64))
         return out
 
     # ------------------------------------------------------------------ views of rows < n
@@ -134,13 +143,24 @@ class Columns:
         return self._vectors
 
     @property
+    def max_id(self) -> int:
+        """The highest id of any row (0: none)."""
+        return int(self._id_max[self.n - 1]) if self.n else 0
+
+    @property
+    def late(self) -> int:
+        """Rows whose id is below an earlier row's (added out of order)."""
+        return len(self._late_pos)
+
+    @property
     def live(self) -> int:
         return self.n - self.dead
 
     @property
     def nbytes(self) -> int:
         arrays = (self._ids, self._cameras, self._classes, self._ts, self._alive, self._vectors)
-        return sum(a.nbytes for a in (*arrays, self._ts_max, self._ts_min))
+        envelopes = (self._ts_max, self._ts_min, self._id_max, self._late_ids, self._late_pos)
+        return sum(a.nbytes for a in (*arrays, *envelopes))
 
     # ------------------------------------------------------------------ growth
 
@@ -155,6 +175,8 @@ class Columns:
             getattr(out, name)[: self.n] = getattr(self, name)[: self.n]
         out._ts_max[: self.n] = self._ts_max[: self.n]
         out._ts_min[: self.n] = self._ts_min[: self.n]
+        out._id_max[: self.n] = self._id_max[: self.n]
+        out._late_ids, out._late_pos = self._late_ids, self._late_pos
         return out
 
     def write_tail(self, batch: Batch) -> None:
@@ -170,6 +192,8 @@ class Columns:
         running = np.maximum.accumulate(batch.ts_us)
         self._ts_max[rows] = np.maximum(running, self._ts_max[n - 1]) if n else running
         self._ts_min[rows] = np.minimum.accumulate(batch.ts_us[::-1])[::-1]
+        running_id = np.maximum.accumulate(batch.ids)
+        self._id_max[rows] = np.maximum(running_id, self._id_max[n - 1]) if n else running_id
 
     def publish(self, m: int) -> None:
         """Make the written tail visible (under the index's write lock)."""
@@ -179,6 +203,9 @@ class Columns:
             # Earlier suffix minima above the new rows' minimum come down to it.
             start = int(np.searchsorted(self._ts_min[:n], low, side="right"))
             self._ts_min[start:n] = low
+        late = np.flatnonzero(self._ids[n : n + m] != self._id_max[n : n + m])
+        if len(late):
+            self._set_late(np.concatenate((self._late_pos, late.astype(np.int64) + n)))
         self.n = n + m
 
     def compacted(self) -> Columns:
@@ -200,12 +227,36 @@ class Columns:
         self.dead += len(positions)
 
     def find(self, ids: I64) -> I64:
-        """Positions of the live rows with these (sorted, unique) ids."""
-        at = np.searchsorted(self.ids, ids)
-        inside = at < self.n
-        at, ids = at[inside], ids[inside]
-        hit = (self._ids[at] == ids) & self._alive[at]
-        return np.asarray(at[hit], dtype=np.int64)
+        """Positions of the live rows with these (sorted, unique) ids, in position order."""
+        n = self.n
+        if not n or not len(ids):
+            return np.zeros(0, np.int64)
+        # In-order rows: the first position whose running maximum reaches the id holds it.
+        at = np.searchsorted(self._id_max[:n], ids)
+        inside = at < n
+        at, wanted = at[inside], ids[inside]
+        found = at[(self._ids[at] == wanted) & self._alive[at]]
+        if len(self._late_pos):
+            late = self._late_pos[np.isin(self._late_ids, ids)]
+            found = np.concatenate((found, late[self._alive[late]]))
+            found.sort()
+        return np.asarray(found, dtype=np.int64)
+
+    def holds(self, ids: I64) -> BoolArray:
+        """For each of these (sorted, unique) ids: is a live row keyed by it?"""
+        held = np.zeros(len(ids), np.bool_)
+        if not len(ids) or not self.n or int(ids[0]) > self.max_id:
+            return held  # the common add: every id above what is stored
+        return np.asarray(np.isin(ids, self._ids[self.find(ids)]), np.bool_)
+
+    def live_ids(self) -> I64:
+        """The ids of the live rows, sorted."""
+        return np.sort(self.ids[self.alive])
+
+    def _set_late(self, positions: I64) -> None:
+        order = np.argsort(self._ids[positions], kind="stable")
+        self._late_pos = np.ascontiguousarray(positions[order])
+        self._late_ids = np.ascontiguousarray(self._ids[self._late_pos])
 
     def older_than(self, ts_us: int) -> I64:
         """Positions of the live rows captured before ``ts_us``."""

@@ -6,7 +6,6 @@
     ├── InvalidSettings          an :class:`IndexSettings` value out of range (field, reason)
     ├── DimensionMismatch        vectors of the wrong width for the space (expected, got, where)
     ├── InvalidBatch             an add/search/remove argument that breaks the contract (reason)
-    │   └── IdOrderError         ids not strictly increasing past ``last_id`` (first_bad, last_id)
     ├── IndexStorageError        saved files missing, unreadable or of another space (path)
     ├── BackendUnavailable       the backend cannot be reached or refused a request (backend)
     └── IndexClosed              an operation after :meth:`close`
@@ -50,18 +49,6 @@ class InvalidBatch(IndexProblem, ValueError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
-
-
-class IdOrderError(InvalidBatch):
-    """Ids must increase strictly, within a batch and past the highest id already added."""
-
-    def __init__(self, first_bad: int, last_id: int) -> None:
-        self.first_bad = first_bad
-        self.last_id = last_id
-        super().__init__(
-            f"id {first_bad} is not above the previous id {last_id}: ids must increase strictly "
-            "(add only catalog rows above the index's last_id, in id order)"
-        )
 
 
 class IndexStorageError(IndexProblem):

@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 from cloud.index import faiss_ops as ops
 from cloud.index import persist
 from cloud.index.base import Hit, IndexSettings, SearchFilter
-from cloud.index.batch import F32, I64, check_batch, check_ids, check_queries, space_key
+from cloud.index.batch import F32, I64, Batch, check_batch, check_ids, check_queries, space_key
 from cloud.index.columns import Candidates, Columns
 from cloud.index.errors import IndexClosed
 from cloud.index.planner import Plan, Shape, Structure, plan
@@ -131,9 +131,17 @@ class FaissIndex:
     ) -> None:
         with self._writer:
             self._check_open()
-            batch = check_batch(
-                self.space, self.dim, self._last_id, ids, vectors, cameras, classes, ts_us
-            )
+            batch = check_batch(self.space, self.dim, ids, vectors, cameras, classes, ts_us)
+            held = self._columns.holds(batch.ids)
+            if held.any():  # added before (a catch-up and the writer's batches overlap)
+                new = ~held
+                batch = Batch(
+                    batch.ids[new],
+                    batch.vectors[new],
+                    batch.cameras[new],
+                    batch.classes[new],
+                    batch.ts_us[new],
+                )
             if not len(batch):
                 return
             cols = self._columns.reserved(len(batch))
@@ -144,7 +152,7 @@ class FaissIndex:
                 self._columns = cols
                 ops.insert(self._faiss, batch.vectors, first, lists)
                 cols.publish(len(batch))
-                self._last_id = int(batch.ids[-1])
+                self._last_id = max(self._last_id, int(batch.ids[-1]))
                 if self._kind == "hnsw":
                     self._structure_changed = True
             self._restructure_if_needed()
@@ -188,6 +196,11 @@ class FaissIndex:
     def __len__(self) -> int:
         return self._columns.live
 
+    def ids(self) -> NDArray[np.int64]:
+        with self._rw.read():
+            self._check_open()
+            return self._columns.live_ids()
+
     @property
     def last_id(self) -> int:
         return self._last_id
@@ -217,6 +230,7 @@ class FaissIndex:
                 "stored_rows": cols.n,
                 "removed_not_compacted": cols.dead,
                 "last_id": self._last_id,
+                "late_rows": cols.late,
                 "setting_kind": self.settings.kind,
                 "flat_max": self.settings.flat_max,
                 "exact_max_candidates": self.settings.exact_max_candidates,

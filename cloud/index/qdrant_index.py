@@ -5,10 +5,11 @@ Each space gets its own collection (``semcom-<space key>``, see
 of different encoders never meet; the collection's metadata records the space and dim, and
 opening it for another dim is a :class:`~cloud.index.errors.DimensionMismatch`. A point's id
 is the catalog detection id; its payload holds ``camera``, ``class``, ``ts_us`` (the filter
-fields) and ``id`` (for ``last_id``, found by ordering on it). Filters become Qdrant payload
-conditions (``MatchAny`` for cameras and classes, ``Range`` for the time window), which
-Qdrant's own planner answers by HNSW with filtering or by exact search over a small
-candidate set.
+fields) and ``id`` (for ``last_id``, found by ordering on it). Adds are upserts: adding an id
+again overwrites its point with the same vector, so re-adding catalog rows is harmless.
+Filters become Qdrant payload conditions (``MatchAny`` for cameras and classes, ``Range`` for
+the time window), which Qdrant's own planner answers by HNSW with filtering or by exact
+search over a small candidate set.
 
 Three ways to run it (:meth:`QdrantIndex.connect`):
 
@@ -53,6 +54,7 @@ from cloud.index.errors import (
 )
 
 UPSERT_CHUNK: Final = 1_024  # points per upsert request
+SCROLL_PAGE: Final = 10_000  # ids per scroll request (ids())
 _PAYLOAD_FIELDS: Final = {
     "camera": models.PayloadSchemaType.INTEGER,
     "class": models.PayloadSchemaType.INTEGER,
@@ -163,9 +165,7 @@ class QdrantIndex:
     ) -> None:
         with self._lock, _backend_errors("add"):
             self._check_open()
-            batch = check_batch(
-                self.space, self.dim, self._last_id, ids, vectors, cameras, classes, ts_us
-            )
+            batch = check_batch(self.space, self.dim, ids, vectors, cameras, classes, ts_us)
             for start in range(0, len(batch), UPSERT_CHUNK):
                 rows = slice(start, start + UPSERT_CHUNK)
                 chunk_ids = batch.ids[rows].tolist()
@@ -184,7 +184,7 @@ class QdrantIndex:
                 )
                 self._client.upsert(self.collection, points=points, wait=True)
             if len(batch):
-                self._last_id = int(batch.ids[-1])
+                self._last_id = max(self._last_id, int(batch.ids[-1]))
 
     def search(
         self, queries: NDArray[np.float32], k: int, where: SearchFilter | None = None
@@ -230,6 +230,24 @@ class QdrantIndex:
         with self._lock, _backend_errors("count"):
             self._check_open()
             return int(self._client.count(self.collection, exact=True).count)
+
+    def ids(self) -> NDArray[np.int64]:
+        out: list[int] = []
+        offset: models.ExtendedPointId | None = None
+        with self._lock, _backend_errors("ids"):
+            self._check_open()
+            while True:
+                points, offset = self._client.scroll(
+                    self.collection,
+                    limit=SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=False,
+                    with_vectors=False,
+                )
+                out += [int(p.id) for p in points]
+                if offset is None:
+                    break
+        return np.sort(np.asarray(out, np.int64))
 
     @property
     def last_id(self) -> int:
