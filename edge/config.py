@@ -245,7 +245,13 @@ class UplinkConfig(_Model):
     max_rate: Rate | None = Field(
         None, description="Uplink budget, e.g. 200kbit (token bucket; default: unlimited)."
     )
-    burst_bytes: int = Field(16_384, ge=1024, description="Token bucket depth (bytes).")
+    burst_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Token bucket depth (bytes): how far sending may run ahead of max_rate "
+        "after a lull (default: 1 s of max_rate, at least 1 KiB). The bucket starts empty on "
+        "every connection, so from a connection's start the bytes sent stay within max_rate.",
+    )
     ladder: tuple[str, ...] = Field(
         (),
         description="Codec ladder, richest first, e.g. [f16, int8, pq.npz]; the controller "

@@ -39,7 +39,7 @@ from edge.backoff import Backoff
 from edge.config import UplinkConfig
 from edge.errors import EdgeError
 from edge.groups import SessionGroup
-from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket
+from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from shared.codec import decode, encode
@@ -114,7 +114,9 @@ class Uplink:
         self.stats = UplinkStats()
         now = clock()
         self.bucket = (
-            TokenBucket(config.max_rate, config.burst_bytes, now) if config.max_rate else None
+            TokenBucket(config.max_rate, burst_for(config.max_rate, config.burst_bytes), now)
+            if config.max_rate
+            else None
         )
         self.ladder = LadderController(
             ladder or ("default",),
@@ -340,6 +342,8 @@ class Uplink:
 
     async def _session(self, transport: Transport) -> None:
         self._heard = self.clock()
+        if self.bucket is not None:
+            self.bucket.restart(self._heard)  # no burst of budget saved up while disconnected
         tasks = [
             asyncio.ensure_future(self._receiver(transport)),
             asyncio.ensure_future(self._sender(transport)),
@@ -467,8 +471,10 @@ class Uplink:
                 raise TransportError(f"nothing heard from the cloud in {cfg.timeout_s:g} s")
             if now >= next_beat:
                 rate = self._delivered_bps(now)
-                beat = Heartbeat(min(self.spool.pending, 2**32 - 1), min(rate, 1e12))
-                await transport.send_control(self._frame(beat))
+                beat = self._frame(Heartbeat(min(self.spool.pending, 2**32 - 1), min(rate, 1e12)))
+                if self.bucket is not None:
+                    self.bucket.consume(len(beat), now)  # never delayed, but within the budget
+                await transport.send_control(beat)
                 next_beat = now + cfg.heartbeat_s
             self._adapt(now)
             await asyncio.sleep(0.25)

@@ -4,26 +4,59 @@ from __future__ import annotations
 
 import pytest
 
-from edge.ratecontrol import LadderController, LadderSettings, TokenBucket
+from edge.ratecontrol import LadderController, LadderSettings, TokenBucket, burst_for
 
 
 def test_token_bucket_enforces_rate_and_burst() -> None:
     bucket = TokenBucket(rate_bps=80_000, burst_bytes=5_000, now=0.0)  # 10 kB/s
-    assert bucket.delay(5_000, 0.0) == 0.0
-    bucket.consume(5_000, 0.0)
-    assert bucket.delay(1_000, 0.0) == pytest.approx(0.1)
-    assert bucket.available(0.25) == pytest.approx(2_500)
+    assert bucket.delay(5_000, 0.0) == pytest.approx(0.5)  # it starts empty: no first burst
+    assert bucket.delay(5_000, 0.5) == 0.0
+    bucket.consume(5_000, 0.5)
+    assert bucket.delay(1_000, 0.5) == pytest.approx(0.1)
+    assert bucket.available(0.75) == pytest.approx(2_500)
     assert bucket.available(100.0) == 5_000  # never more than the burst
     bucket = TokenBucket(rate_bps=80_000, burst_bytes=5_000, now=0.0)
     sent, t = 0, 0.0
-    while t < 10.0:  # a sender that always waits as told moves 10 kB/s (+ the first burst)
-        wait = bucket.delay(1_000, t)
-        t += wait
+    while True:  # a sender that always waits as told moves 10 kB/s, and no more
+        t += bucket.delay(1_000, t)
+        if t >= 10.0:
+            break
         bucket.consume(1_000, t)
         sent += 1_000
-    assert 100_000 <= sent <= 100_000 + 5_000 + 1_000
+    assert 99_000 <= sent <= 100_000
     with pytest.raises(ValueError, match="positive"):
         TokenBucket(0, 1, 0.0)
+
+
+def test_a_frame_larger_than_the_burst_goes_at_the_rate_not_below_it() -> None:
+    # 3 kB frames through a 1 kB bucket: each waits for a full bucket and leaves a debt that
+    # the next one pays; the average is the rate (before: each waited 2x too long).
+    bucket = TokenBucket(rate_bps=80_000, burst_bytes=1_000, now=0.0)
+    sent, t = 0, 0.0
+    while True:
+        t += bucket.delay(3_000, t)
+        if t >= 10.0:
+            break
+        bucket.consume(3_000, t)
+        sent += 3_000
+    assert 100_000 - 3_000 <= sent <= 100_000 + 3_000
+
+
+def test_restart_forgets_unused_budget_but_keeps_a_debt() -> None:
+    bucket = TokenBucket(rate_bps=80_000, burst_bytes=5_000, now=0.0)
+    assert bucket.available(10.0) == 5_000  # a lull fills the bucket ...
+    bucket.restart(10.0)  # ... a new connection does not spend it in one burst
+    assert bucket.available(10.0) == 0.0
+    bucket.consume(2_000, 10.0)
+    bucket.restart(10.0)
+    assert bucket.available(10.0) == -2_000
+
+
+def test_the_default_burst_is_a_second_of_budget() -> None:
+    assert burst_for(64_000) == 8_000
+    assert burst_for(4_000) == 1024  # 1 s is 500 B: at least 1 KiB
+    assert burst_for(1_000_000) == 125_000
+    assert burst_for(1_000_000, 4096) == 4096  # configured: as configured
 
 
 RUNGS = ["f16", "int8", "pq32x8"]
