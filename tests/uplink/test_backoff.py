@@ -107,7 +107,7 @@ def test_a_busy_producer_does_not_shorten_the_backoff(
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(pauses) >= len(gaps)
     for gap, pause in zip(gaps, pauses[: len(gaps)], strict=True):
-        assert gap >= pause - 0.01, (gaps, pauses)
+        assert gap >= pause - 0.06, (gaps, pauses)  # the log rounds to 0.1 s
         assert pause >= 0.5
 
 
