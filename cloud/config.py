@@ -186,15 +186,14 @@ def load_config(
 ) -> CloudConfig:
     """Build the config; ``overrides`` uses dotted keys (``{"port": 0}``)."""
     try:
-        data = settings.layered(path, ENV_PREFIX, environ, overrides)
+        data, origins = settings.layered_origins(path, ENV_PREFIX, environ, overrides)
     except settings.SettingsError as exc:
         raise ConfigError(str(exc)) from None
     try:
         return CloudConfig.model_validate(data)
     except ValidationError as exc:
-        where = f" in {path}" if path else ""
         raise ConfigError(
-            f"invalid cloud configuration{where}: {settings.describe_errors(exc.errors())}"
+            f"invalid cloud configuration: {settings.describe_errors(exc.errors(), origins)}"
         ) from None
 
 

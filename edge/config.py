@@ -1,8 +1,10 @@
 """Edge configuration: one validated object built from a YAML file, environment and flags.
 
 Precedence (last wins): defaults < YAML file < ``SEMCOM_EDGE__SECTION__FIELD`` environment
-variables < command-line flags. Unknown keys are errors. Pluggable backends pick their
-implementation with a ``type`` field.
+variables < command-line flags. Unknown keys are errors, and every error names where its value
+came from (the file, the environment variable, the command line). Pluggable backends pick their
+implementation with a ``type`` field. Whatever ``edge run`` would refuse about a value on its
+own (a codec that does not exist) is refused here, so ``show-config`` refuses it too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -24,6 +27,7 @@ from pydantic import (
 from edge.errors import ConfigError
 from shared import settings
 from shared.messages import ID_PATTERN
+from shared.vectors import builtin_codecs
 
 ENV_PREFIX = "SEMCOM_EDGE__"
 #: COCO ids of road users: person, bicycle, car, motorcycle, bus, truck.
@@ -202,6 +206,25 @@ def parse_rate(value: object) -> float:
 Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
 
 
+def check_codec(spec: str) -> str:
+    """A codec the edge can build (``shared.vectors.create_codec``): a built-in id, or a
+    codebook .npz that exists. Checked when the config is validated, so that ``show-config``
+    refuses what ``run`` would refuse once its models are loaded."""
+    if spec in builtin_codecs():
+        return spec
+    if spec.endswith(".npz"):
+        if not Path(spec).expanduser().is_file():
+            raise ValueError(f"codebook {spec} does not exist")
+        return spec
+    raise ValueError(
+        f"{spec!r} is not a codec (built-in: {', '.join(builtin_codecs())}; "
+        "or a codebook .npz path)"
+    )
+
+
+CodecSpec = Annotated[str, AfterValidator(check_codec)]
+
+
 class IceServerConfig(_Model):
     urls: tuple[str, ...] = Field(description="stun:/turn: URLs of one ICE server.")
     username: str | None = None
@@ -252,7 +275,7 @@ class UplinkConfig(_Model):
         "after a lull (default: 1 s of max_rate, at least 1 KiB). The bucket starts empty on "
         "every connection, so from a connection's start the bytes sent stay within max_rate.",
     )
-    ladder: tuple[str, ...] = Field(
+    ladder: tuple[CodecSpec, ...] = Field(
         (),
         description="Codec ladder, richest first, e.g. [f16, int8, pq.npz]; the controller "
         "steps down it when the backlog grows (default: just `codec`).",
@@ -296,7 +319,7 @@ class EdgeConfig(_Model):
     encoder: EncoderConfig = TimmEncoderConfig()
     crop: CropConfig = CropConfig()
     policy: PolicyConfig = PolicyConfig()
-    codec: str = Field(
+    codec: CodecSpec = Field(
         "f16",
         description="Embedding codec: f32, f16, int8, or a codebook .npz "
         "fitted with `semcom codec fit`.",
@@ -313,7 +336,7 @@ def load_config(
 ) -> EdgeConfig:
     """Build the config; ``overrides`` uses dotted keys (``{"detector.imgsz": 320}``)."""
     try:
-        data = settings.layered(path, ENV_PREFIX, environ, overrides)
+        data, origins = settings.layered_origins(path, ENV_PREFIX, environ, overrides)
     except settings.SettingsError as exc:
         raise ConfigError(str(exc)) from None
     for section, default_type in (("encoder", "timm"), ("sink", "file")):
@@ -322,9 +345,8 @@ def load_config(
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        where = f" in {path}" if path else ""
         raise ConfigError(
-            f"invalid edge configuration{where}: {settings.describe_errors(exc.errors())}"
+            f"invalid edge configuration: {settings.describe_errors(exc.errors(), origins)}"
         ) from None
 
 
@@ -335,7 +357,7 @@ def load_uplink_config(
 ) -> tuple[str, UplinkConfig]:
     """Only ``edge_id`` and the ``uplink`` section (for tools that send without a camera)."""
     try:
-        data = settings.layered(path, ENV_PREFIX, environ, overrides)
+        data, origins = settings.layered_origins(path, ENV_PREFIX, environ, overrides)
     except settings.SettingsError as exc:
         raise ConfigError(str(exc)) from None
     edge_id = data.get("edge_id", EdgeConfig.model_fields["edge_id"].default)
@@ -347,7 +369,7 @@ def load_uplink_config(
         )
     except ValidationError as exc:
         raise ConfigError(
-            f"invalid uplink configuration: {settings.describe_errors(exc.errors())}"
+            f"invalid uplink configuration: {settings.describe_errors(exc.errors(), origins)}"
         ) from None
     assert partial.uplink is not None
     return partial.edge_id, partial.uplink

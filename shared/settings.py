@@ -2,13 +2,15 @@
 
 Only plain dicts here (no validation library): each side validates the merged dict with its
 own model. ``SEMCOM_EDGE__DETECTOR__IMGSZ=320`` (prefix ``SEMCOM_EDGE__``) becomes
-``{"detector": {"imgsz": 320}}``, values parsed as YAML scalars.
+``{"detector": {"imgsz": 320}}``, values parsed as YAML scalars. :func:`layered_origins` also
+says which layer set each value, so that an error names the file, the environment variable or
+the flag it came from (:func:`describe_errors`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,37 @@ def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: where a value came from, by its key path: "config file X", "environment variable Y", ...
+Origins = dict[tuple[str, ...], str]
+
+
+def _env_names(prefix: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted key -> the variable that sets it."""
+    return {k[len(prefix) :].lower().replace("__", "."): k for k in environ if k.startswith(prefix)}
+
+
 def env_overrides(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    dotted = {
-        k[len(prefix) :].lower().replace("__", "."): yaml.safe_load(v)
-        for k, v in environ.items()
-        if k.startswith(prefix)
-    }
-    return nest(dotted)
+    names = _env_names(prefix, environ)
+    return nest({key: yaml.safe_load(environ[name]) for key, name in names.items()})
+
+
+def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in tree.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, path)
+        else:
+            yield path
+
+
+def _record(
+    origins: Origins, tree: Mapping[str, Any], label: Callable[[tuple[str, ...]], str]
+) -> None:
+    """``tree``'s values win over what earlier layers set at, above or below their paths."""
+    for path in _leaves(tree):
+        for old in [k for k in origins if k[: len(path)] == path or path[: len(k)] == k]:
+            del origins[old]
+        origins[path] = label(path)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -70,13 +96,49 @@ def layered(
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """File, then environment, then dotted ``overrides`` (``None`` values are ignored)."""
+    return layered_origins(path, env_prefix, environ, overrides)[0]
+
+
+def layered_origins(
+    path: Path | None,
+    env_prefix: str,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], Origins]:
+    """:func:`layered`, and where each value came from."""
+    environ = os.environ if environ is None else environ
+    origins: Origins = {}
     data = read_yaml(path) if path is not None else {}
-    data = merge(data, env_overrides(env_prefix, os.environ if environ is None else environ))
-    return merge(data, nest({k: v for k, v in (overrides or {}).items() if v is not None}))
+    _record(origins, data, lambda _key: f"in {path}")
+    names = _env_names(env_prefix, environ)
+    env = env_overrides(env_prefix, environ)
+    _record(origins, env, lambda key: f"from environment variable {names['.'.join(key)]}")
+    flags = nest({k: v for k, v in (overrides or {}).items() if v is not None})
+    _record(origins, flags, lambda _key: "from the command line")
+    return merge(merge(data, env), flags), origins
 
 
-def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
-    """One line for a list of validation errors (``loc`` + ``msg`` items, as pydantic gives)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in errors
-    )
+def _origin(loc: Sequence[object], origins: Origins) -> str | None:
+    """The origin of the value an error is about: the longest recorded key whose parts appear
+    in ``loc`` in order (``loc`` may hold a union's tag or a list index between them)."""
+    parts = [str(p) for p in loc]
+
+    def within(key: tuple[str, ...]) -> bool:
+        rest = iter(parts)
+        return bool(parts) and parts[0] == key[0] and all(k in rest for k in key)
+
+    found = [key for key in origins if within(key)]
+    return origins[max(found, key=len)] if found else None
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]], origins: Origins | None = None) -> str:
+    """One line for a list of validation errors (``loc`` + ``msg`` items, as pydantic gives),
+    each followed by where its value came from when ``origins`` knows."""
+    out = []
+    for err in errors:
+        loc = err["loc"]
+        text = f"{'.'.join(str(p) for p in loc) or '(top)'}: {err['msg']}"
+        text = text.replace(": Value error, ", ": ", 1)
+        origin = _origin(loc, origins) if origins else None
+        out.append(f"{text} ({origin})" if origin else text)
+    return "; ".join(out)
