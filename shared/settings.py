@@ -138,7 +138,6 @@ def describe_errors(errors: Iterable[Mapping[str, Any]], origins: Origins | None
     for err in errors:
         loc = err["loc"]
         text = f"{'.'.join(str(p) for p in loc) or '(top)'}: {err['msg']}"
-        text = text.replace(": Value error, ", ": ", 1)
         origin = _origin(loc, origins) if origins else None
         out.append(f"{text} ({origin})" if origin else text)
     return "; ".join(out)
