@@ -217,7 +217,7 @@ def check_codec(spec: str) -> str:
             raise ValueError(f"codebook {spec} does not exist")
         return spec
     raise ValueError(
-        f"{spec!r} is not a codec (built-in: {', '.join(builtin_codecs())}; "
+        f"unknown embedding codec {spec!r} (built-in: {', '.join(builtin_codecs())}; "
         "or a codebook .npz path)"
     )
 

@@ -19,8 +19,8 @@ BAD_LADDER = (
     "uplink: {cloud: 'http://cloud.example:8443', token: t, ladder: [f16, int4]}\n"
 )
 LADDER_ERROR = (
-    "Error: invalid edge configuration: uplink.ladder.1: Value error, 'int4' is not a codec "
-    "(built-in: f32, f16, int8; or a codebook .npz path)"
+    "Error: invalid edge configuration: uplink.ladder.1: Value error, unknown embedding codec "
+    "'int4' (built-in: f32, f16, int8; or a codebook .npz path)"
 )
 
 
@@ -43,7 +43,7 @@ def test_show_config_refuses_a_ladder_that_run_would_refuse(tmp_path: Path) -> N
 
 
 def test_the_codec_and_codebook_paths_are_checked_too(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"codec: Value error, 'f15' is not a codec"):
+    with pytest.raises(ConfigError, match=r"codec: Value error, unknown embedding codec 'f15'"):
         load_config(None, {"source.uri": "a.mp4", "codec": "f15"}, environ={})
     with pytest.raises(ConfigError, match=r"codec: Value error, codebook .*pq\.npz does not exist"):
         load_config(None, {"source.uri": "a.mp4", "codec": str(tmp_path / "pq.npz")}, environ={})
