@@ -102,9 +102,7 @@ def advance(
     replaced spool" in docs/wire.md).
     """
     state = conn.execute(
-        select(watermarks.c.watermark, watermarks.c.max_seq).where(
-            watermarks.c.edge_id == edge_id
-        )
+        select(watermarks.c.watermark, watermarks.c.max_seq).where(watermarks.c.edge_id == edge_id)
     ).first()
     row = int(state[0]) if state is not None else None
     mark = row if row is not None else 0
