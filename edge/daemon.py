@@ -10,6 +10,7 @@ from edge.capture import Frame, FrameSource, open_source
 from edge.config import EdgeConfig
 from edge.detect import Detector
 from edge.embed import build_encoder
+from edge.errors import UplinkRejected
 from edge.pipeline import EdgePipeline, Outbox, StageTimes
 from edge.policy import EmissionPolicy
 from edge.ratecontrol import EMBEDDING_OVERHEAD
@@ -17,7 +18,8 @@ from edge.runner import EdgeRunner, RunStats
 from edge.sink import FileSink, MessageSink, NullSink, SpoolSink
 from edge.spool import Spool
 from edge.status import StatusLine
-from edge.uplink import Uplink, UplinkRejected, UplinkThread
+from edge.uplink import Uplink
+from edge.uplink_thread import UplinkThread
 from shared.vectors import create_codec
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> Ru
 
     With an uplink, the spool keeps sending for ``uplink.drain_timeout_s`` after the source
     ended (not after ``stop``); what is left stays spooled for the next start. Raises
-    :class:`~edge.uplink.UplinkRejected` when the cloud refused the edge.
+    :class:`~edge.errors.UplinkRejected` when the cloud refused the edge.
     """
     uplink = agent.uplink
     if uplink is not None:

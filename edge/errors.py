@@ -4,7 +4,9 @@ EdgeError
 ├── ConfigError          an invalid config file, env variable or flag
 ├── ModelNotFound        a detector or encoder file that is not there (with a fix)
 ├── BackendUnavailable   an optional runtime that cannot be used here
-└── SourceError          a frame source that cannot be opened
+├── SourceError          a frame source that cannot be opened
+├── UplinkRejected       the cloud refused this edge for good (token, codec, version)
+└── HelloRefused         the cloud refused the Hello of an older group of spooled frames
 """
 
 from __future__ import annotations
@@ -34,3 +36,12 @@ class BackendUnavailable(EdgeError):
 
 class SourceError(EdgeError):
     """A frame source that cannot be opened or read."""
+
+
+class UplinkRejected(EdgeError):
+    """The cloud refused this edge for good (token, codec, version): fix the configuration."""
+
+
+class HelloRefused(EdgeError):
+    """The cloud refused the Hello of spooled frames of an earlier configuration: those frames
+    were quarantined, and the uplink goes on with the others."""

@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import UplinkConfig
+from edge.errors import UplinkRejected
 from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, recorded_hello, replay_file
 from edge.pipeline import Outbox
 from edge.ratecontrol import EMBEDDING_OVERHEAD
 from edge.sink import SpoolSink
 from edge.spool import Spool
-from edge.uplink import Uplink, UplinkRejected, UplinkThread
+from edge.uplink import Uplink
+from edge.uplink_thread import UplinkThread
 from shared.vectors import CodecSet, create_codec
 
 logger = logging.getLogger(__name__)

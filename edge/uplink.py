@@ -1,6 +1,7 @@
 """The uplink: sends the spool to the cloud, keeps the link up, adapts to its capacity.
 
-One asyncio loop (in its own thread beside the pipeline's, see :class:`UplinkThread`):
+One asyncio loop (in its own thread beside the pipeline's, see
+:class:`edge.uplink_thread.UplinkThread`):
 
 - **connect**: a new :class:`~edge.transport.Transport`, Hello on the control channel (the
   Hello the spooled frames to send were made under, see :mod:`edge.groups`), wait for HelloAck
@@ -28,7 +29,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from edge import groups
 from edge.backoff import Backoff
 from edge.config import UplinkConfig
-from edge.errors import EdgeError
+from edge.errors import HelloRefused, UplinkRejected
 from edge.groups import SessionGroup
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
 from edge.spool import Priority, Spool
@@ -52,15 +52,6 @@ logger = logging.getLogger(__name__)
 TransportFactory = Callable[[UplinkConfig, str], Transport]
 #: chattiness in (0, 1] -> apply to the emission policy
 AdaptCallback = Callable[[float], None]
-
-
-class UplinkRejected(EdgeError):
-    """The cloud refused this edge for good (token, codec, version): fix the configuration."""
-
-
-class HelloRefused(EdgeError):
-    """The cloud refused the Hello of spooled frames of an earlier configuration: those frames
-    were quarantined, and the uplink goes on with the others."""
 
 
 #: Fatal errors about a Hello's content (its codecs), not about this edge or its software.
@@ -501,55 +492,3 @@ class Uplink:
             self._chattiness = chattiness
             if self.on_adapt is not None:
                 self.on_adapt(chattiness)
-
-
-class UplinkThread:
-    """Runs an :class:`Uplink` on its own event loop in a background thread."""
-
-    def __init__(self, uplink: Uplink, on_fatal: Callable[[BaseException], None] | None = None):
-        self.uplink = uplink
-        self.on_fatal = on_fatal
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="uplink", daemon=True)
-        self._started = threading.Event()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait(5.0)
-
-    def _main(self) -> None:
-        async def main() -> None:
-            task = asyncio.ensure_future(self.uplink.run())
-            await asyncio.sleep(0)
-            self._started.set()
-            await task
-
-        try:
-            asyncio.run(main())
-        except UplinkRejected as exc:
-            self.error = exc
-            logger.error("uplink stopped: %s", exc)
-            if self.on_fatal is not None:
-                self.on_fatal(exc)
-        except Exception as exc:  # a bug: report it, never die silently
-            self.error = exc
-            logger.exception("uplink crashed")
-            if self.on_fatal is not None:
-                self.on_fatal(exc)
-        finally:
-            self._started.set()
-
-    def stop(self, drain_s: float = 0.0, interrupt: threading.Event | None = None) -> None:
-        """Stop (after draining the spool for at most ``drain_s``; at once when ``interrupt``
-        gets set meanwhile) and wait for the thread."""
-        self.uplink.request_stop(drain_s)
-        deadline = time.monotonic() + drain_s + 15.0
-        while self._thread.is_alive() and time.monotonic() < deadline:
-            if interrupt is not None and interrupt.is_set() and drain_s > 0:
-                self.uplink.request_stop(0.0)
-                drain_s = 0.0
-            self._thread.join(timeout=0.1)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()

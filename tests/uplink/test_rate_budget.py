@@ -14,7 +14,8 @@ from edge.pipeline import Outbox
 from edge.sink import SpoolSink
 from edge.spool import Spool
 from edge.transport import Transport, make_transport
-from edge.uplink import Uplink, UplinkThread
+from edge.uplink import Uplink
+from edge.uplink_thread import UplinkThread
 from shared.messages import FrameCounts
 from shared.vectors import create_codec
 from tests.uplink.conftest import EDGE, Cloud, uplink_config, wait_for

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge.errors import UplinkRejected
 from edge.spool import Priority, priority_of
-from edge.uplink import UplinkRejected
 from shared.codec import decode
 from shared.messages import CameraInfo, Hello
 from shared.pq import fit_pq
