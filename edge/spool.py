@@ -308,37 +308,28 @@ class Spool:
         """Give every pending frame a new seq from ``first_seq`` on (same order), rebuilt with
         ``reencode(frame, seq)``, and continue numbering after them. For a spool that was
         reset while the cloud kept the old numbers: without this, the cloud would take new
-        frames for repeats of old ones. Returns how many frames were renumbered."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(
-                    "SELECT seq, priority, frame, created, hello FROM frames ORDER BY seq"
-                )
-                renamed = [
-                    (first_seq + i, prio, reencode(bytes(frame), first_seq + i), created, hello)
-                    for i, (_, prio, frame, created, hello) in enumerate(rows.fetchall())
-                ]
-                self._db.execute("DELETE FROM frames")
-                self._db.executemany(
-                    "INSERT INTO frames (seq, priority, size, frame, created, hello) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(seq, prio, len(f), f, c, h) for seq, prio, f, c, h in renamed],
-                )
-                next_seq = first_seq + len(renamed)
-                self._db.execute(
-                    "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (next_seq,),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            finally:
-                self._reload_totals()
-            self._next_seq = next_seq
-            return len(renamed)
+        frames for repeats of old ones. The new seqs start above every quarantined one, so a
+        renumbered frame never takes the seq of a refused frame kept aside (the quarantine is
+        keyed by seq). Returns how many frames were renumbered."""
+        with self.transaction() as db:
+            kept = db.execute("SELECT COALESCE(MAX(seq), 0) FROM quarantine").fetchone()[0]
+            first_seq = max(first_seq, int(kept) + 1)
+            rows = db.execute(
+                "SELECT seq, priority, frame, created, hello FROM frames ORDER BY seq"
+            )
+            renamed = [
+                (first_seq + i, prio, reencode(bytes(frame), first_seq + i), created, hello)
+                for i, (_, prio, frame, created, hello) in enumerate(rows.fetchall())
+            ]
+            db.execute("DELETE FROM frames")
+            db.executemany(
+                "INSERT INTO frames (seq, priority, size, frame, created, hello) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(seq, prio, len(f), f, c, h) for seq, prio, f, c, h in renamed],
+            )
+            self._next_seq = first_seq
+            self.allocate(len(renamed))
+        return len(renamed)
 
     # ------------------------------------------------------------------ refused frames
 
@@ -385,7 +376,8 @@ class Spool:
                 self._reload_totals()
 
     def allocate(self, count: int) -> int:
-        """Reserve ``count`` new seqs (inside :meth:`transaction`); returns the first."""
+        """Reserve ``count`` new seqs (inside :meth:`transaction`); returns the first. Should
+        the transaction roll back, the seqs stay unused: a gap, never a seq used twice."""
         first = self._next_seq
         self._db.execute(
             "INSERT INTO counters (name, value) VALUES ('next_seq', ?) "

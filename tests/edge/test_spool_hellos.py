@@ -169,3 +169,23 @@ def test_a_fresh_cloud_or_the_same_spool_changes_nothing_it_should_not(tmp_path:
     asyncio.run(uplink._on_hello_ack(HelloAck("s", 3, 65_536, spool.incarnation, 9)))
     assert spool.pending == 5  # forgets nothing: they may be new messages under old numbers
     assert _pending_seqs(spool) == [9, 10, 11, 12, 13]
+
+
+def test_renumbering_never_takes_the_seq_of_a_quarantined_frame(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "new.db")
+    vit = spool.hello_id(VIT)
+    for n in range(6):
+        spool.append(Priority.COUNTS, counts(n), vit)
+    # The cloud refused seq 5 (kept aside); then a HelloAck of another spool asks for
+    # renumbering from 3, which would give a pending frame the refused frame's seq 5.
+    assert spool.quarantine("INTERNAL: storing failed", [5]) == 1
+    asyncio.run(_uplink(spool)._on_hello_ack(HelloAck("s", 2, 65_536, "f" * 32, 3)))
+    assert 5 not in _pending_seqs(spool)
+    # Refusing every renumbered frame too keeps all six messages, none overwritten.
+    assert spool.quarantine("INTERNAL: storing failed", _pending_seqs(spool)) == 5
+    assert len(quarantined(spool)) == 6
+    with sqlite3.connect(tmp_path / "new.db") as db:
+        frames = [
+            decode(bytes(row[0])).message for row in db.execute("SELECT frame FROM quarantine")
+        ]
+    assert sorted(m.counts[2] for m in frames if isinstance(m, FrameCounts)) == [0, 1, 2, 3, 4, 5]
