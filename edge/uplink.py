@@ -417,7 +417,7 @@ class Uplink:
             frames = await asyncio.to_thread(
                 self.spool.peek, self._batch_budget(), tuple(self._in_flight), hellos
             )
-            if not frames and not self._in_flight and self.spool.pending:
+            if not frames and not self._in_flight and await asyncio.to_thread(self._others_wait):
                 self._regroup = True  # this Hello's frames are sent: end, announce the next
                 return
             if not frames:
@@ -437,6 +437,14 @@ class Uplink:
                 self._in_flight_bytes += len(frame)
             self.stats.sent_frames += len(frames)
             self.stats.sent_bytes += size
+
+    def _others_wait(self) -> bool:
+        """Whether frames of another Hello than this session's wait in the spool (a frame of
+        this session's own group spooled just after the read is no reason to reconnect)."""
+        if self._group is None:
+            return False
+        mine = set(self._group.hellos)
+        return any(group.hello not in mine for group in self.spool.groups())
 
     def _delivered_bps(self, now: float) -> float:
         """What the link delivers: the budget, unless acks show the link is slower."""
