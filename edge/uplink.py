@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from edge import groups
 from edge.backoff import Backoff
@@ -42,6 +40,7 @@ from edge.groups import SessionGroup
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
+from edge.uplink_stats import UplinkStats
 from shared.codec import decode, encode
 from shared.errors import DecodeError
 from shared.framing import BATCH_MAGIC, pack_batch, unpack_batch
@@ -56,29 +55,6 @@ AdaptCallback = Callable[[float], None]
 
 #: Fatal errors about a Hello's content (its codecs), not about this edge or its software.
 _GROUP_REFUSALS = frozenset({ErrorCode.UNKNOWN_CODEC, ErrorCode.CODEC_MISMATCH})
-
-
-@dataclass
-class UplinkStats:
-    state: str = "starting"  # connecting / connected / backoff / rejected / stopped
-    connects: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    last_error: str = ""
-    sent_frames: int = 0
-    sent_bytes: int = 0
-    acked_frames: int = 0
-    acked_bytes: int = 0
-    rejected_frames: int = 0
-    quarantined: int = 0  # refused by the cloud, set aside in the spool (never deleted)
-    ack_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-    codec_steps: list[dict[str, object]] = field(default_factory=list)
-    delivered_bps: float = 0.0
-
-    def snapshot(self) -> dict[str, object]:
-        out = dataclasses.asdict(self)
-        out["failures"] = dict(self.failures)
-        out.pop("ack_latency_ms")
-        return out
 
 
 class Uplink:
