@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "semcom.eval_cli:eval_",
     "demo": "semcom.demo:command",
     "sim": "semcom.sim_cli:sim",
+    "models": "semcom.models_cli:models",
 }
 
 
