@@ -24,6 +24,7 @@ from cloud.api.descriptions import (
 )
 from cloud.api.docs import add_docs_routes
 from cloud.api.errors import InvalidParameter
+from cloud.api.grouping import Grouping
 from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
 from cloud.api.query import Cameras, Classes, Cursor, From, PageSize, To
@@ -48,6 +49,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "Unknown token."},
     422: {"model": ErrorResponse, "description": "A parameter is invalid (the message names it)."},
 }
+GROUP_FORM = (
+    "track: one hit per track, its best-scoring sighting (k tracks); detection: the raw "
+    "nearest detections."
+)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such detection, or no index for the space."},
@@ -134,18 +139,28 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         tags=["search"],
     )
     async def search(request: SearchRequest) -> SearchResponse | TextSearchResponse:
-        """Similar detections, by a detection's embedding or by an image (base64 in JSON);
-        or, with `text`, descriptions holding those words (scored, best first)."""
+        """Similar detections, by a detection's embedding or by an image (base64 in JSON):
+        by default one hit per track (its best sighting; `group`), and from a detection
+        other tracks only (`exclude_own_track`); or, with `text`, descriptions holding those
+        words (scored, best first)."""
         f = request.filter
         where = make_filter(*((f.camera, f.class_, f.from_, f.to) if f else (None,) * 4))
         if request.text is not None:
             return await asyncio.to_thread(descriptions.search, request.text, request.k, where)
         if request.detection_id is not None:
             return await asyncio.to_thread(
-                service.search_detection, request.detection_id, request.k, where, request.space
+                service.search_detection,
+                request.detection_id,
+                request.k,
+                where,
+                request.space,
+                request.group,
+                request.excludes_own_track(),
             )
         data = await asyncio.to_thread(request.image_bytes)
-        return await asyncio.to_thread(service.search_image, data, request.k, where, request.space)
+        return await asyncio.to_thread(
+            service.search_image, data, request.k, where, request.space, request.group
+        )
 
     @api.post(
         "/v1/search/image",
@@ -163,13 +178,15 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         from_: Annotated[Time | None, Form(alias="from")] = None,
         to: Annotated[Time | None, Form()] = None,
         space: Annotated[str | None, Form(max_length=200)] = None,
+        group: Annotated[Grouping, Form(description=GROUP_FORM)] = "track",
     ) -> SearchResponse:
-        """Similar detections to an uploaded image (multipart/form-data, for curl)."""
+        """Similar detections to an uploaded image (multipart/form-data, for curl); one hit
+        per track by default (`group`)."""
         where = make_filter(camera, class_, from_, to)
         data = await image.read(MAX_IMAGE_BYTES + 1)
         if len(data) > MAX_IMAGE_BYTES:
             raise InvalidParameter("image", f"larger than {MAX_IMAGE_BYTES} bytes")
-        return await asyncio.to_thread(service.search_image, data, k, where, space)
+        return await asyncio.to_thread(service.search_image, data, k, where, space, group)
 
     api.include_router(build_descriptions_router(descriptions, route_class))
     for build in deps.extra_routes:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from cloud.api.grouping import MAX_CANDIDATES, Grouping
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, to_datetime
 from cloud.catalog_records import (
     CameraRecord,
@@ -292,7 +293,12 @@ class QueryFilter(BaseModel):
 
 class SearchRequest(BaseModel):
     """Exactly one of ``detection_id``, ``image`` (similar detections) and ``text``
-    (descriptions, full text)."""
+    (descriptions, full text).
+
+    Similar detections come one per track by default ("where else is this object?"), and a
+    search from a detection leaves the detection's own track out; ``group`` and
+    ``exclude_own_track`` ask for the raw nearest detections instead.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -304,6 +310,7 @@ class SearchRequest(BaseModel):
             ],
             "examples": [
                 {"detection_id": 4711, "k": 10, "filter": {"camera": [3], "class": [2]}},
+                {"detection_id": 4711, "k": 20, "group": "detection", "exclude_own_track": False},
                 {"image": "iVBORw0KGgo...", "k": 5, "filter": {"from": "2026-11-24"}},
                 {"text": "stopped truck", "k": 10, "filter": {"camera": [3]}},
             ],
@@ -327,12 +334,29 @@ class SearchRequest(BaseModel):
         "answers with scored descriptions instead of detections. The filter's class keeps "
         "descriptions that counted that class; from/to select windows overlapping them.",
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="Hits to return at most.")
+    k: int = Field(
+        10,
+        ge=1,
+        le=MAX_K,
+        description="Hits to return at most (distinct tracks when `group` is track).",
+    )
     filter: QueryFilter | None = None
     space: str | None = Field(
         None,
         max_length=200,
         description="Embedding space; default: the detection's space, or the query encoder's.",
+    )
+    group: Grouping = Field(
+        "track",
+        description="detection_id and image searches. `track`: one hit per track, its "
+        "best-scoring sighting (an untracked detection counts as its own track), k tracks; "
+        "`detection`: the raw nearest detections, several of one track.",
+    )
+    exclude_own_track: bool | None = Field(
+        None,
+        description="detection_id searches: leave out the query detection's track (and the "
+        "detection itself). Default: true when `group` is track, false when it is detection "
+        "(raw hits: the query itself first, near 1).",
     )
 
     @model_validator(mode="after")
@@ -345,7 +369,20 @@ class SearchRequest(BaseModel):
             )
         if self.text is not None and self.space is not None:
             raise ValueError("space applies to detection_id and image searches, not text")
+        if self.text is not None and "group" in self.model_fields_set:
+            raise ValueError("group applies to detection_id and image searches, not text")
+        if self.detection_id is None and self.exclude_own_track is not None:
+            raise ValueError(
+                "exclude_own_track applies to detection_id searches only "
+                "(an image or a text query has no track)"
+            )
         return self
+
+    def excludes_own_track(self) -> bool:
+        """Whether a detection_id search leaves its own track out (the documented default)."""
+        if self.exclude_own_track is not None:
+            return self.exclude_own_track
+        return self.group == "track"
 
     @field_validator("image")
     @classmethod
@@ -388,12 +425,33 @@ def decode_image_field(value: str) -> bytes:
 
 class Hit(_Out):
     score: float = Field(description="Cosine similarity to the query, -1 to 1.")
-    detection: Detection
+    track_id: int | None = Field(
+        description="The hit's track (/v1/tracks/{id}); null: an untracked detection."
+    )
+    sightings: int = Field(
+        description="group=track: detections of this track among the nearest candidates "
+        "fetched (`candidates`), the hit being the best of them; a lower bound on the track's "
+        "matches. 1 for an untracked detection and for group=detection."
+    )
+    detection: Detection = Field(description="The hit (with group=track: the best sighting).")
 
 
 class SearchResponse(_Out):
     space: str = Field(description="The embedding space searched.")
     random_init_encoder: bool = Field(
         description="The space's encoder has untrained weights: scores mean nothing."
+    )
+    group: Grouping = Field(
+        description="track: one hit per track (its best sighting); detection: raw hits."
+    )
+    excluded_track: int | None = Field(
+        description="The query detection's track, left out of the hits; null: none was."
+    )
+    excluded_detection: int | None = Field(
+        description="The query detection, left out of the hits; null: it may be a hit."
+    )
+    candidates: int = Field(
+        description="Nearest detections fetched from the index to form the hits (grouping "
+        f"over-fetches until k tracks are found, at most {MAX_CANDIDATES})."
     )
     hits: list[Hit] = Field(description="Best first.")

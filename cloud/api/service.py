@@ -16,9 +16,10 @@ from numpy.typing import NDArray
 from cloud.api import schemas
 from cloud.api.deps import ApiDeps
 from cloud.api.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from cloud.api.grouping import Exclusion, Grouping, nearest_groups
 from cloud.api.images import ImageError, decode_image
 from cloud.catalog_records import EmbeddingRecord, InvalidCursor
-from cloud.index.base import SearchFilter
+from cloud.index.base import Hit, SearchFilter
 from cloud.index.errors import BackendUnavailable, IndexClosed, IndexProblem
 from shared.errors import CodecError, UnknownCodec
 from shared.vectors import VectorCodec
@@ -113,9 +114,16 @@ class QueryService:
     # ---------------------------------------------------------------- search
 
     def search_detection(
-        self, detection_id: int, k: int, where: SearchFilter | None, space: str | None
+        self,
+        detection_id: int,
+        k: int,
+        where: SearchFilter | None,
+        space: str | None,
+        group: Grouping = "track",
+        exclude_own_track: bool = True,
     ) -> schemas.SearchResponse:
-        """Detections that look like detection ``detection_id`` (itself included, near 1)."""
+        """Detections that look like detection ``detection_id``: with ``exclude_own_track``
+        other objects only (its track and itself left out), else itself first, near 1."""
         stored = self.catalog.embedding(detection_id)
         if stored is None:
             if self.catalog.detection(detection_id) is None:
@@ -139,10 +147,20 @@ class QueryService:
                 f"the embedding of detection {detection_id} does not decode: {exc}",
                 code="codec_unavailable",
             ) from None
-        return self._search(stored.space, _unit(vectors), k, where)
+        exclude = Exclusion()
+        if exclude_own_track:
+            query = self.catalog.detection(detection_id)
+            track_id = None if query is None else query.track_id
+            exclude = Exclusion(track_id=track_id, detection_id=detection_id)
+        return self._search(stored.space, _unit(vectors), k, where, group, exclude)
 
     def search_image(
-        self, data: bytes, k: int, where: SearchFilter | None, space: str | None
+        self,
+        data: bytes,
+        k: int,
+        where: SearchFilter | None,
+        space: str | None,
+        group: Grouping = "track",
     ) -> schemas.SearchResponse:
         """Detections that look like the object in a PNG/JPEG image (embedded here)."""
         encoder = self.deps.query_encoder
@@ -157,7 +175,8 @@ class QueryService:
             image = decode_image(data)
         except ImageError as exc:
             raise InvalidParameter("image", str(exc), code="invalid_image") from None
-        return self._search(encoder.space, _unit(encoder.embed([image])), k, where)
+        vectors = _unit(encoder.embed([image]))
+        return self._search(encoder.space, vectors, k, where, group, Exclusion())
 
     def _codec(self, stored: EmbeddingRecord) -> VectorCodec:
         """The codec of a stored code; built-in codecs are created from the catalog's record
@@ -177,13 +196,24 @@ class QueryService:
             ) from None
 
     def _search(
-        self, space: str, vectors: NDArray[np.float32], k: int, where: SearchFilter | None
+        self,
+        space: str,
+        vectors: NDArray[np.float32],
+        k: int,
+        where: SearchFilter | None,
+        group: Grouping,
+        exclude: Exclusion,
     ) -> schemas.SearchResponse:
+        """The k best groups of one query vector (see :mod:`cloud.api.grouping`)."""
         searcher = self.deps.searcher
         if space not in searcher.spaces():
             raise NotFound(f"no index for embedding space {space!r}", code="unknown_space")
+
+        def fetch(n: int) -> list[Hit]:
+            return searcher.search(space, vectors, n, where)[0]
+
         try:
-            hits = searcher.search(space, vectors, k, where)[0]
+            found = nearest_groups(fetch, self.catalog.detections_by_ids, k, group, exclude)
         except KeyError:  # the index dropped the space since the check above
             raise NotFound(
                 f"no index for embedding space {space!r}", code="unknown_space"
@@ -192,14 +222,21 @@ class QueryService:
             raise Unavailable(f"the index is not available: {exc}") from None
         except IndexProblem as exc:  # e.g. a query of another width than the space's
             raise Conflict(f"the index refused the query: {exc}", code="index_error") from None
-        found = {d.id: d for d in self.catalog.detections_by_ids([h.id for h in hits])}
         return schemas.SearchResponse(
             space=space,
             random_init_encoder=self._random_init(space),
+            group=group,
+            excluded_track=exclude.track_id,
+            excluded_detection=exclude.detection_id,
+            candidates=found.candidates,
             hits=[
-                schemas.Hit(score=h.score, detection=schemas.Detection.of(found[h.id]))
-                for h in hits
-                if h.id in found  # an index may briefly hold rows retention just deleted
+                schemas.Hit(
+                    score=h.score,
+                    track_id=h.detection.track_id,
+                    sightings=h.sightings,
+                    detection=schemas.Detection.of(h.detection),
+                )
+                for h in found.hits
             ],
         )
 

@@ -28,7 +28,8 @@ from tests.cloud.api_fixtures import (
 
 def test_search_by_detection_finds_itself_first(api: httpx.Client, world: World) -> None:
     for det_id, min_score in ((1, 0.999), (3, 0.99)):  # f16 and int8 codes
-        body = api.post("/v1/search", json={"detection_id": det_id, "k": 5}).json()
+        request = {"detection_id": det_id, "k": 5, "group": "detection"}  # raw: itself included
+        body = api.post("/v1/search", json=request).json()
         assert body["space"] == world.embedded[det_id]
         assert body["random_init_encoder"] is (body["space"] == SPACE_A)
         hits = body["hits"]
@@ -45,6 +46,7 @@ def test_search_filters_hold_for_every_hit(api: httpx.Client, world: World) -> N
         "detection_id": 1,
         "k": 100,
         "filter": {"camera": [2], "class": [2, 7], "from": "2026-11-24T10:00:05Z"},
+        "group": "detection",
     }
     body = api.post("/v1/search", json=request).json()
     where = SearchFilter(cameras=(2,), classes=(2, 7), from_us=BASE_US + 5_000_000)
