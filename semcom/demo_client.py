@@ -73,8 +73,11 @@ class CloudClient:
                 break
         return items
 
-    def search(self, detection_id: int, k: int) -> httpx.Response:
-        return self._call("POST", "/v1/search", json={"detection_id": detection_id, "k": k})
+    def search(self, detection_id: int, k: int, group: str = "track") -> httpx.Response:
+        """``POST /v1/search`` by a detection: with ``group="track"`` (the API's default) one
+        hit per other track, the query's own track left out; ``"detection"``: raw hits."""
+        body = {"detection_id": detection_id, "k": k, "group": group}
+        return self._call("POST", "/v1/search", json=body)
 
     def image(self, detection_id: int) -> httpx.Response:
         return self._call("GET", IMAGE_ROUTE.format(detection_id=detection_id))
@@ -130,16 +133,16 @@ def pick_query(detections: list[dict[str, Any]]) -> dict[str, Any] | None:
 def search_example(
     client: CloudClient, query: dict[str, Any], k: int = 5, wait_s: float = 20.0
 ) -> dict[str, Any]:
-    """``POST /v1/search`` by ``query``'s id; waits for the index to catch up (it indexes
-    committed vectors in the background). The query itself is left out of the hits."""
+    """``POST /v1/search`` by ``query``'s id: the best sighting of each of up to ``k`` other
+    tracks (the cloud leaves the query's own track out). Waits for the index to catch up (it
+    indexes committed vectors in the background) while no hit comes back."""
     deadline = time.monotonic() + wait_s
     while True:
-        response = client.search(int(query["id"]), k + 1)
+        response = client.search(int(query["id"]), k)
         if response.is_success:
             body: dict[str, Any] = response.json()
-            hits = [h for h in body["hits"] if h["detection"]["id"] != query["id"]][:k]
-            if hits or time.monotonic() >= deadline:
-                return {**body, "hits": hits, "query": query}
+            if body["hits"] or time.monotonic() >= deadline:
+                return {**body, "query": query}
         elif response.status_code != 404 or time.monotonic() >= deadline:
             raise DemoCloudError(
                 f"POST /v1/search: HTTP {response.status_code}: {error_message(response)}"

@@ -50,7 +50,8 @@ def query_cloud(
         stats = client.get("/v1/stats")
         tracks = tracks_by_class(client, edge.class_names)
         query = pick_query(tracks.detections)
-        search = _search(client, query, edge.class_names)
+        encoders = {s["name"]: s["encoder"] for s in stats.get("spaces", [])}
+        search = search_section(client, query, edge.class_names, encoders)
         descriptions = _descriptions(client, plan, describe_wait_s, echo)
         decoder = _decoder(client, plan, query, save_dir)
     finally:
@@ -86,9 +87,15 @@ def _class(names: dict[int, str], class_id: int) -> str:
     return names.get(class_id, f"class {class_id}")
 
 
-def _search(
-    client: CloudClient, query: dict[str, Any] | None, names: dict[int, str]
+def search_section(
+    client: CloudClient,
+    query: dict[str, Any] | None,
+    names: dict[int, str],
+    encoders: dict[str, str],
 ) -> dict[str, Any]:
+    """The summary's example search: other tracks that look like ``query``, each hit labelled
+    with its class, track and matching sightings, and the encoder (``encoders``: space name
+    -> encoder, from /v1/stats) whose vectors made them."""
     if query is None:
         return {"error": "no detection with an embedding was stored: nothing to search with"}
     try:
@@ -97,6 +104,9 @@ def _search(
         return {"error": str(exc)}
     return {
         "k": SEARCH_K,
+        "group": result["group"],
+        "excluded_track": result["excluded_track"],
+        "encoder": encoders.get(result["space"]),
         "space": result["space"],
         "random_init_encoder": result["random_init_encoder"],
         "query": {
@@ -110,7 +120,8 @@ def _search(
                 "score": round(float(h["score"]), 4),
                 "id": h["detection"]["id"],
                 "class": _class(names, int(h["detection"]["class_id"])),
-                "track_id": h["detection"]["track_id"],
+                "track_id": h["track_id"],
+                "sightings": h["sightings"],
                 "time": h["detection"]["time"],
             }
             for h in result["hits"]

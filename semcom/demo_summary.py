@@ -8,6 +8,7 @@ frames encoded with libx264 (:mod:`sim.media`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -166,7 +167,7 @@ def render_text(s: dict[str, Any]) -> str:
     add("")
     _render_descriptions(s["descriptions"], add)
     add("")
-    _render_search(s["search"], add)
+    render_search(s["search"], add)
     d = s["decoder"]
     add(f"decoder      {d['status']}")
     add("")
@@ -194,23 +195,30 @@ def _render_descriptions(d: dict[str, Any], add: Any) -> None:
         add(f"  ... {len(d['items']) - SHOWN_DESCRIPTIONS} more (--json, or GET /v1/descriptions)")
 
 
-def _render_search(sr: dict[str, Any], add: Any) -> None:
+def _track(track_id: int | None) -> str:
+    return "untracked" if track_id is None else f"track {track_id}"
+
+
+def render_search(sr: dict[str, Any], add: Callable[[str], object]) -> None:
+    """The example search: which query, which encoder's vectors, one line per hit."""
     if "error" in sr:
         add(f"search       {sr['error']}")
         add("")
         return
     q = sr["query"]
     note = "  (RANDOM-INIT: scores mean nothing)" if sr.get("random_init_encoder") else ""
-    add(
-        f'search       POST /v1/search {{"detection_id": {q["id"]}, "k": {sr["k"]}}}'
-        f"  ({q['class']} of track {q['track_id']}; space {sr['space']}){note}"
-    )
+    add(f'search       POST /v1/search {{"detection_id": {q["id"]}, "k": {sr["k"]}}}')
+    grouping = "one hit per track" if sr["group"] == "track" else "raw detections"
+    if sr["excluded_track"] is not None:
+        grouping += f", its own track {sr['excluded_track']} left out"
+    add(f"  query      {q['class']}, {_track(q['track_id'])}, detection {q['id']} ({grouping})")
+    add(f"  made by    encoder {sr['encoder'] or 'unknown'}, space {sr['space']}{note}")
     for hit in sr["hits"]:
-        same = "  same track" if hit["track_id"] == q["track_id"] else ""
         add(
-            f"  {hit['score']:.3f}  detection {hit['id']:>6}  {hit['class']:<12} "
-            f"track {hit['track_id']}  {str(hit['time'])[11:23]}{same}"
+            f"  {hit['score']:.3f}  {hit['class']:<12} {_track(hit['track_id']):<12} "
+            f"{hit['sightings']:>3} sighting(s), best: detection {hit['id']} at "
+            f"{str(hit['time'])[11:23]}"
         )
     if not sr["hits"]:
-        add("  no other detection in the index")
+        add("  no other track in the index")
     add("")

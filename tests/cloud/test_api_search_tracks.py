@@ -33,10 +33,14 @@ from cloud.encoder import QueryEncoder
 from cloud.index.base import Hit, IndexSettings, SearchFilter
 from cloud.indexer import Indexer
 from cloud.metrics import CloudMetrics
+from semcom.demo_client import CloudClient
+from semcom.demo_query import search_section
+from semcom.demo_summary import render_search
 from shared.vectors import CodecSet, VectorCodec, create_codec, fingerprint
 from tests.cloud.api_fixtures import (
     BASE_US,
     DIGESTS,
+    TOKEN,
     LiveServer,
     client,
     error_of,
@@ -350,6 +354,29 @@ def test_grouping_options_are_checked(api: httpx.Client) -> None:
     spec = api.get("/openapi.json").json()["components"]["schemas"]
     assert "track" in spec["SearchRequest"]["properties"]["group"]["description"]
     assert set(spec["Hit"]["required"]) >= {"track_id", "sightings"}
+
+
+def test_the_demo_search_names_class_track_and_encoder(served: Served) -> None:
+    client = CloudClient(served.url, TOKEN)
+    try:
+        query = {"id": QUERY, "class_id": 2, "track_id": 1, "time": "2026-11-24T10:00:00Z"}
+        names, encoders = {2: "car", 7: "truck"}, {SPACE: "synthetic"}
+        section = search_section(client, query, names, encoders)
+    finally:
+        client.close()
+    assert (section["group"], section["excluded_track"]) == ("track", 1)
+    assert (section["encoder"], section["space"]) == ("synthetic", SPACE)
+    hits = [(h["class"], h["track_id"], h["sightings"]) for h in section["hits"]]
+    assert hits == [("car", 2, 80), ("car", 3, 4), ("truck", None, 1), ("truck", 4, 4),
+                    ("car", 5, 4)]  # fmt: skip
+    lines: list[str] = []
+    render_search(section, lines.append)
+    text = "\n".join(lines)
+    assert "car, track 1, detection 1 (one hit per track, its own track 1 left out)" in text
+    assert "encoder synthetic, space synthetic-32" in text
+    assert "RANDOM-INIT" not in text
+    assert "car          track 2       80 sighting(s), best: detection 61" in text
+    assert "truck        untracked      1 sighting(s)" in text
 
 
 def test_over_fetching_stops_at_the_cap() -> None:
