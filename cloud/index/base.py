@@ -124,7 +124,7 @@ class IndexSettings:
     qdrant_replicas: int = 1  # replication_factor of new collections
     # Drop what is stored for the space when opening (a rebuild from the catalog follows).
     recreate: bool = False
-    # faiss index structure. auto: exact Flat up to flat_max vectors, IVF-Flat above.
+    # faiss index structure. auto: exhaustive Flat up to flat_max vectors, IVF above (fp16).
     kind: IndexKind = "auto"
     flat_max: int = 20_000
     nlist: int | None = None  # IVF lists; None: sized from the count (and retrained as it grows)

@@ -1,9 +1,12 @@
 """The embedded vector index: faiss, one per embedding space, persisted beside the catalog.
 
-Structure (``IndexSettings.kind``; details in :mod:`cloud.index.faiss_ops`):
+Structure (``IndexSettings.kind``; details in :mod:`cloud.index.faiss_ops`). Every structure
+stores its vectors as float16, and so do the columns beside it (exact filtered search,
+retraining, persistence): about 2 x 2 bytes a dimension per vector (3.1 KB at 768 dims), half
+of float32.
 
-- ``auto`` (default): an exact Flat index up to ``flat_max`` live vectors. Crossing it trains
-  an IVF-Flat index on a sample of what is stored and moves every vector into it. IVF, not
+- ``auto`` (default): an exhaustive Flat index up to ``flat_max`` live vectors. Crossing it
+  trains an IVF index on a sample of what is stored and moves every vector into it. IVF, not
   HNSW, because ingest needs fast inserts: an IVF insert is one quantiser search (~200k
   vectors/s at 1024 lists x 384 dims on two cores), an HNSW insert a graph update (~1.3k/s
   at 100k x 384).
@@ -59,7 +62,7 @@ from cloud.index.rwlock import RWLock
 
 logger = logging.getLogger(__name__)
 
-KIND_NAMES = {"flat": "flat", "ivf": "ivf_flat", "hnsw": "hnsw_flat"}
+KIND_NAMES = {"flat": "flat_fp16", "ivf": "ivf_fp16", "hnsw": "hnsw_fp16"}
 
 
 def wanted(
@@ -168,7 +171,7 @@ class FaissIndex:
             if chosen.route == "empty" or not len(q):
                 return [[] for _ in range(len(q))]
             if chosen.route == "exact":
-                scores, found = ops.exact(q, k, cand.positions(), cols.storage, cols.n)
+                scores, found = ops.exact(q, k, cand.positions(), cols.vectors)
                 return _hits(scores, found, cols.ids)
             call = ops.Prepared(chosen, self._kind, cand, cols.n)
             scores, found = call.search(self._faiss, q, k)
@@ -178,7 +181,7 @@ class FaissIndex:
             short = [i for i, row in enumerate(hits) if len(row) < min(k, cand.count)]
             if short and where is not None:
                 self._fallbacks += len(short)
-                scores, found = ops.exact(q[short], k, cand.positions(), cols.storage, cols.n)
+                scores, found = ops.exact(q[short], k, cand.positions(), cols.vectors)
                 for i, row in zip(short, _hits(scores, found, cols.ids), strict=True):
                     hits[i] = row
             return hits
@@ -272,7 +275,7 @@ class FaissIndex:
             cols, index = self._columns, self._faiss
         if chosen.route == "exact":
             positions = cand.positions()
-            return chosen, lambda q: ops.exact(q, k, positions, cols.storage, cols.n)
+            return chosen, lambda q: ops.exact(q, k, positions, cols.vectors)
         prepared = ops.Prepared(chosen, self._kind, cand, cols.n)
         return chosen, lambda q: prepared.search(index, q, k)
 
@@ -391,7 +394,12 @@ def _hits(scores: F32, found: I64, ids: I64) -> list[list[Hit]]:
         out.append(
             [
                 Hit(int(i), float(s))
-                for i, s in zip(ids[row[valid]].tolist(), row_scores[valid].tolist(), strict=True)
+                # float16 storage rounds a cosine by ~1e-4: keep it within [-1, 1]
+                for i, s in zip(
+                    ids[row[valid]].tolist(),
+                    np.clip(row_scores[valid], -1.0, 1.0).tolist(),
+                    strict=True,
+                )
             ]
         )
     return out
@@ -403,7 +411,9 @@ def _faiss_bytes(index: Any, kind: Structure, dim: int) -> int:
         return 0
     n = int(index.ntotal)
     if kind == "ivf":
-        return n * (4 * dim + 8) + ops.nlist_of(index) * 4 * dim
+        ivf = ops.faiss.extract_index_ivf(index)
+        return n * (int(ivf.code_size) + 8) + ops.nlist_of(index) * 4 * dim
     if kind == "hnsw":
-        return n * (4 * dim + 2 * 4 * int(index.hnsw.nb_neighbors(0)))
-    return n * 4 * dim
+        per_vector = int(index.storage.sa_code_size())
+        return n * (per_vector + 2 * 4 * int(index.hnsw.nb_neighbors(0)))
+    return n * int(index.sa_code_size())

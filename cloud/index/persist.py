@@ -6,7 +6,8 @@ directory per space::
 
     manifest.json            the commit point: everything else is named from here
     seg-<layout>-<start>.npz rows [start, start + n) of one layout: ids, cameras, classes,
-                             ts_us, vectors (append-only)
+                             ts_us, vectors (float16; earlier versions wrote float32, which
+                             still loads) (append-only)
     alive-<uuid>.npy         the tombstone flags of every row (1 bit per row, packed)
     structure-<uuid>.faiss   IVF: the trained, empty index (centroids only); HNSW: the graph
 
@@ -149,7 +150,7 @@ def read_columns(directory: Path, manifest: Manifest) -> Columns:
             with np.load(directory / name, allow_pickle=False) as seg:
                 batch = Batch(
                     ids=seg["ids"].astype(np.int64),
-                    vectors=np.ascontiguousarray(seg["vectors"], dtype=np.float32),
+                    vectors=seg["vectors"],  # float16; float32 in files of earlier versions
                     cameras=seg["cameras"].astype(np.int32),
                     classes=seg["classes"].astype(np.int32),
                     ts_us=seg["ts_us"].astype(np.int64),
@@ -245,7 +246,7 @@ def load(directory: Path, space: str, dim: int) -> Loaded | None:
         index = ops.new_flat(dim)
         ops.fill(index, cols)
     elif manifest.kind == "ivf" and stored is not None:
-        index = stored
+        index = ops.trained_empty(stored)  # fp16 lists, also for an IVF-Flat saved earlier
         ops.fill(index, cols)
     elif manifest.kind == "hnsw" and stored is not None and stored.ntotal == cols.n:
         index = stored

@@ -3,8 +3,8 @@
 A filter is evaluated first (:mod:`cloud.index.columns`), so its candidate count is known
 before searching. Two ways to answer:
 
-- **exact**: score every candidate (faiss ``knn_inner_products_by_idx`` over the stored
-  vectors, no copy); recall 1, cost ~ candidates x dim.
+- **exact**: score every candidate (the stored float16 rows gathered and widened a chunk at a
+  time, one matrix product each); recall 1, cost ~ candidates x dim.
 - **index**: search the faiss index with the candidates as an ``IDSelector``. For IVF the
   selector is tested on every entry of the probed lists and only matching entries are scored,
   so a selective filter leaves few matches in the usual ``nprobe`` lists and recall drops. The

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,6 +86,40 @@ def ids_of(hits: list[list[object]]) -> list[list[int]]:
     return [[h.id for h in row] for row in hits]  # type: ignore[attr-defined]
 
 
+# The faiss backend stores float16 vectors: scores differ from float32 ones by ~1e-4, so two
+# candidates closer than that may swap places. Equal up to such swaps: same length, every id
+# admitted by the filter, and the true (float32) scores of the hits those of the best k.
+TIE_TOLERANCE = 2e-3
+
+
+def assert_matches_brute(
+    hits: list[list[Any]],
+    d: Data,
+    queries: np.ndarray,
+    k: int,
+    where: SearchFilter | None,
+    alive: np.ndarray | None,
+) -> None:
+    expected = brute(d, queries, k, where, alive)
+    got = ids_of(hits)
+    assert [len(row) for row in got] == [len(row) for row in expected]
+    x = d.vectors / np.linalg.norm(d.vectors, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    position = {int(i): p for p, i in enumerate(d.ids)}
+    allowed = set(d.ids[np.flatnonzero(filter_mask(where, d.cameras, d.classes, d.ts))].tolist())
+    if alive is not None:
+        allowed &= set(d.ids[alive].tolist())
+    for qi, (row, want) in enumerate(zip(got, expected, strict=True)):
+        assert set(row) <= allowed
+        assert len(set(row)) == len(row)
+        true_got = np.sort([float(q[qi] @ x[position[i]]) for i in row])
+        true_want = np.sort([float(q[qi] @ x[position[i]]) for i in want])
+        np.testing.assert_allclose(true_got, true_want, atol=TIE_TOLERANCE)
+        # Each hit's reported score is its cosine (within the storage's rounding).
+        for hit in hits[qi]:
+            assert abs(hit.score - float(q[qi] @ x[position[hit.id]])) < TIE_TOLERANCE
+
+
 def queries(n: int = 4, seed: int = 99) -> np.ndarray:
     return make_data(n, seed).vectors
 
@@ -146,7 +181,7 @@ def test_search_matches_brute_force(built: tuple[VectorIndex, Data], name: str) 
     index, d = built
     q = queries()
     got = index.search(q, 10, FILTERS[name])
-    assert ids_of(got) == brute(d, q, 10, FILTERS[name], None)
+    assert_matches_brute(got, d, q, 10, FILTERS[name], None)
     for row in got:
         scores = [h.score for h in row]
         assert scores == sorted(scores, reverse=True)
@@ -174,7 +209,7 @@ def test_k_larger_than_candidates(built: tuple[VectorIndex, Data]) -> None:
     where = SearchFilter(cameras=(2,), classes=(3,), from_us=T0, to_us=T0 + 150_000)
     expected = brute(d, queries(2), 500, where, None)
     assert 0 < len(expected[0]) < 50
-    assert ids_of(index.search(queries(2), 500, where)) == expected
+    assert_matches_brute(index.search(queries(2), 500, where), d, queries(2), 500, where, None)
 
 
 def test_zero_queries_and_scores_are_cosines(built: tuple[VectorIndex, Data]) -> None:
@@ -204,7 +239,7 @@ def test_remove_before_and_remove(fresh: tuple[str, IndexSettings, Data]) -> Non
     assert index.remove_before(cutoff) == 0
     q = queries()
     for where in (None, SearchFilter(cameras=(3,)), WINDOW):
-        assert ids_of(index.search(q, 10, where)) == brute(d, q, 10, where, alive)
+        assert_matches_brute(index.search(q, 10, where), d, q, 10, where, alive)
     index.close()
 
 
@@ -229,9 +264,11 @@ def test_persistence_round_trip(fresh: tuple[str, IndexSettings, Data]) -> None:
         after = again.search(q, 10, where)
         assert ids_of(after) == ids_of(hits)
         scores = np.array([[h.score for h in row] for row in hits])
-        assert np.allclose([[h.score for h in row] for row in after], scores, atol=1e-6)
+        got = np.array([[h.score for h in row] for row in after])
+        # The same float16 rows; faiss's and numpy's sums may round differently (~1e-5).
+        assert np.abs(got - scores).max() < 1e-4
     alive = ~np.isin(d.ids, removed)
-    assert ids_of(again.search(q, 10)) == brute(d, q, 10, None, alive)
+    assert_matches_brute(again.search(q, 10), d, q, 10, None, alive)
     again.add(*d.rows(slice(len(d) - 5, None)))  # already indexed: kept once
     assert len(again) == size
     more = make_data(len(d) + 10, seed=1)
@@ -343,7 +380,7 @@ def test_ids_in_any_order_overlapping_or_repeated_are_indexed_once(
     assert np.array_equal(index.ids(), d.ids)
     q = queries()
     for where in (None, SearchFilter(cameras=(3,)), WINDOW):
-        assert ids_of(index.search(q, 10, where)) == brute(d, q, 10, where, None)
+        assert_matches_brute(index.search(q, 10, where), d, q, 10, where, None)
     gone = np.sort(d.ids[late[:40]])  # late rows are found for removal too
     assert index.remove(gone) == 40
     alive = ~np.isin(d.ids, gone)
@@ -354,7 +391,7 @@ def test_ids_in_any_order_overlapping_or_repeated_are_indexed_once(
     index.close()
     again = open_index(settings, "vit-test-32", DIM)
     assert np.array_equal(again.ids(), d.ids)
-    assert ids_of(again.search(q, 10, WINDOW)) == brute(d, q, 10, WINDOW, None)
+    assert_matches_brute(again.search(q, 10, WINDOW), d, q, 10, WINDOW, None)
     again.add(*(col[late] for col in d.rows(slice(None))))
     assert len(again) == len(d)
     again.close()

@@ -25,7 +25,7 @@ def test_bench_index_json() -> None:
     assert (doc["n"], doc["dim"]) == (25_000, 32)
     assert "Gaussian mixture" in str(doc["vectors"])
     assert isinstance(doc["insert_per_s"], float)
-    assert doc["index"]["kind"] == "ivf_flat"  # type: ignore[index]
+    assert doc["index"]["kind"] == "ivf_fp16"  # type: ignore[index]
     queries = doc["queries"]
     assert isinstance(queries, list)
     assert [q["filter"] for q in queries] == ["none", "1%", "10%", "0.1%"]
@@ -42,5 +42,5 @@ def test_bench_index_on_a_file_of_embeddings(tmp_path: Path) -> None:
     doc = bench("--vectors", str(tmp_path / "emb.npy"), "--n", "100000", "--dim", "16")
     assert doc["n"] == 2_960  # the rest are held-out queries
     assert str(doc["vectors"]).startswith("file emb.npy")
-    assert doc["index"]["kind"] == "flat"  # type: ignore[index]
+    assert doc["index"]["kind"] == "flat_fp16"  # type: ignore[index]
     assert all(q["recall_at_10"] == 1.0 for q in doc["queries"])  # type: ignore[attr-defined]

@@ -15,7 +15,15 @@ from cloud.index.batch import space_key
 from cloud.index.faiss_index import FaissIndex, wanted
 from cloud.index.faiss_ops import nlist_for
 from cloud.index.planner import Shape, plan
-from tests.cloud.test_index import DIM, T0, Data, brute, fill, ids_of, make_data, queries
+from tests.cloud.test_index import (
+    DIM,
+    T0,
+    Data,
+    assert_matches_brute,
+    fill,
+    make_data,
+    queries,
+)
 
 
 def test_auto_grows_flat_to_ivf_retrains_and_shrinks_back(tmp_path: Path) -> None:
@@ -26,12 +34,12 @@ def test_auto_grows_flat_to_ivf_retrains_and_shrinks_back(tmp_path: Path) -> Non
     assert index.structure == "flat"
     index.add(*d.rows(slice(3_000, 3_001)))  # crosses flat_max: trained on what is stored
     info = index.describe()
-    assert (info["kind"], info["nlist"], info["trained_at"]) == ("ivf_flat", 64, 3_001)
+    assert (info["kind"], info["nlist"], info["trained_at"]) == ("ivf_fp16", 64, 3_001)
     fill(index, Data(*d.rows(slice(3_001, None))), batch=1_000)
     info = index.describe()  # 2 x 64^2 = 8192 vectors: nlist doubles
     assert (info["nlist"], info["trained_at"], info["rebuilds"]) == (128, 9_000, 2)
     q = queries()
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, None)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, None)
     index.save()
     index.close()
 
@@ -41,7 +49,7 @@ def test_auto_grows_flat_to_ivf_retrains_and_shrinks_back(tmp_path: Path) -> Non
     index.remove_before(cutoff)  # below flat_max / 2: back to exact Flat
     assert index.structure == "flat"
     alive = d.ts >= cutoff
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, alive)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, alive)
     index.close()
 
 
@@ -94,7 +102,7 @@ def test_ivf_filtered_routes_agree_with_brute_force() -> None:
     }
     for route, where in cases.items():
         assert index.explain(where).route == route.split("-")[0]
-        assert ids_of(index.search(q, 10, where)) == brute(d, q, 10, where, None)
+        assert_matches_brute(index.search(q, 10, where), d, q, 10, where, None)
     index.close()
 
 
@@ -112,7 +120,7 @@ def test_anti_correlated_filter_falls_back_to_exact() -> None:
     q = (a + 0.3 * rng.standard_normal((3, DIM))).astype(np.float32)
     where = SearchFilter(cameras=(2,))
     assert index.explain(where).route == "index"
-    assert ids_of(index.search(q, 10, where)) == brute(d, q, 10, where, None)
+    assert_matches_brute(index.search(q, 10, where), d, q, 10, where, None)
     assert index.describe()["exact_fallbacks"] == 3
     index.close()
 
@@ -130,7 +138,7 @@ def test_late_capture_times_still_filter_right() -> None:
         SearchFilter(to_us=T0 + 102_500),
         SearchFilter(cameras=(1,), to_us=T0 + 120_000),
     ):
-        assert ids_of(index.search(q, 20, where)) == brute(d, q, 20, where, None)
+        assert_matches_brute(index.search(q, 20, where), d, q, 20, where, None)
     index.close()
 
 
@@ -145,23 +153,22 @@ def test_tombstones_and_compaction(kind: Literal["flat", "hnsw"], tmp_path: Path
     alive &= ~np.isin(d.ids, gone)
     assert index.describe()["removed_not_compacted"] == len(gone)
     q = queries()
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, alive)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, alive)
     index.save()  # tombstones and the structure are saved: the same answers after reopening
     index.close()
     index = FaissIndex("vit-test-32", DIM, settings)
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, alive)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, alive)
     index.remove_before(int(d.ts[400]))  # past 30 %: compacted
     alive &= d.ts >= int(d.ts[400])
     assert index.describe()["removed_not_compacted"] == 0
     assert len(index) == alive.sum()
-    assert ids_of(index.search(q, 10, SearchFilter(cameras=(2,)))) == brute(
-        d, q, 10, SearchFilter(cameras=(2,)), alive
-    )
+    where = SearchFilter(cameras=(2,))
+    assert_matches_brute(index.search(q, 10, where), d, q, 10, where, alive)
     index.save()  # new positions: every row written again, the old files swept
     index.close()
     index = FaissIndex("vit-test-32", DIM, settings)
     assert len(index) == alive.sum()
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, alive)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, alive)
     assert len(list((tmp_path / space_key("vit-test-32")).glob("seg-*"))) == 1
     index.close()
 
@@ -192,7 +199,7 @@ def test_searches_while_adding_and_retraining() -> None:
     assert not errors
     assert index.describe()["rebuilds"] == 2
     q = queries()
-    assert ids_of(index.search(q, 10)) == brute(d, q, 10, None, None)
+    assert_matches_brute(index.search(q, 10), d, q, 10, None, None)
     index.close()
 
 
@@ -208,3 +215,56 @@ def test_space_keys_are_safe_and_distinct() -> None:
     assert len(keys) == 5
     assert all(k.replace("-", "").replace("_", "").replace(".", "").isalnum() for k in keys)
     assert not any(k.startswith(".") for k in keys)
+
+
+def test_vectors_are_held_once_per_side_as_float16() -> None:
+    """~2 x 2 bytes a dimension per vector (columns + faiss), not 2 x 4 (float32 twice)."""
+    dim, n = 768, 3_000
+    d = make_data(n, dim=dim)
+    for kind in ("flat", "ivf"):
+        index = FaissIndex("vit-test-768", dim, IndexSettings(kind=kind))
+        fill(index, d, batch=1_000)
+        info = index.describe()
+        assert str(info["kind"]).endswith("_fp16")
+        per_vector = int(info["memory_bytes"]) / n  # type: ignore[call-overload]
+        # columns: 2 x 768 + ids and attributes; faiss: 2 x 768 (+ 8 B id, centroids for IVF)
+        assert 2 * 2 * dim < per_vector < 2 * 2 * dim + 400, (kind, per_vector)
+        index.close()
+
+
+def test_an_index_saved_with_float32_vectors_and_an_ivf_flat_still_loads(
+    tmp_path: Path,
+) -> None:
+    """Files written before the float16 storage: float32 segments, an IndexIVFFlat."""
+    from cloud.index.faiss_ops import faiss
+
+    settings = IndexSettings(path=tmp_path, kind="ivf")
+    d = make_data(4_000)
+    index = FaissIndex("vit-test-32", DIM, settings)
+    fill(index, d, batch=1_000)
+    index.save()
+    index.close()
+    directory = tmp_path / space_key("vit-test-32")
+    for seg in directory.glob("seg-*.npz"):
+        with np.load(seg) as arrays:
+            columns = {name: arrays[name] for name in arrays.files}
+        assert columns["vectors"].dtype == np.float16
+        columns["vectors"] = columns["vectors"].astype(np.float32)
+        with open(seg, "wb") as f:
+            np.savez(f, **columns)
+    (structure,) = directory.glob("structure-*.faiss")
+    saved = faiss.read_index(str(structure))
+    ivf = faiss.extract_index_ivf(saved)
+    old = faiss.IndexIVFFlat(
+        faiss.clone_index(ivf.quantizer), DIM, ivf.nlist, faiss.METRIC_INNER_PRODUCT
+    )
+    faiss.write_index(old, str(structure))
+    # Every list probed: the search is exhaustive, so it must match brute force.
+    again = FaissIndex("vit-test-32", DIM, IndexSettings(path=tmp_path, kind="ivf", nprobe=4_096))
+    assert len(again) == len(d)
+    assert again.describe()["kind"] == "ivf_fp16"
+    q = queries()
+    assert_matches_brute(again.search(q, 10), d, q, 10, None, None)
+    where = SearchFilter(cameras=(1,))
+    assert_matches_brute(again.search(q, 10, where), d, q, 10, where, None)
+    again.close()
