@@ -9,15 +9,28 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from cloud.decoder.config import DecoderConfig
 from cloud.describe.config import DescriberConfig
 from shared import limits, settings
 from shared.framing import BATCH_MAGIC
 from shared.messages import ID_PATTERN
+from shared.timm_encoder import check_model_kwargs
 
 ENV_PREFIX = "SEMCOM_CLOUD__"
 #: One frame of the largest size in a batch (magic and a 3-byte length), in bytes.
@@ -86,13 +99,57 @@ class IndexConfig(_Model):
     )
 
 
+def _split_commas(value: Any) -> Any:
+    """``"0.5,0.5,0.5"`` (a flag or an environment variable) -> a list of three strings."""
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+
+
+def _positive(values: tuple[float, float, float]) -> tuple[float, float, float]:
+    if min(values) <= 0:
+        raise ValueError("every std value must be > 0")
+    return values
+
+
+_Triple = Annotated[tuple[float, float, float], BeforeValidator(_split_commas)]
+
+
+class PreprocessConfig(_Model):
+    """Overrides of the model's timm data config, as the edges set them (``encoder.preprocess``
+    of the edge config); unset values come from the model's timm data config."""
+
+    size: int | None = Field(None, ge=16, le=4096, description="Square input side (px).")
+    mean: _Triple | None = Field(None, description="Per-channel mean, 0-1 scale (R, G, B).")
+    std: Annotated[_Triple, AfterValidator(_positive)] | None = Field(
+        None, description="Per-channel std, 0-1 scale (R, G, B)."
+    )
+    interpolation: Literal["nearest", "bilinear", "bicubic"] | None = Field(
+        None, description="How an image is resized to the input side."
+    )
+
+
 class EncoderConfig(_Model):
-    """The query encoder: embeds uploaded images for search (the edges' model)."""
+    """The query encoder: embeds uploaded images for search (the edges' model, built as they
+    build it: the same name, model_kwargs, weights and preprocessing)."""
 
     name: str = Field(description="timm model name, the same as the edges' encoder.")
-    weights: Path | None = Field(None, description="Local weights file; default: HF cache.")
+    model_kwargs: Annotated[
+        dict[str, StrictBool | StrictInt | StrictFloat | str], AfterValidator(check_model_kwargs)
+    ] = Field(
+        default_factory=dict,
+        description="Keyword arguments of timm.create_model, as the edges give them "
+        "(e.g. {pad_type: same}).",
+    )
+    weights: Path | None = Field(
+        None,
+        description="Local weights file (a state dict; classifier keys are dropped); default: "
+        "the Hugging Face cache, offline.",
+    )
     random_init: bool = Field(
         False, description="Untrained (seeded) weights: tests and development only."
+    )
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig,
+        description="Input size, mean, std, interpolation, as the edges set them.",
     )
 
 

@@ -1,9 +1,10 @@
 """The query encoder: embeds an uploaded image in the edges' embedding space.
 
 It must be the edges' model with the edges' preprocessing, or its vectors mean nothing next to
-theirs; so the model is built from ``cloud.config.EncoderConfig`` exactly as the edge builds its
-own (timm, ``num_classes=0``), the preprocessing contract (input size, mean, std,
-interpolation) comes from timm's data config of that model, and vectors are L2-normalised. An
+theirs; so the model is built from ``cloud.config.EncoderConfig`` by the same code as the edge's
+(:mod:`shared.timm_encoder`: timm, ``num_classes=0``, the same ``model_kwargs`` and weights),
+the preprocessing contract (input size, mean, std, interpolation) comes from timm's data config
+of that model with the configured overrides, and vectors are L2-normalised. An
 uploaded image is taken to be the object's crop: the whole image is resized to the model's
 square input (timm's centre crop is not applied; the edge does not apply it either).
 
@@ -18,23 +19,23 @@ torch and timm are imported when an encoder is built, never at import time.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cloud.config import EncoderConfig
 from cloud.store import space_name
+from shared import timm_encoder
+from shared.errors import EncoderModelError, EncoderWeightsNotFound, UnknownEncoderModel
+from shared.timm_encoder import Preprocess
 
 if TYPE_CHECKING:
     from PIL import Image
 
 logger = logging.getLogger(__name__)
-
-_RESAMPLE: Final = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
 class EncoderError(Exception):
@@ -45,56 +46,36 @@ class WeightsNotFound(EncoderError):
     """The configured weights are not on this machine (the cloud never downloads them)."""
 
 
-def _hub_offline() -> None:
-    """Only the local Hugging Face cache, unless the operator set ``HF_HUB_OFFLINE=0``.
-
-    huggingface_hub reads the variable when first imported, so an already imported module's
-    constant is set as well.
-    """
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None and value.strip().lower() in ("0", "false", "no", "off"):
-        return
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        import huggingface_hub.constants as hub_constants
-    except ImportError:  # timm without the hub: nothing to configure
-        return
-    hub_constants.HF_HUB_OFFLINE = True
-
-
 def load_model(config: EncoderConfig) -> Any:
-    """The timm model of ``config`` (eval mode not set), from local weights only."""
-    _hub_offline()
-    return _create_model(config)
-
-
-def _create_model(config: EncoderConfig) -> Any:
-    import timm
-    import torch
-
-    if config.name not in timm.list_models():
-        raise EncoderError(f"unknown timm model {config.name!r} (cloud config `encoder.name`)")
-    if config.random_init:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return timm.create_model(config.name, pretrained=False, num_classes=0)
-    kwargs: dict[str, Any] = {"pretrained": True, "num_classes": 0}
-    if config.weights is not None:
-        if not config.weights.is_file():
-            raise WeightsNotFound(
-                f"encoder weights {config.weights} for {config.name} do not exist "
-                "(cloud config `encoder.weights`)"
-            )
-        kwargs["pretrained_cfg_overlay"] = {"file": str(config.weights)}
+    """The timm model of ``config`` (eval mode not set), from local weights only, built by
+    :func:`shared.timm_encoder.build_model` exactly as the edges build theirs."""
     try:
-        return timm.create_model(config.name, **kwargs)
-    except Exception as exc:  # timm and the hub raise many types for a missing file
-        where = config.weights or "the local Hugging Face cache (HF_HUB_OFFLINE is on)"
+        return timm_encoder.build_model(
+            config.name,
+            weights=config.weights,
+            random_init=config.random_init,
+            model_kwargs=config.model_kwargs,
+        )
+    except UnknownEncoderModel as exc:
+        raise EncoderError(f"{exc} (cloud config `encoder.name`)") from exc
+    except EncoderWeightsNotFound as exc:
+        if exc.path == timm_encoder.HUB_CACHE:
+            raise WeightsNotFound(
+                f"cannot load weights of {config.name} from {exc.path}: set `encoder.weights` "
+                f"to a .safetensors/.pth file, or copy ~/.cache/huggingface from a connected "
+                f"machine ({exc.reason})"
+            ) from exc
         raise WeightsNotFound(
-            f"cannot load weights of {config.name} from {where}: set `encoder.weights` to a "
-            f".safetensors/.pth file, or copy ~/.cache/huggingface from a connected machine "
-            f"({type(exc).__name__}: {str(exc)[:200]})"
+            f"encoder weights {exc.path} for {config.name} do not exist "
+            "(cloud config `encoder.weights`)"
         ) from exc
+    except EncoderModelError as exc:
+        raise EncoderError(f"{exc} (cloud config `encoder`)") from exc
+
+
+def load_preprocess(model: Any, config: EncoderConfig) -> Preprocess:
+    """The edges' preprocessing of ``model``: its timm data config with ``config``'s overrides."""
+    return timm_encoder.resolve_preprocess(model, **config.preprocess.model_dump(exclude_none=True))
 
 
 class QueryEncoder:
@@ -105,18 +86,15 @@ class QueryEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        import timm
-
         model = load_model(config)
-        data = timm.data.resolve_model_data_config(model)
+        contract = load_preprocess(model, config)
         self.name = config.name
         self.random_init = config.random_init
         self.dim = int(model.num_features)
-        self.size = int(data["input_size"][-1])
-        self.mean = np.asarray(data["mean"], np.float32)
-        self.std = np.asarray(data["std"], np.float32)
-        interpolation = str(data.get("interpolation", "bicubic"))
-        self.interpolation = interpolation if interpolation in _RESAMPLE else "bicubic"
+        self.size = contract.size
+        self.mean = np.asarray(contract.mean, np.float32)
+        self.std = np.asarray(contract.std, np.float32)
+        self.interpolation = contract.interpolation
         self._model = model.eval()
         self._lock = threading.Lock()
         if self.random_init:

@@ -24,6 +24,10 @@ from pydantic import (
     ValidationError,
 )
 
+from edge.encoder_config import EncoderConfig as EncoderConfig  # the encoder section
+from edge.encoder_config import OnnxEncoderConfig as OnnxEncoderConfig
+from edge.encoder_config import PreprocessConfig as PreprocessConfig
+from edge.encoder_config import TimmEncoderConfig as TimmEncoderConfig
 from edge.errors import ConfigError
 from shared import settings
 from shared.messages import ID_PATTERN
@@ -90,48 +94,6 @@ class DetectorConfig(_Model):
         description="Writable folder for ultralytics "
         "settings (default: ~/.cache/semcom/ultralytics).",
     )
-
-
-class TimmEncoderConfig(_Model):
-    type: Literal["timm"] = "timm"
-    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
-        "auto",
-        description="Run the model in PyTorch, or export it at start-up and run it in ONNX "
-        "Runtime (onnx-int8: dynamic int8 weights, about 2x faster on CPU). auto: onnx-int8 "
-        "on a CPU device (falling back to torch if the export fails), torch on a GPU.",
-    )
-    name: str = Field(
-        "vit_base_patch16_224",
-        description="timm model name (768-d ViT-B as in "
-        "the paper; vit_small_patch16_224 (384-d) is the light edge choice).",
-    )
-    weights: Path | None = Field(
-        None,
-        description="Local weights (.safetensors/.pth/.bin); "
-        "default: the Hugging Face cache, offline.",
-    )
-    random_init: bool = Field(
-        False,
-        description="Untrained weights: development and benchmarks "
-        "only; everything produced says so.",
-    )
-    threads: int = Field(1, ge=1, le=64, description="CPU threads for the encoder.")
-    batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
-    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
-
-
-class OnnxEncoderConfig(_Model):
-    type: Literal["onnx"] = "onnx"
-    path: Path = Field(description="Encoder exported by `semcom edge export-encoder`.")
-    threads: int = Field(1, ge=1, le=64, description="CPU threads for ONNX Runtime.")
-    batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
-    providers: tuple[str, ...] = Field(
-        ("CPUExecutionProvider",),
-        description="ONNX Runtime execution providers, in order of preference.",
-    )
-
-
-EncoderConfig = Annotated[TimmEncoderConfig | OnnxEncoderConfig, Field(discriminator="type")]
 
 
 class CropConfig(_Model):

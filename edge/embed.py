@@ -10,40 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import OnnxEncoderConfig, TimmEncoderConfig
 from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
+from shared import timm_encoder
+from shared.errors import EncoderModelError, EncoderWeightsNotFound
+from shared.timm_encoder import Preprocess as Preprocess  # re-exported: the edge's contract
 
 logger = logging.getLogger(__name__)
 
 ONNX_META_KEY = "semcom.encoder"
-RANDOM_INIT_SEED = 0  # the cloud's query encoder uses the same seed
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What the encoder expects: square input side (px), per-channel mean and std (0-1 scale)."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-
-    def apply(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """(n, size, size, 3) RGB uint8 -> (n, 3, size, size) normalised float32."""
-        x = crops.astype(np.float32) * (1.0 / 255.0)
-        x -= np.asarray(self.mean, np.float32)
-        x /= np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 class Encoder(Protocol):
@@ -63,85 +46,52 @@ def _unit(x: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
 
 
-def _missing_weights(name: str, cause: Exception) -> ModelNotFound:
+def _missing_weights(name: str, exc: EncoderWeightsNotFound) -> ModelNotFound:
+    if exc.path != timm_encoder.HUB_CACHE:
+        return ModelNotFound(
+            f"encoder weights for {name}",
+            exc.path,
+            "Copy the weights file there or fix --encoder-weights.",
+        )
     return ModelNotFound(
         f"encoder weights for {name}",
-        "the local Hugging Face cache (HF_HUB_OFFLINE is on)",
+        exc.path,
         f"Pass --encoder-weights PATH (.safetensors/.pth), or on a connected machine run "
         f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` and copy "
         f"~/.cache/huggingface to this machine. Only for development, --random-init-encoder "
-        f"runs untrained weights. ({type(cause).__name__}: {str(cause)[:200]})",
+        f"runs untrained weights. ({exc.reason})",
     )
-
-
-def _hub_offline() -> None:
-    """Use only the local Hugging Face cache, unless the user set HF_HUB_OFFLINE=0.
-
-    huggingface_hub reads the variable when it is first imported, so the already-imported
-    module's constant is set too.
-    """
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None and value.strip().lower() in ("0", "false", "no", "off"):
-        return
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        import huggingface_hub.constants as hub_constants
-    except ImportError:  # timm without the hub: nothing to configure
-        return
-    hub_constants.HF_HUB_OFFLINE = True
 
 
 class TimmEncoder:
     """A timm model in PyTorch; weights from a path, the local cache, or random (flagged)."""
 
     def __init__(self, config: TimmEncoderConfig) -> None:
-        _hub_offline()
-        import timm
         import torch
 
         self.name = config.name
+        self.model_kwargs = dict(config.model_kwargs)
         self.random_init = config.random_init
         self.batch_size = config.batch_size
         self.runtime = "torch"
         torch.set_num_threads(config.threads)  # process-wide in torch: documented in the config
-        if config.name not in timm.list_models():
-            raise EdgeError(f"unknown timm model {config.name!r} (see timm.list_models())")
-        kwargs: dict[str, Any] = {"num_classes": 0}
-        if config.random_init:
-            kwargs["pretrained"] = False
-        elif config.weights is not None:
-            if not config.weights.is_file():
-                raise ModelNotFound(
-                    f"encoder weights for {config.name}",
-                    str(config.weights),
-                    "Copy the weights file there or fix --encoder-weights.",
-                )
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(config.weights)})
-        else:
-            kwargs["pretrained"] = True
         try:
-            if config.random_init:
-                # Seeded: every process (edge or cloud query encoder) gets the same weights,
-                # so random-init embeddings of one model name are at least comparable.
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(RANDOM_INIT_SEED)
-                    model = timm.create_model(config.name, **kwargs)
-            else:
-                model = timm.create_model(config.name, **kwargs)
-        except Exception as exc:  # timm/hub raise many types for a missing file
-            if kwargs.get("pretrained"):
-                raise _missing_weights(config.name, exc) from exc
-            raise
+            model = timm_encoder.build_model(
+                config.name,
+                weights=config.weights,
+                random_init=config.random_init,
+                model_kwargs=config.model_kwargs,
+            )
+        except EncoderWeightsNotFound as exc:
+            raise _missing_weights(config.name, exc) from exc
+        except EncoderModelError as exc:
+            raise EdgeError(str(exc)) from exc
         self._device = torch.device(config.device)
         self._model = model.eval().to(self._device)
         self._torch = torch
-        cfg = timm.data.resolve_model_data_config(model)
         self.dim = int(model.num_features)
-        self.preprocess = Preprocess(
-            int(cfg["input_size"][-1]),
-            tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
-            tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
-            str(cfg.get("interpolation", "bicubic")),
+        self.preprocess = timm_encoder.resolve_preprocess(
+            model, **config.preprocess.model_dump(exclude_none=True)
         )
         if self.random_init:
             logger.warning("encoder %s has RANDOM weights: embeddings carry no meaning", self.name)
@@ -184,6 +134,7 @@ class TimmEncoder:
         meta.value = json.dumps(
             {
                 "name": self.name,
+                "model_kwargs": self.model_kwargs,
                 "dim": self.dim,
                 "random_init": self.random_init,
                 "size": size,

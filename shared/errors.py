@@ -12,6 +12,16 @@ Callers catch only these; every one carries the fields that say exactly what wen
         ├── UnknownCodec         a codec reference nobody registered (codec)
         ├── CodecMismatch        same codec id, different codebook (codec_id, expected, got)
         └── CodebookError        a codebook file that is missing, corrupt or inconsistent (path)
+
+The encoder that the edge and the cloud build alike (:mod:`shared.timm_encoder`) has its own
+tree; the edge and the cloud map it to their own errors at their boundary::
+
+    EncoderModelError            a timm encoder that cannot be built
+    ├── UnknownEncoderModel      a model name timm does not know (name)
+    ├── EncoderWeightsNotFound   a weights file that is not there (path, reason)
+    ├── EncoderWeightsUnreadable a weights file that is no state dict (path, reason)
+    └── EncoderWeightsMismatch   a weights file whose keys or shapes do not fit (path, missing,
+                                 unexpected, wrong_shapes)
 """
 
 from __future__ import annotations
@@ -98,3 +108,82 @@ class CodebookError(CodecError):
         self.path = path
         self.reason = reason
         super().__init__(f"codebook {path}: {reason}")
+
+
+class EncoderModelError(Exception):
+    """Base of the errors of building a timm encoder (:mod:`shared.timm_encoder`)."""
+
+
+class UnknownEncoderModel(EncoderModelError, ValueError):
+    """A model name that timm does not know."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown timm model {name!r} (see timm.list_models())")
+
+
+class EncoderWeightsNotFound(EncoderModelError):
+    """Weights that are not there: a missing file, or none in the Hugging Face cache."""
+
+    def __init__(self, path: str, reason: str = "no such file") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"encoder weights {path}: {reason}")
+
+
+class EncoderWeightsUnreadable(EncoderModelError):
+    """A weights file that cannot be read as a state dict (corrupt, or not weights at all)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"encoder weights {path} cannot be read as a state dict: {reason}")
+
+
+#: how many key names an :class:`EncoderWeightsMismatch` message lists of each kind
+MISMATCH_LISTED = 10
+
+
+def _first(items: list[str]) -> str:
+    more = len(items) - MISMATCH_LISTED
+    return ", ".join(items[:MISMATCH_LISTED]) + (f", ... ({more} more)" if more > 0 else "")
+
+
+class EncoderWeightsMismatch(EncoderModelError):
+    """A state dict whose keys or tensor shapes do not fit the model built.
+
+    ``missing``: the model's keys that the file lacks; ``unexpected``: the file's keys that the
+    model lacks; ``wrong_shapes``: ``(key, shape in the file, shape in the model)``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        model: str,
+        missing: list[str],
+        unexpected: list[str],
+        wrong_shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.path = path
+        self.model = model
+        self.missing = missing
+        self.unexpected = unexpected
+        self.wrong_shapes = wrong_shapes
+        parts = [
+            f"{len(items)} {what}: {_first(items)}"
+            for what, items in (
+                ("missing key(s)", missing),
+                ("unexpected key(s)", unexpected),
+                (
+                    "key(s) of the wrong shape",
+                    [f"{k} (file {list(f)}, model {list(m)})" for k, f, m in wrong_shapes],
+                ),
+            )
+            if items
+        ]
+        super().__init__(
+            f"encoder weights {path} do not fit the timm model {model}: {'; '.join(parts)}. "
+            "Check the model name (--encoder) and the options it was trained with "
+            "(--model-kwargs KEY=VALUE, e.g. a different variant or drop rate; pad_type=same "
+            "for TensorFlow-ported weights)"
+        )

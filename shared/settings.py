@@ -128,7 +128,16 @@ def _origin(loc: Sequence[object], origins: Origins) -> str | None:
         return bool(parts) and parts[0] == key[0] and all(k in rest for k in key)
 
     found = [key for key in origins if within(key)]
-    return origins[max(found, key=len)] if found else None
+    if found:
+        return origins[max(found, key=len)]
+    # An error about a mapping as a whole (a validator of ``model_kwargs``) whose entries were
+    # set one by one: every layer that set an entry of it.
+    below = {
+        origins[key]
+        for key in origins
+        if parts and any(within(key[:n]) and key[n - 1] == parts[-1] for n in range(1, len(key)))
+    }
+    return ", ".join(sorted(below)) if below else None
 
 
 def describe_errors(errors: Iterable[Mapping[str, Any]], origins: Origins | None = None) -> str:

@@ -16,6 +16,7 @@ crops (:func:`default_weights`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,25 +62,34 @@ class FrozenEncoder(nn.Module):  # type: ignore[misc]  # torch is untyped here (
     random-init weights, so the embedding of a rebuilt crop lives in the edges' space.
     """
 
-    def __init__(self, name: str, weights: Path | None = None, random_init: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        weights: Path | None = None,
+        random_init: bool = False,
+        model_kwargs: Mapping[str, Any] | None = None,
+        preprocess: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        import timm
-
         from cloud.config import EncoderConfig
-        from cloud.encoder import load_model
+        from cloud.encoder import load_model, load_preprocess
 
-        model = load_model(EncoderConfig(name=name, weights=weights, random_init=random_init))
-        data = timm.data.resolve_model_data_config(model)
+        config = EncoderConfig(
+            name=name,
+            weights=weights,
+            random_init=random_init,
+            model_kwargs=dict(model_kwargs or {}),
+            preprocess=dict(preprocess or {}),
+        )
+        model = load_model(config)
+        data = load_preprocess(model, config)
         self.name = name
         self.random_init = random_init
         self.dim = int(model.num_features)
-        self.size = int(data["input_size"][-1])
-        mode = str(data.get("interpolation", "bilinear"))
-        self.mode = mode if mode in _MODES else "bilinear"
-        self.register_buffer(
-            "mean", torch.tensor(data["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        )
-        self.register_buffer("std", torch.tensor(data["std"], dtype=torch.float32).view(1, 3, 1, 1))
+        self.size = data.size
+        self.mode = data.interpolation if data.interpolation in _MODES else "bilinear"
+        self.register_buffer("mean", torch.tensor(data.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(data.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,10 @@ class TrainSettings:
     """Loss weights; None: :func:`default_weights` for the device."""
     encoder_weights: Path | None = None
     """Local weights of the frozen encoder (the consistency term); None: the HF cache."""
+    encoder_model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """timm.create_model arguments of the frozen encoder, as the edges give them."""
+    encoder_preprocess: Mapping[str, Any] = field(default_factory=dict)
+    """Preprocessing overrides of the frozen encoder (size, mean, std, interpolation)."""
     progress: bool = True
     threads: int | None = None
     """torch CPU threads (process-wide); None: torch's default (every core). On a machine
@@ -251,7 +255,13 @@ def train(
     weights = settings.weights or default_weights(device)
     encoder = None
     if weights.consistency > 0 and weights.consistency_every > 0:
-        encoder = FrozenEncoder(d.encoder, settings.encoder_weights, d.random_init).to(device)
+        encoder = FrozenEncoder(
+            d.encoder,
+            settings.encoder_weights,
+            d.random_init,
+            settings.encoder_model_kwargs,
+            settings.encoder_preprocess,
+        ).to(device)
         if encoder.dim != d.embed_dim:
             raise DecoderMismatch("embedding dim", d.embed_dim, encoder.dim, d.encoder)
     loss_fn = ReconstructionLoss(weights, encoder)

@@ -1,0 +1,113 @@
+"""The edge's encoder section: a timm model (run in PyTorch or exported to ONNX Runtime), or an
+ONNX file exported before. Part of :class:`edge.config.EdgeConfig` (``encoder:``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
+
+from shared.timm_encoder import check_model_kwargs
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_commas(value: Any) -> Any:
+    """``"0.5,0.5,0.5"`` (a flag or an environment variable) -> a list of three strings."""
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+
+
+def _positive(values: tuple[float, float, float]) -> tuple[float, float, float]:
+    if min(values) <= 0:
+        raise ValueError("every std value must be > 0")
+    return values
+
+
+#: three per-channel values (R, G, B), as a list or as ``"0.5,0.5,0.5"``
+Triple = Annotated[tuple[float, float, float], BeforeValidator(_split_commas)]
+#: ``timm.create_model`` keyword arguments: typed scalars
+ModelKwargs = Annotated[
+    dict[str, StrictBool | StrictInt | StrictFloat | str], AfterValidator(check_model_kwargs)
+]
+
+
+class PreprocessConfig(_Model):
+    """Overrides of the model's timm data config; unset values come from it."""
+
+    size: int | None = Field(None, ge=16, le=4096, description="Square input side (px).")
+    mean: Triple | None = Field(None, description="Per-channel mean, 0-1 scale (R, G, B).")
+    std: Annotated[Triple, AfterValidator(_positive)] | None = Field(
+        None, description="Per-channel std, 0-1 scale (R, G, B)."
+    )
+    interpolation: Literal["nearest", "bilinear", "bicubic"] | None = Field(
+        None, description="How a crop is resized to the input side."
+    )
+
+
+class TimmEncoderConfig(_Model):
+    type: Literal["timm"] = "timm"
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="Run the model in PyTorch, or export it at start-up and run it in ONNX "
+        "Runtime (onnx-int8: dynamic int8 weights, about 2x faster on CPU). auto: onnx-int8 "
+        "on a CPU device (falling back to torch if the export fails), torch on a GPU.",
+    )
+    name: str = Field(
+        "vit_base_patch16_224",
+        description="timm model name (768-d ViT-B as in "
+        "the paper; vit_small_patch16_224 (384-d) is the light edge choice).",
+    )
+    model_kwargs: ModelKwargs = Field(
+        default_factory=dict,
+        description="Keyword arguments of timm.create_model (typed scalars), e.g. "
+        "{pad_type: same} for TensorFlow-ported weights; num_classes is always 0 (headless).",
+    )
+    weights: Path | None = Field(
+        None,
+        description="Local weights (.safetensors/.pth/.bin, a state dict; classifier keys are "
+        "dropped); default: the Hugging Face cache, offline.",
+    )
+    random_init: bool = Field(
+        False,
+        description="Untrained weights: development and benchmarks "
+        "only; everything produced says so.",
+    )
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig,
+        description="Input size, mean, std, interpolation; unset values come from the model's "
+        "timm data config.",
+    )
+    onnx_cache_dir: Path | None = Field(
+        None,
+        description="Where ONNX exports of this encoder are kept between starts (default: "
+        "$SEMCOM_CACHE_DIR/onnx, else ~/.cache/semcom/onnx).",
+    )
+    threads: int = Field(1, ge=1, le=64, description="CPU threads for the encoder.")
+    batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
+    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
+
+
+class OnnxEncoderConfig(_Model):
+    type: Literal["onnx"] = "onnx"
+    path: Path = Field(description="Encoder exported by `semcom edge export-encoder`.")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads for ONNX Runtime.")
+    batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
+    providers: tuple[str, ...] = Field(
+        ("CPUExecutionProvider",),
+        description="ONNX Runtime execution providers, in order of preference.",
+    )
+
+
+EncoderConfig = Annotated[TimmEncoderConfig | OnnxEncoderConfig, Field(discriminator="type")]
