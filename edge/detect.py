@@ -17,7 +17,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import DetectorConfig
-from edge.errors import ModelNotFound
+from edge.errors import ModelNotFound, ModelRejected
+from shared.models import (
+    ModelEntry,
+    ModelError,
+    ModelNotProvisioned,
+    ModelStore,
+    Resolved,
+    UnknownModel,
+    is_model_name,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,29 +88,75 @@ def _ultralytics_weights_dir() -> Path:
         return settings / "weights"
 
 
-def resolve_model(model: str) -> Path:
+def resolve_model(model: str, models_dir: Path | None = None) -> Path:
     """The detector file, or :class:`ModelNotFound` saying how to provide it."""
+    return resolve_detector(model, models_dir).path
+
+
+def resolve_detector(model: str, models_dir: Path | None = None) -> Resolved:
+    """A manifest name (``yolo11n``: its file in the models directory) or a path.
+
+    Paths keep their old meaning: an existing file as is, ``yolo11n.yaml`` an untrained
+    architecture, a bare file name also looked up in the ultralytics weights folder and, when
+    it is a manifest detector's file (``yolo11n.pt``), in the models directory. Errors are
+    :class:`ModelNotFound` (with what to run) or :class:`ModelRejected` (hash mismatch, a name
+    of another kind of model).
+    """
+    store = ModelStore(models_dir)
+    if is_model_name(model, store.manifest):
+        return _from_store(model, model, store)
     path = Path(model).expanduser()
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelNotFound(
-            "detector model", model, f"Expected a file ending in {', '.join(MODEL_SUFFIXES)}."
+            "detector model",
+            model,
+            f"Expected a file ending in {', '.join(MODEL_SUFFIXES)}, or a detector name of "
+            f"`semcom models list` ({', '.join(store.manifest.names('detector'))}).",
         )
     if path.suffix.lower() in (".yaml", ".yml") and not path.exists():
-        return path  # a built-in architecture name such as yolo11n.yaml (untrained)
+        return Resolved(path, None)  # a built-in architecture name such as yolo11n.yaml (untrained)
     if not path.is_file() and path.parent == Path("."):
         cached = _ultralytics_weights_dir() / path.name  # the local ultralytics cache
         if cached.is_file():
-            return cached
+            return Resolved(cached, None)
+        for entry in store.manifest:
+            if entry.kind == "detector" and entry.file == path.name:
+                return _from_store(entry.name, model, store)
     if not path.is_file():
         raise ModelNotFound(
             "detector model",
             str(path),
             "Copy the weights file there (or into the ultralytics weights folder), or pass "
-            "--detector PATH. On a connected machine, "
-            "`yolo export model=yolo11n.pt format=onnx` (ultralytics) writes an ONNX file "
-            "that runs here with onnxruntime; weights are never downloaded at run time.",
+            "--detector PATH or a detector name of `semcom models list` (`semcom models pull "
+            "yolo11n` on a connected machine); weights are never downloaded at run time.",
         )
-    return path
+    return Resolved(path, None)
+
+
+def _from_store(name: str, given: str, store: ModelStore) -> Resolved:
+    try:
+        return resolve(name, "detector", store=store)
+    except (ModelNotProvisioned, UnknownModel) as exc:
+        raise ModelNotFound("detector model", given, f"{exc}.") from None
+    except ModelError as exc:
+        raise ModelRejected(f"detector model {given!r}: {exc}") from None
+
+
+def _imgsz(config: DetectorConfig, entry: ModelEntry | None) -> int:
+    pre = entry.preprocessing if entry is not None else None
+    if pre is None:
+        return config.imgsz
+    own = max(pre.input_size)
+    if "imgsz" not in config.model_fields_set:
+        return own
+    if config.imgsz != own and entry is not None and entry.family == "onnx":
+        logger.warning(
+            "detector %s was exported for imgsz %d, but imgsz is set to %d",
+            entry.name,
+            own,
+            config.imgsz,
+        )
+    return config.imgsz
 
 
 class Detector:
@@ -108,7 +164,11 @@ class Detector:
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
-        path = resolve_model(config.model)
+        resolved = resolve_detector(config.model)
+        path = resolved.path
+        #: Inference size (px): the config's, else the manifest entry's (a static ONNX export
+        #: such as yolo11n-int8-320 only runs at its own size).
+        self.imgsz = _imgsz(config, resolved.entry)
         _offline_settings(config.settings_dir)
         from ultralytics import YOLO, settings
 
@@ -135,7 +195,7 @@ class Detector:
             return
         import onnxruntime as ort
 
-        self.track(np.zeros((c.imgsz, c.imgsz, 3), np.uint8))
+        self.track(np.zeros((self.imgsz, self.imgsz, 3), np.uint8))
         try:
             backend = self._model.predictor.model.backend
             old = backend.session
@@ -159,7 +219,7 @@ class Detector:
             kwargs["device"] = c.device
         results = self._model.track(
             image,
-            imgsz=c.imgsz,
+            imgsz=self.imgsz,
             conf=c.conf,
             iou=c.iou,
             classes=list(c.classes),

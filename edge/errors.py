@@ -3,6 +3,7 @@
 EdgeError
 ├── ConfigError          an invalid config file, env variable or flag
 ├── ModelNotFound        a detector or encoder file that is not there (with a fix)
+├── ModelRejected        a model that is there but must not be used (hash mismatch, wrong kind)
 ├── BackendUnavailable   an optional runtime that cannot be used here
 ├── SourceError          a frame source that cannot be opened
 ├── UplinkRejected       the cloud refused this edge for good (token, codec, version)
@@ -28,6 +29,11 @@ class ModelNotFound(EdgeError):
         self.path = path
         self.hint = hint
         super().__init__(f"{what} not found: {path}. {hint}")
+
+
+class ModelRejected(EdgeError):
+    """A model file that is there but must not be used: its sha256 is not the recorded one, or
+    the name given is a model of another kind; the message says which and what to do."""
 
 
 class BackendUnavailable(EdgeError):

@@ -63,7 +63,7 @@ class ModelKindMismatch(ModelError):
         self.name = name
         self.kind = kind
         self.expected = expected
-        super().__init__(f"model {name!r} is a {kind}, not a {expected}")
+        super().__init__(f"model {name!r} is of kind {kind}, not {expected}")
 
 
 class ModelNotProvisioned(ModelError):

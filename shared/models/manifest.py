@@ -233,7 +233,8 @@ def _entry(raw: object, where: str, source: str) -> ModelEntry:
     if kind == "detector" and dim is not None:
         raise ManifestError(source, f"{where}.dim must be null for a detector")
     if kind != "detector" and dim is None:
-        raise ManifestError(source, f"{where}.dim is required for a {kind}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ManifestError(source, f"{where}.dim is required for {article} {kind}")
     sha = d["sha256"]
     if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha)):
         raise ManifestError(source, f"{where}.sha256 must be 64 lower-case hex digits or null")
