@@ -38,7 +38,11 @@ def _config_options(fn: Any) -> Any:
             default=None,
             help="Play files at their own rate (default) or as fast as possible.",
         ),
-        click.option("--detector", "-d", help="Detector model (.pt/.onnx/.engine/.yaml)."),
+        click.option(
+            "--detector",
+            "-d",
+            help="Detector: a name of `semcom models list` or a .pt/.onnx/.engine/.yaml file.",
+        ),
         click.option("--imgsz", type=int, help="Detector input size (px)."),
         click.option("--conf", type=float, help="Detector confidence threshold."),
         click.option("--tracker", type=click.Choice(["bytetrack", "botsort"])),

@@ -69,8 +69,9 @@ class SourceConfig(_Model):
 class DetectorConfig(_Model):
     model: str = Field(
         "yolo11n.pt",
-        description="Ultralytics model: .pt, .onnx, .engine or "
-        ".yaml (a .yaml builds an untrained model: development only).",
+        description="A detector name of `semcom models list` (yolo11n, yolo11n-int8-320, ...: "
+        "its file in the models directory, hash-checked) or an ultralytics model file: .pt, "
+        ".onnx, .engine or .yaml (a .yaml builds an untrained model: development only).",
     )
     imgsz: int = Field(640, ge=32, le=4096, description="Inference size (px).")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="Confidence threshold.")
