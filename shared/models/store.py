@@ -203,7 +203,7 @@ class ModelStore:
         entry = self.entry(name)
         src = src.expanduser()
         if not src.is_file():
-            raise ModelFileNotFound(src, f"run `semcom models import FILE --as {name}` on a file")
+            raise ModelFileNotFound(src, f"give the path of the copied file of {name!r}")
         actual = sha256_file(src)
         self.check_manifest_hash(entry, src, actual, todo="nothing was imported")
         dest = self.path_for(entry)
