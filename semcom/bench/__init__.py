@@ -13,6 +13,7 @@ from semcom.lazy import LazyGroup
         "codec": "semcom.bench.codec:command",
         "edge": "semcom.bench.edge:command",
         "faults": "semcom.bench.faults:command",
+        "fidelity": "semcom.bench.fidelity:command",
         "index": "semcom.bench.index:command",
         "ingest": "semcom.bench.ingest:command",
         "link": "semcom.bench.link:command",
