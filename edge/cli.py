@@ -46,7 +46,12 @@ def _config_options(fn: Any) -> Any:
         click.option("--imgsz", type=int, help="Detector input size (px)."),
         click.option("--conf", type=float, help="Detector confidence threshold."),
         click.option("--tracker", type=click.Choice(["bytetrack", "botsort"])),
-        click.option("--encoder", "-e", help="timm model name, or an exported .onnx encoder."),
+        click.option(
+            "--encoder",
+            "-e",
+            help="timm model name, an exported .onnx encoder, or open_clip:MODEL[:TAG] (the "
+            "image tower of a CLIP model, e.g. open_clip:ViT-B-32:laion2b_s34b_b79k).",
+        ),
         click.option(
             "--encoder-weights",
             type=click.Path(path_type=Path),
@@ -135,6 +140,18 @@ def flag_overrides(**kw: Any) -> dict[str, Any]:
     }
     if encoder is not None and str(encoder).endswith(".onnx"):
         out.update({"encoder.type": "onnx", "encoder.path": encoder})
+    elif encoder is not None and str(encoder).startswith("open_clip:"):
+        _, model, *tag = str(encoder).split(":", 2)
+        out.update(
+            {
+                "encoder.type": "open_clip",
+                "encoder.model": model,
+                "encoder.pretrained": tag[0] if tag else None,
+                "encoder.weights": kw.get("encoder_weights"),
+                "encoder.random_init": kw.get("random_init_encoder"),
+                "encoder.runtime": kw.get("encoder_runtime"),
+            }
+        )
     else:
         out.update(
             {

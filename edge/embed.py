@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import OnnxEncoderConfig, TimmEncoderConfig
+from edge.encoder_config import OpenClipEncoderConfig
 from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
 from shared import timm_encoder
 from shared.errors import EncoderModelError, EncoderWeightsNotFound
@@ -200,9 +201,15 @@ class OnnxEncoder:
         return _unit(np.concatenate(out).astype(np.float32))
 
 
-def build_encoder(config: TimmEncoderConfig | OnnxEncoderConfig) -> Encoder:
+def build_encoder(
+    config: TimmEncoderConfig | OnnxEncoderConfig | OpenClipEncoderConfig,
+) -> Encoder:
     if isinstance(config, OnnxEncoderConfig):
         return OnnxEncoder(config)
+    if isinstance(config, OpenClipEncoderConfig):
+        from edge.clip_encoder import OpenClipEncoder
+
+        return OpenClipEncoder(config)
     encoder = TimmEncoder(config)
     runtime = config.runtime
     if runtime == "auto":

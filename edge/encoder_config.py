@@ -15,6 +15,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    model_validator,
 )
 
 from shared.timm_encoder import check_model_kwargs
@@ -110,4 +111,63 @@ class OnnxEncoderConfig(_Model):
     )
 
 
-EncoderConfig = Annotated[TimmEncoderConfig | OnnxEncoderConfig, Field(discriminator="type")]
+def _torch_only(value: str) -> str:
+    if value in ("onnx", "onnx-int8"):
+        raise ValueError(
+            f"runtime {value!r}: an open_clip encoder runs in PyTorch only (its ONNX export is not "
+            "supported); use runtime torch (or auto)"
+        )
+    if value not in ("auto", "torch"):
+        raise ValueError(f"runtime {value!r}: use torch (or auto, which is torch)")
+    return value
+
+
+class OpenClipEncoderConfig(_Model):
+    """The image tower of an open_clip (CLIP) model: crops land in CLIP's joint image-text
+    space, where the cloud's text tower of the same model finds them by a sentence."""
+
+    type: Literal["open_clip"] = "open_clip"
+    runtime: Annotated[str, AfterValidator(_torch_only)] = Field(
+        "auto",
+        description="torch (auto is torch): open_clip encoders run in PyTorch; ONNX export is "
+        "not supported for them.",
+    )
+    model: str = Field(
+        "ViT-B-32",
+        description="open_clip architecture (open_clip.list_models()), e.g. ViT-B-32 (512-d); "
+        "the cloud's `encoder.model` must be the same.",
+    )
+    pretrained: str | None = Field(
+        None,
+        description="open_clip pretrained tag, e.g. laion2b_s34b_b79k "
+        "(open_clip.list_pretrained_tags_by_model(model)); read from the local Hugging Face "
+        "cache only: pull it on a connected machine. It names the weights (and the space).",
+    )
+    weights: Path | None = Field(
+        None,
+        description="Local checkpoint file (open_clip_pytorch_model.bin / .safetensors) of "
+        "the tag's weights, or, without a tag, weights named by the file's SHA-256.",
+    )
+    random_init: bool = Field(
+        False,
+        description="Untrained (seeded) weights: development and tests only; everything "
+        "produced says so.",
+    )
+    threads: int = Field(1, ge=1, le=64, description="CPU threads for the encoder.")
+    batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
+    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
+
+    @model_validator(mode="after")
+    def _weights_named(self) -> OpenClipEncoderConfig:
+        if not self.random_init and self.pretrained is None and self.weights is None:
+            raise ValueError(
+                f"open_clip model {self.model} needs weights: `pretrained` (a tag such as "
+                "laion2b_s34b_b79k), `weights` (a checkpoint file), or `random_init` for "
+                "development"
+            )
+        return self
+
+
+EncoderConfig = Annotated[
+    TimmEncoderConfig | OnnxEncoderConfig | OpenClipEncoderConfig, Field(discriminator="type")
+]

@@ -13,11 +13,13 @@ Callers catch only these; every one carries the fields that say exactly what wen
         ├── CodecMismatch        same codec id, different codebook (codec_id, expected, got)
         └── CodebookError        a codebook file that is missing, corrupt or inconsistent (path)
 
-The encoder that the edge and the cloud build alike (:mod:`shared.timm_encoder`) has its own
-tree; the edge and the cloud map it to their own errors at their boundary::
+The encoders that the edge and the cloud build alike (:mod:`shared.timm_encoder`,
+:mod:`shared.open_clip_encoder`) have their own tree; the edge and the cloud map it to their
+own errors at their boundary::
 
-    EncoderModelError            a timm encoder that cannot be built
+    EncoderModelError            a timm or open_clip encoder that cannot be built
     ├── UnknownEncoderModel      a model name timm does not know (name)
+    ├── UnknownOpenClipModel     an architecture open_clip does not know (name)
     ├── EncoderWeightsNotFound   a weights file that is not there (path, reason)
     ├── EncoderWeightsUnreadable a weights file that is no state dict (path, reason)
     └── EncoderWeightsMismatch   a weights file whose keys or shapes do not fit (path, missing,
@@ -120,6 +122,14 @@ class UnknownEncoderModel(EncoderModelError, ValueError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"unknown timm model {name!r} (see timm.list_models())")
+
+
+class UnknownOpenClipModel(EncoderModelError, ValueError):
+    """An architecture that open_clip does not know (:mod:`shared.open_clip_encoder`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown open_clip model {name!r} (see open_clip.list_models())")
 
 
 class EncoderWeightsNotFound(EncoderModelError):
