@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from cloud.api.decoded import build_decoded_router
-from cloud.api.deps import ApiDeps
+from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
 from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
@@ -24,7 +24,6 @@ from cloud.config import CloudConfig, parse_age
 from cloud.db import open_database
 from cloud.decoder.service import open_decode_service
 from cloud.describe.runner import DescribeWorker
-from cloud.encoder import QueryEncoder
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
 from cloud.ingest import Ingest
@@ -109,9 +108,14 @@ def _health_router(sessions: Callable[[], int], route_class: type[APIRoute]) -> 
     return router
 
 
-def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -> FastAPI:
-    """The whole service; ``query_encoder`` (built from ``config.encoder`` by the caller,
-    which takes seconds) enables search by image."""
+def create_app(
+    config: CloudConfig,
+    query_encoder: ImageEncoder | None = None,
+    text_encoder: TextEncoder | None = None,
+) -> FastAPI:
+    """The whole service; ``query_encoder`` and ``text_encoder`` (built from ``config.encoder``
+    by the caller, which takes seconds: ``cloud.clip_encoder.query_encoders``) enable search by
+    image, and search of crops by text."""
     s = build_services(config)
     peers = PeerRegistry(config, s.ingest, s.metrics)
     digests = {edge: cred.digest() for edge, cred in config.edges.items()}
@@ -158,6 +162,7 @@ def create_app(config: CloudConfig, query_encoder: QueryEncoder | None = None) -
         searcher=s.indexer,
         codecs=s.codecs,
         query_encoder=query_encoder,
+        text_encoder=text_encoder,
         metrics_registry=s.metrics.registry,
         metrics_public=config.metrics_public,
         docs_public=config.docs_public,

@@ -107,8 +107,9 @@ def serve(
     import uvicorn
 
     from cloud.app import create_app
+    from cloud.clip_encoder import query_encoders
     from cloud.config import ConfigError, with_tokens
-    from cloud.encoder import EncoderError, QueryEncoder
+    from cloud.encoder import EncoderError
 
     overrides: dict[str, Any] = {"host": host, "port": port, "database": database}
     if data_dir is not None:
@@ -124,8 +125,8 @@ def serve(
         config = with_tokens(
             config, _parse_pairs(edges, "--edge"), _parse_pairs(api_tokens, "--api-token")
         )
-        encoder = QueryEncoder(config.encoder) if config.encoder else None
-        app = create_app(config, encoder)
+        image_encoder, text_encoder = query_encoders(config.encoder)
+        app = create_app(config, image_encoder, text_encoder)
     except (ConfigError, EncoderError, click.BadParameter) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # codebooks, database URL

@@ -16,11 +16,13 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
     StrictBool,
     StrictFloat,
     StrictInt,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -131,6 +133,7 @@ class EncoderConfig(_Model):
     """The query encoder: embeds uploaded images for search (the edges' model, built as they
     build it: the same name, model_kwargs, weights and preprocessing)."""
 
+    type: Literal["timm"] = Field("timm", description="timm (the default) or open_clip.")
     name: str = Field(description="timm model name, the same as the edges' encoder.")
     model_kwargs: Annotated[
         dict[str, StrictBool | StrictInt | StrictFloat | str], AfterValidator(check_model_kwargs)
@@ -151,6 +154,53 @@ class EncoderConfig(_Model):
         default_factory=PreprocessConfig,
         description="Input size, mean, std, interpolation, as the edges set them.",
     )
+
+
+class OpenClipEncoderConfig(_Model):
+    """The query encoders of a CLIP space: the edges' open_clip model with both towers, so
+    uploaded images (image tower) and search text (text tower) land where the crops are."""
+
+    type: Literal["open_clip"]
+    model: str = Field(
+        description="open_clip architecture, the same as the edges' `encoder.model` "
+        "(e.g. ViT-B-32)."
+    )
+    pretrained: str | None = Field(
+        None,
+        description="open_clip pretrained tag, the same as the edges' (e.g. laion2b_s34b_b79k); "
+        "read from the local Hugging Face cache only.",
+    )
+    weights: Path | None = Field(
+        None,
+        description="Local checkpoint file of those weights (without a tag: weights named by "
+        "the file's SHA-256, as the edges name them).",
+    )
+    random_init: bool = Field(
+        False, description="Untrained (seeded) weights: tests and development only."
+    )
+
+    @model_validator(mode="after")
+    def _weights_named(self) -> OpenClipEncoderConfig:
+        if not self.random_init and self.pretrained is None and self.weights is None:
+            raise ValueError(
+                f"open_clip model {self.model} needs weights: `pretrained` (a tag), `weights` "
+                "(a checkpoint file), or `random_init` for development"
+            )
+        return self
+
+
+def _encoder_type(value: Any) -> str:
+    """The query encoder's ``type``; a config written before open_clip has none: timm."""
+    if isinstance(value, Mapping):
+        return str(value.get("type", "timm"))
+    return str(getattr(value, "type", "timm"))
+
+
+#: ``encoder:`` of the cloud config: a timm model (the default) or an open_clip model
+QueryEncoderConfig = Annotated[
+    Annotated[EncoderConfig, Tag("timm")] | Annotated[OpenClipEncoderConfig, Tag("open_clip")],
+    Discriminator(_encoder_type),
+]
 
 
 class CloudConfig(_Model):
@@ -204,7 +254,11 @@ class CloudConfig(_Model):
         "the schema needs the token like every route, and there is no /docs.",
     )
     index: IndexConfig = Field(default_factory=IndexConfig)
-    encoder: EncoderConfig | None = Field(None, description="Enables search by uploaded image.")
+    encoder: QueryEncoderConfig | None = Field(
+        None,
+        description="Enables search by uploaded image; an open_clip model also enables search "
+        "of crops by text.",
+    )
     decoder: DecoderConfig | None = Field(
         None, description="Rebuilds crops from embeddings (GET /v1/detections/{id}/image)."
     )

@@ -56,6 +56,23 @@ class ImageEncoder(Protocol):
         ...
 
 
+class TextEncoder(Protocol):
+    """Embeds search text in one space (``cloud.text_encoder.ClipTextEncoder``)."""
+
+    @property
+    def space(self) -> str: ...
+
+    @property
+    def random_init(self) -> bool: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """(n, dim) unit-norm vectors."""
+        ...
+
+
 def _no_details() -> Mapping[str, Any]:
     return {}
 
@@ -82,3 +99,5 @@ class ApiDeps:
     """Readiness details for /healthz (index status, ...); the database is checked here."""
     extra_routes: Sequence[Callable[[type[APIRoute]], APIRouter]] = ()
     """More token-protected routers, built with the API's timed route class (the decoder's)."""
+    text_encoder: TextEncoder | None = None
+    """None: a text search answers descriptions only, and says why there are no crops."""

@@ -2,9 +2,9 @@
 
 ``GET /v1/descriptions`` lists what the describer wrote (newest window first, paged like the
 detections), ``GET /v1/descriptions/{id}`` returns one, and ``POST /v1/search`` with
-``{"text": ...}`` (see :class:`cloud.api.schemas.SearchRequest`) answers with
-:class:`TextSearchResponse`: scored descriptions, best first. A description made without a
-model says so: ``describer`` is ``rules`` and ``rules`` is true.
+``{"text": ...}`` (see :class:`cloud.api.schemas.SearchRequest`) finds scored descriptions,
+best first (:mod:`cloud.api.text_search` answers with them and with crops). A description made
+without a model says so: ``describer`` is ``rules`` and ``rules`` is true.
 """
 
 from __future__ import annotations
@@ -136,11 +136,6 @@ class TextHit(_Out):
     description: Description
 
 
-class TextSearchResponse(_Out):
-    text: str = Field(description="The query as given.")
-    hits: list[TextHit] = Field(description="Descriptions holding every word, best first.")
-
-
 class DescriptionService:
     """What the description routes do, without HTTP (blocking: run in worker threads)."""
 
@@ -163,12 +158,12 @@ class DescriptionService:
             raise NotFound(f"no description with id {description_id}")
         return Description.of(found)
 
-    def search(self, text: str, k: int, where: SearchFilter | None) -> TextSearchResponse:
-        hits = self.store.search(text, where, k)
-        return TextSearchResponse(
-            text=text,
-            hits=[TextHit(score=score, description=Description.of(d)) for score, d in hits],
-        )
+    def search(self, text: str, k: int, where: SearchFilter | None) -> list[TextHit]:
+        """Descriptions holding every word of ``text``, best first."""
+        return [
+            TextHit(score=score, description=Description.of(d))
+            for score, d in self.store.search(text, where, k)
+        ]
 
 
 def build_descriptions_router(

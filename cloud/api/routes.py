@@ -17,11 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cloud.api.auth import bearer_dependency
 from cloud.api.deps import ApiDeps
-from cloud.api.descriptions import (
-    DescriptionService,
-    TextSearchResponse,
-    build_descriptions_router,
-)
+from cloud.api.descriptions import DescriptionService, build_descriptions_router
 from cloud.api.docs import add_docs_routes
 from cloud.api.errors import InvalidParameter
 from cloud.api.grouping import Grouping
@@ -42,6 +38,7 @@ from cloud.api.schemas import (
     Track,
 )
 from cloud.api.service import QueryService, make_filter
+from cloud.api.text_search import TextSearchResponse, TextSearchService
 from cloud.describe.store import DescriptionStore
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -56,7 +53,11 @@ GROUP_FORM = (
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such detection, or no index for the space."},
-    409: {"model": ErrorResponse, "description": "No query encoder, or a codec not loaded."},
+    409: {
+        "model": ErrorResponse,
+        "description": "No query encoder, a codec not loaded, or a text encoder whose vectors "
+        "are not as wide as its space's.",
+    },
 }
 
 
@@ -64,6 +65,7 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
     """The query API's routes; the app must also call ``install_error_handlers``."""
     service = QueryService(deps)
     descriptions = DescriptionService(DescriptionStore(deps.catalog.engine))
+    text_search = TextSearchService(descriptions, service, deps.catalog, deps.text_encoder)
     route_class = timed_route(ApiMetrics(deps.metrics_registry))
     token = Depends(bearer_dependency(deps.token_digests, deps.metrics_registry))
     public = APIRouter(route_class=route_class)
@@ -142,11 +144,13 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
         """Similar detections, by a detection's embedding or by an image (base64 in JSON):
         by default one hit per track (its best sighting; `group`), and from a detection
         other tracks only (`exclude_own_track`); or, with `text`, descriptions holding those
-        words (scored, best first)."""
+        words (`hits`, scored, best first) and, when the cloud has a text encoder (an open_clip
+        `encoder`), detections whose crops match the text (`crops`, one per track; null with
+        `crops_unavailable` saying why otherwise)."""
         f = request.filter
         where = make_filter(*((f.camera, f.class_, f.from_, f.to) if f else (None,) * 4))
         if request.text is not None:
-            return await asyncio.to_thread(descriptions.search, request.text, request.k, where)
+            return await asyncio.to_thread(text_search.search, request.text, request.k, where)
         if request.detection_id is not None:
             return await asyncio.to_thread(
                 service.search_detection,

@@ -293,7 +293,7 @@ class QueryFilter(BaseModel):
 
 class SearchRequest(BaseModel):
     """Exactly one of ``detection_id``, ``image`` (similar detections) and ``text``
-    (descriptions, full text).
+    (descriptions, full text; and crops by meaning when the cloud has a CLIP text encoder).
 
     Similar detections come one per track by default ("where else is this object?"), and a
     search from a detection leaves the detection's own track out; ``group`` and
@@ -330,9 +330,12 @@ class SearchRequest(BaseModel):
     )
     text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | SkipJsonSchema[None] = Field(
         None,
-        description="Words to find in the describer's descriptions (all of them, stemmed); "
-        "answers with scored descriptions instead of detections. The filter's class keeps "
-        "descriptions that counted that class; from/to select windows overlapping them.",
+        description="Words to find in the describer's descriptions (all of them, stemmed), "
+        "answered in `hits`; with a CLIP text encoder (an open_clip `encoder` in the cloud "
+        "config) also detections whose crops match the text, in a labelled `crops` section "
+        "(else null, and `crops_unavailable` says why). The filter's class keeps descriptions "
+        "that counted that class (and crops of that class); from/to select windows "
+        "overlapping them (and crops in that time).",
     )
     k: int = Field(
         10,
@@ -365,7 +368,7 @@ class SearchRequest(BaseModel):
         if sum(given) != 1:
             raise ValueError(
                 "give exactly one of detection_id and image (similar detections) "
-                "or text (descriptions)"
+                "or text (descriptions, and crops with a text encoder)"
             )
         if self.text is not None and self.space is not None:
             raise ValueError("space applies to detection_id and image searches, not text")

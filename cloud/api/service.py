@@ -178,6 +178,12 @@ class QueryService:
         vectors = _unit(encoder.embed([image]))
         return self._search(encoder.space, vectors, k, where, group, Exclusion())
 
+    def search_vectors(
+        self, space: str, vectors: NDArray[np.float32], k: int, where: SearchFilter | None
+    ) -> schemas.SearchResponse:
+        """Detections nearest a query vector made elsewhere (a text embedding), one per track."""
+        return self._search(space, _unit(vectors), k, where, "track", Exclusion())
+
     def _codec(self, stored: EmbeddingRecord) -> VectorCodec:
         """The codec of a stored code; built-in codecs are created from the catalog's record
         (a fresh process has seen no Hello yet), codebooks must be configured."""
