@@ -295,3 +295,38 @@ def test_weights_from_a_file_are_named_by_their_digest_wherever_the_file_is(
     np.testing.assert_allclose(
         towers[0].embed([Image.fromarray(c) for c in crops]), vectors, atol=1e-5
     )
+
+
+def test_a_text_encoder_without_crops_of_its_space_still_answers_descriptions(
+    towers: tuple[ClipImageEncoder, ClipTextEncoder], tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from cloud.api.deps import ApiDeps
+    from cloud.catalog import Catalog
+    from cloud.db import open_database
+    from tests.cloud.api_fixtures import DIGESTS, ExactSearcher, LiveServer, make_app
+    from tests.cloud.describe_fixtures import T0, fill_scene
+
+    engine = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    fill_scene(engine)  # detections of another space, no CLIP crops
+    with engine.begin() as conn:
+        insert_description(
+            conn, Window(1, T0, T0 + 60_000_000), described(summary="A truck waits."), T0
+        )
+    deps = ApiDeps(
+        catalog=Catalog(engine),
+        token_digests=DIGESTS,
+        searcher=ExactSearcher(engine),
+        codecs=CodecSet(),
+        query_encoder=towers[0],
+        metrics_registry=CollectorRegistry(),
+        text_encoder=towers[1],
+    )
+    with LiveServer(make_app(deps)) as live, client(live.url) as api:
+        body = api.post("/v1/search", json={"text": "truck"}).json()
+    engine.dispose()
+    assert [h["description"]["summary"] for h in body["hits"]] == ["A truck waits."]
+    assert body["crops"] is None
+    assert body["crops_unavailable"]["code"] == "unknown_space"
+    assert SPACE in body["crops_unavailable"]["message"]

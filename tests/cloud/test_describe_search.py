@@ -142,6 +142,9 @@ def test_descriptions_endpoint_lists_pages_and_searches(api: httpx.Client) -> No
     assert body["text"] == "Trucks!"
     assert [h["description"]["id"] for h in body["hits"]] == [3]
     assert body["hits"][0]["score"] > 0
+    assert body["crops"] is None  # no text encoder here: descriptions only, and why
+    assert body["crops_unavailable"]["code"] == "no_text_encoder"
+    assert "open_clip" in body["crops_unavailable"]["message"]
     error_of(api.post("/v1/search", json={"text": "truck", "space": "x"}), 422)
     error_of(api.post("/v1/search", json={"text": "truck", "image": "aGVsbG8="}), 422)
     error_of(api.post("/v1/search", json={"text": ""}), 422)
