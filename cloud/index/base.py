@@ -129,6 +129,8 @@ class IndexSettings:
     flat_max: int = 20_000
     nlist: int | None = None  # IVF lists; None: sized from the count (and retrained as it grows)
     nprobe: int = 16  # IVF lists scanned by an unfiltered query
+    # IVF: candidates fetched by their 8-bit scores per hit wanted, re-ranked exactly.
+    refine_factor: int = 4
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 64
@@ -145,6 +147,7 @@ class IndexSettings:
         positive = {
             "flat_max": self.flat_max,
             "nprobe": self.nprobe,
+            "refine_factor": self.refine_factor,
             "hnsw_m": self.hnsw_m,
             "hnsw_ef_construction": self.hnsw_ef_construction,
             "hnsw_ef_search": self.hnsw_ef_search,

@@ -1,8 +1,9 @@
 """Per-position storage of the faiss backend: ids, attributes, the vectors, and filtering.
 
-Vectors are kept as float16 (:data:`VECTOR_DTYPE`): half the memory of float32, and lossless
-for what the wire carries (the edge's ``f16`` codec; ``int8`` and PQ codes are coarser than
-float16 rounding). Scores computed from them differ from float32 scores by about 1e-4.
+The vectors live in a :class:`~cloud.index.vector_store.VectorStore` (float16, faiss), the
+one copy of each vector the index keeps; scores computed from them differ from float32 scores
+by about 1e-4. A grown copy of the columns shares the store (rows are only appended, by
+:meth:`Columns.publish` under the index's write lock).
 
 Rows are *positions* 0..n-1 in insertion order; a position is also the vector's id inside
 faiss, so a faiss result maps back to a detection id by one array lookup. Ids mostly arrive in
@@ -31,12 +32,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cloud.index.base import SearchFilter
-from cloud.index.batch import I32, I64, Batch
+from cloud.index.batch import F32, I32, I64, Batch
+from cloud.index.vector_store import VectorStore
 
 BoolArray = NDArray[np.bool_]
 U8 = NDArray[np.uint8]
 F16 = NDArray[np.float16]
-VECTOR_DTYPE = np.float16  # the stored vectors (see the module docstring)
 
 _MIN_CAPACITY = 1024
 _EQUALITY_MAX = 4  # up to this many values, OR-ed comparisons beat np.isin (measured)
@@ -83,8 +84,9 @@ def _member(column: I32, values: tuple[int, ...]) -> BoolArray:
 class Columns:
     """The rows of one index; see the module docstring. Not thread-safe by itself."""
 
-    def __init__(self, dim: int, capacity: int = 0) -> None:
+    def __init__(self, dim: int, capacity: int = 0, store: VectorStore | None = None) -> None:
         self.dim = dim
+        self.store = store if store is not None else VectorStore(dim)
         self.n = 0
         self.dead = 0
         self._ids = np.zeros(capacity, np.int64)
@@ -92,7 +94,6 @@ class Columns:
         self._classes = np.zeros(capacity, np.int32)
         self._ts = np.zeros(capacity, np.int64)
         self._alive = np.zeros(capacity, np.bool_)
-        self._vectors = np.zeros((capacity, dim), VECTOR_DTYPE)
         self._ts_max = np.zeros(capacity, np.int64)
         self._ts_min = np.zeros(capacity, np.int64)
         self._id_max = np.zeros(capacity, np.int64)
@@ -115,7 +116,8 @@ class Columns:
         out.n = n
         out.dead = int(n - np.count_nonzero(alive))
         out._ids[:n], out._cameras[:n], out._classes[:n] = ids, cameras, classes
-        out._ts[:n], out._alive[:n], out._vectors[:n] = ts, alive, vectors
+        out._ts[:n], out._alive[:n] = ts, alive
+        out.store.add(vectors)
         if n:
             out._ts_max[:n] = np.maximum.accumulate(ts)
             out._ts_min[:n] = np.minimum.accumulate(ts[::-1])[::-1]
@@ -147,8 +149,8 @@ class Columns:
 
     @property
     def vectors(self) -> F16:
-        """The stored vectors (float16), rows 0..n-1."""
-        return self._vectors[: self.n]
+        """Rows 0..n-1 of the store, float16, without a copy: valid until the next publish."""
+        return self.store.view(self.n)
 
     @property
     def max_id(self) -> int:
@@ -166,9 +168,9 @@ class Columns:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self._ids, self._cameras, self._classes, self._ts, self._alive, self._vectors)
+        arrays = (self._ids, self._cameras, self._classes, self._ts, self._alive)
         envelopes = (self._ts_max, self._ts_min, self._id_max, self._late_ids, self._late_pos)
-        return sum(a.nbytes for a in (*arrays, *envelopes))
+        return self.store.nbytes + sum(a.nbytes for a in (*arrays, *envelopes))
 
     # ------------------------------------------------------------------ growth
 
@@ -177,9 +179,10 @@ class Columns:
         needed = self.n + extra
         if needed <= len(self._ids):
             return self
-        out = Columns(self.dim, max(needed, len(self._ids) * 3 // 2, _MIN_CAPACITY))
+        capacity = max(needed, len(self._ids) * 3 // 2, _MIN_CAPACITY)
+        out = Columns(self.dim, capacity, self.store)
         out.n, out.dead = self.n, self.dead
-        for name in ("_ids", "_cameras", "_classes", "_ts", "_alive", "_vectors"):
+        for name in ("_ids", "_cameras", "_classes", "_ts", "_alive"):
             getattr(out, name)[: self.n] = getattr(self, name)[: self.n]
         out._ts_max[: self.n] = self._ts_max[: self.n]
         out._ts_min[: self.n] = self._ts_min[: self.n]
@@ -188,7 +191,7 @@ class Columns:
         return out
 
     def write_tail(self, batch: Batch) -> None:
-        """Fill rows n..n+m-1; invisible to readers until :meth:`publish`."""
+        """Fill rows n..n+m-1 but their vectors; invisible to readers until :meth:`publish`."""
         n, m = self.n, len(batch)
         rows = slice(n, n + m)
         self._ids[rows], self._cameras[rows], self._classes[rows] = (
@@ -196,16 +199,20 @@ class Columns:
             batch.cameras,
             batch.classes,
         )
-        self._ts[rows], self._alive[rows], self._vectors[rows] = batch.ts_us, True, batch.vectors
+        self._ts[rows], self._alive[rows] = batch.ts_us, True
         running = np.maximum.accumulate(batch.ts_us)
         self._ts_max[rows] = np.maximum(running, self._ts_max[n - 1]) if n else running
         self._ts_min[rows] = np.minimum.accumulate(batch.ts_us[::-1])[::-1]
         running_id = np.maximum.accumulate(batch.ids)
         self._id_max[rows] = np.maximum(running_id, self._id_max[n - 1]) if n else running_id
 
-    def publish(self, m: int) -> None:
-        """Make the written tail visible (under the index's write lock)."""
-        n = self.n
+    def publish(self, vectors: F32 | F16) -> None:
+        """Append the written tail's vectors to the store and make the tail visible (under the
+        index's write lock)."""
+        n, m = self.n, len(vectors)
+        if len(self.store) != n:
+            raise RuntimeError(f"vector store holds {len(self.store)} rows, columns {n}")
+        self.store.add(vectors)
         if m and n:
             low = self._ts_min[n]
             # Earlier suffix minima above the new rows' minimum come down to it.

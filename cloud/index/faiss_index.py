@@ -1,11 +1,10 @@
 """The embedded vector index: faiss, one per embedding space, persisted beside the catalog.
 
-Structure (``IndexSettings.kind``; details in :mod:`cloud.index.faiss_ops`). Every structure
-stores its vectors as float16, and so do the columns beside it (exact filtered search,
-retraining, persistence): about 2 x 2 bytes a dimension per vector (3.1 KB at 768 dims), half
-of float32.
+Structure (``IndexSettings.kind``; details in :mod:`cloud.index.faiss_ops`). The columns hold
+each vector once as float16 (exact search, re-ranking, retraining, persistence); Flat is those
+columns alone, IVF adds 8-bit codes in its lists (re-ranked exactly), HNSW a float16 graph.
 
-- ``auto`` (default): an exhaustive Flat index up to ``flat_max`` live vectors. Crossing it
+- ``auto`` (default): an exhaustive (exact) Flat index up to ``flat_max`` live vectors. Crossing it
   trains an IVF index on a sample of what is stored and moves every vector into it. IVF, not
   HNSW, because ingest needs fast inserts: an IVF insert is one quantiser search (~200k
   vectors/s at 1024 lists x 384 dims on two cores), an HNSW insert a graph update (~1.3k/s
@@ -62,7 +61,7 @@ from cloud.index.rwlock import RWLock
 
 logger = logging.getLogger(__name__)
 
-KIND_NAMES = {"flat": "flat_fp16", "ivf": "ivf_fp16", "hnsw": "hnsw_fp16"}
+KIND_NAMES = {"flat": "flat_fp16", "ivf": "ivf_sq8", "hnsw": "hnsw_fp16"}
 
 
 def wanted(
@@ -154,7 +153,7 @@ class FaissIndex:
             with self._rw.write():
                 self._columns = cols
                 ops.insert(self._faiss, batch.vectors, first, lists)
-                cols.publish(len(batch))
+                cols.publish(batch.vectors)
                 self._last_id = max(self._last_id, int(batch.ids[-1]))
                 if self._kind == "hnsw":
                     self._structure_changed = True
@@ -171,17 +170,16 @@ class FaissIndex:
             if chosen.route == "empty" or not len(q):
                 return [[] for _ in range(len(q))]
             if chosen.route == "exact":
-                scores, found = ops.exact(q, k, cand.positions(), cols.vectors)
+                scores, found = ops.exact(q, k, cand, cols)
                 return _hits(scores, found, cols.ids)
-            call = ops.Prepared(chosen, self._kind, cand, cols.n)
-            scores, found = call.search(self._faiss, q, k)
+            scores, found = self._index_search(q, k, chosen, cand, cols, self._faiss)
             hits = _hits(scores, found, cols.ids)
             # Fewer hits than matches: the matches lie away from the query's nearest lists
             # (a filter anti-correlated with the vectors). Answer those queries exactly.
             short = [i for i, row in enumerate(hits) if len(row) < min(k, cand.count)]
             if short and where is not None:
                 self._fallbacks += len(short)
-                scores, found = ops.exact(q[short], k, cand.positions(), cols.vectors)
+                scores, found = ops.exact(q[short], k, cand, cols)
                 for i, row in zip(short, _hits(scores, found, cols.ids), strict=True):
                     hits[i] = row
             return hits
@@ -273,17 +271,25 @@ class FaissIndex:
             self._check_open()
             chosen, cand = self._plan(where, k)
             cols, index = self._columns, self._faiss
-        if chosen.route == "exact":
-            positions = cand.positions()
-            return chosen, lambda q: ops.exact(q, k, positions, cols.vectors)
-        prepared = ops.Prepared(chosen, self._kind, cand, cols.n)
-        return chosen, lambda q: prepared.search(index, q, k)
+        if chosen.route in ("exact", "empty"):  # empty: no positions, no hits
+            return chosen, lambda q: ops.exact(q, k, cand, cols)
+        return chosen, lambda q: self._index_search(q, k, chosen, cand, cols, index)
 
     @property
     def structure(self) -> Structure:
         return self._kind
 
     # ------------------------------------------------------------------ internals
+
+    def _index_search(
+        self, q: F32, k: int, chosen: Plan, cand: Candidates, cols: Columns, index: Any
+    ) -> tuple[F32, I64]:
+        """The faiss search of a plan; IVF candidates (8-bit scores) re-ranked exactly."""
+        call = ops.Prepared(chosen, self._kind, cand, cols.n)
+        if self._kind != "ivf":
+            return call.search(index, q, k)
+        _, found = call.search(index, q, ops.refine_k(k, self.settings.refine_factor))
+        return ops.refine(q, k, found, cols)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -295,8 +301,8 @@ class FaissIndex:
     def _new(self, kind: Structure, cols: Columns | None, nlist: int = 0) -> Any:
         """A new faiss index of ``kind`` holding ``cols`` (IVF: trained on them)."""
         if kind == "flat":
-            index = ops.new_flat(self.dim)
-        elif kind == "hnsw":
+            return None  # Flat is the columns alone (see faiss_ops)
+        if kind == "hnsw":
             index = ops.new_hnsw(self.dim, self.settings)
         else:
             assert cols is not None
@@ -338,7 +344,8 @@ class FaissIndex:
         started = time.perf_counter()
         fresh = cols.compacted() if cols.dead else cols
         if kind == "ivf" and self._kind == "ivf" and want_nlist == nlist:
-            index = ops.trained_empty(self._faiss)  # compaction only: keep the quantiser
+            # compaction only: keep the quantiser and the 8-bit ranges
+            index = ops.trained_empty(self._faiss, fresh, self.settings.seed)
             ops.fill(index, fresh)
         else:
             index = self._new(kind, fresh, want_nlist)
@@ -408,7 +415,7 @@ def _hits(scores: F32, found: I64, ids: I64) -> list[list[Hit]]:
 def _faiss_bytes(index: Any, kind: Structure, dim: int) -> int:
     """Approximate memory of the faiss structure (vectors, ids, lists or graph links)."""
     if index is None:
-        return 0
+        return 0  # Flat: the columns alone
     n = int(index.ntotal)
     if kind == "ivf":
         ivf = ops.faiss.extract_index_ivf(index)
@@ -416,4 +423,4 @@ def _faiss_bytes(index: Any, kind: Structure, dim: int) -> int:
     if kind == "hnsw":
         per_vector = int(index.storage.sa_code_size())
         return n * (per_vector + 2 * 4 * int(index.hnsw.nb_neighbors(0)))
-    return n * int(index.sa_code_size())
+    return 0

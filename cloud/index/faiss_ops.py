@@ -1,23 +1,26 @@
 """The faiss calls of the faiss backend: building, training, filling and searching indexes.
 
 Every faiss index here uses inner product on unit vectors (cosine) and *positions* as ids
-(see :mod:`cloud.index.columns`), and stores its vectors as float16 (faiss's scalar quantiser
-``QT_fp16``: 2 bytes a dimension, half of float32; exact for the wire's ``f16`` codec, and
-measured no slower to search than float32 here, as a scan is bound by memory). Three structures:
+(see :mod:`cloud.index.columns`). The columns' :class:`~cloud.index.vector_store.VectorStore`
+holds every vector once, as float16; a structure adds only what it needs beyond it:
 
-- ``flat``: ``IndexScalarQuantizer`` (fp16), exhaustive. Ids are implicit (0..n-1), so removed
-  rows stay in it and are excluded by a selector until a compaction rebuilds it.
-- ``ivf``: ``IndexIVFScalarQuantizer`` (fp16) with a flat coarse quantiser and ``nlist``
-  lists; removal is faiss ``remove_ids``. Inserting costs one quantiser search per vector (1M
-  x 384 into 1024 lists: ~5 s on two cores), which keeps ingest at tens of thousands of
-  vectors per second.
-- ``hnsw``: ``IndexHNSWSQ`` (fp16), ids implicit; faiss cannot remove from it, so removed rows
-  stay in the graph and are excluded by a selector until a compaction rebuilds it. Insertion
-  is slow (~1.3k vectors/s at 100k x 384 on two cores): an explicit option, never the default.
+- ``flat``: nothing. A search is :func:`exact` on the store: faiss's SIMD scan of it with the
+  candidates as a selector when they are many, their rows gathered and scored when few.
+- ``ivf``: ``IndexIVFScalarQuantizer`` with 8-bit codes (``QT_8bit``, per-dimension ranges
+  trained with the centroids; 1 byte a dimension) and a flat coarse quantiser; removal is faiss
+  ``remove_ids``. The probed lists give ``refine_factor x k`` candidates by their 8-bit
+  scores, and those are re-ranked by their exact scores from the store (:func:`refine`), so
+  the 8-bit rounding changes which candidates are found, never a reported score. Inserting
+  costs one quantiser search per vector (1M x 384 into 1024 lists: ~5 s on two cores).
+- ``hnsw``: ``IndexHNSWSQ`` (float16 vectors in the graph's storage, a second copy), ids
+  implicit; faiss cannot remove from it, so removed rows stay in the graph and are excluded by
+  a selector until a compaction rebuilds it. Insertion is slow (~1.3k vectors/s at 100k x 384
+  on two cores): an explicit option, never the default.
 
-Indexes saved by earlier versions (``IndexFlatIP``, ``IndexIVFFlat``, ``IndexHNSWFlat``, float32)
-still load and search; an IVF is converted to fp16 lists on load, a saved HNSW graph is kept
-as it is until its next rebuild.
+Per 768-d vector: Flat ~1.6 KB, IVF ~2.4 KB, HNSW ~3.4 KB (float32 twice, before: ~6.9 KB).
+Indexes saved by earlier versions (float32 segments, ``IndexIVFFlat``, ``IndexHNSWFlat``) still
+load: an IVF gets 8-bit lists (its 8-bit ranges trained on a sample at load), a saved HNSW
+graph is kept as it is until its next rebuild.
 
 IVF sizing: ``nlist_for(n)`` is the power of two nearest to sqrt(n), which balances the
 quantiser's cost (nlist dot products) against the lists' (nprobe x n / nlist), and at most
@@ -42,7 +45,6 @@ TRAIN_POINTS_PER_LIST: Final = 64
 KMEANS_ITERATIONS: Final = 10
 MAX_NLIST: Final = 65_536
 _ADD_CHUNK: Final = 65_536  # rows per faiss add call when filling a new index
-_EXACT_CHUNK: Final = 8_192  # candidate rows widened to float32 at a time by exact()
 
 # faiss ships partial type stubs that lack much of its SWIG API (SearchParametersHNSW,
 # knn_inner_products_by_idx, keyword constructors): use it untyped, behind this module.
@@ -63,8 +65,7 @@ def nlist_for(n: int) -> int:
 FP16: Final = faiss.ScalarQuantizer.QT_fp16
 
 
-def new_flat(dim: int) -> Any:
-    return faiss.IndexScalarQuantizer(dim, FP16, faiss.METRIC_INNER_PRODUCT)
+SQ8: Final = faiss.ScalarQuantizer.QT_8bit
 
 
 def new_hnsw(dim: int, settings: IndexSettings) -> Any:
@@ -75,13 +76,11 @@ def new_hnsw(dim: int, settings: IndexSettings) -> Any:
 
 
 def _new_ivf(quantizer: Any, dim: int, nlist: int) -> Any:
-    # The vectors themselves, not residuals from their centroid: float16 needs no training
-    # and then holds exactly what the columns hold.
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, nlist, FP16, faiss.METRIC_INNER_PRODUCT, False
+    # 8-bit codes of the vectors themselves (not of residuals from their centroid): one set of
+    # per-dimension ranges for every list, trained on the sample the centroids are.
+    return faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, SQ8, faiss.METRIC_INNER_PRODUCT, False
     )
-    index.is_trained = bool(quantizer.is_trained and quantizer.ntotal == nlist)
-    return index
 
 
 def train_ivf(vectors: F16, rows: I64, nlist: int, seed: int) -> Any:
@@ -98,25 +97,35 @@ def train_ivf(vectors: F16, rows: I64, nlist: int, seed: int) -> Any:
     return index
 
 
-def trained_empty(index: Any) -> Any:
-    """An empty fp16 IVF index with the same (trained) quantiser; the lists are not copied.
+def trained_empty(index: Any, cols: Columns, seed: int) -> Any:
+    """An empty 8-bit IVF index with the same (trained) quantiser; the lists are not copied.
 
-    Also converts an IVF-Flat saved by an earlier version (float32 lists) to fp16 lists."""
-    ivf = faiss.extract_index_ivf(index)
+    An IVF saved by an earlier version (float32 lists, no 8-bit ranges) gets its ranges
+    trained here on a sample of ``cols`` (the centroids are kept)."""
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))  # read_index gives IndexIVF
     quantizer = faiss.clone_index(ivf.quantizer)
     out = _new_ivf(quantizer, ivf.d, ivf.nlist)
     out.own_fields = True
     quantizer.this.disown()
+    if isinstance(ivf, faiss.IndexIVFScalarQuantizer) and ivf.sq.qtype == SQ8:
+        out.sq.trained = ivf.sq.trained
+        out.is_trained = True
+    else:
+        live = np.flatnonzero(cols.alive)
+        want = min(len(live), TRAIN_POINTS_PER_LIST * ivf.nlist)
+        sample = np.sort(np.random.default_rng(seed).choice(live, size=want, replace=False))
+        out.train(np.ascontiguousarray(cols.vectors[sample], dtype=np.float32))
     return out
 
 
 def nlist_of(index: Any) -> int:
-    if kind_of(index) != "ivf":
+    if index is None or kind_of(index) != "ivf":
         return 0
     return int(faiss.extract_index_ivf(index).nlist)
 
 
 def kind_of(index: Any) -> Structure:
+    """The structure of a faiss index; ``None`` (no faiss index) is Flat."""
     if isinstance(index, faiss.IndexIVF):
         return "ivf"
     if isinstance(index, faiss.IndexHNSW):
@@ -126,10 +135,12 @@ def kind_of(index: Any) -> Structure:
 
 def fill(index: Any, cols: Columns) -> None:
     """Add every stored row (IVF: every live row) under its position (a fresh index)."""
+    if index is None:
+        return
     ivf = kind_of(index) == "ivf"
     for start in range(0, cols.n, _ADD_CHUNK):
         stop = min(cols.n, start + _ADD_CHUNK)
-        chunk = np.ascontiguousarray(cols.vectors[start:stop], dtype=np.float32)
+        chunk = cols.store.range(start, stop)
         if not ivf:
             index.add(chunk)
             continue
@@ -139,7 +150,7 @@ def fill(index: Any, cols: Columns) -> None:
 
 def assign(index: Any, vectors: F32) -> I64 | None:
     """IVF list of each row, computed before taking the write lock (the slow part of an add)."""
-    if kind_of(index) != "ivf":
+    if index is None or kind_of(index) != "ivf":
         return None
     _, lists = index.quantizer.search(vectors, 1)
     return np.ascontiguousarray(lists.ravel(), dtype=np.int64)
@@ -147,6 +158,8 @@ def assign(index: Any, vectors: F32) -> I64 | None:
 
 def insert(index: Any, vectors: F32, first: int, lists: I64 | None) -> None:
     """Append rows as positions first, first+1, ... (under the write lock)."""
+    if index is None:
+        return
     if lists is None:
         index.add(vectors)
         return
@@ -157,7 +170,7 @@ def insert(index: Any, vectors: F32, first: int, lists: I64 | None) -> None:
 
 
 def remove(index: Any, positions: I64) -> None:
-    if len(positions) and kind_of(index) == "ivf":
+    if len(positions) and index is not None and kind_of(index) == "ivf":
         index.remove_ids(faiss.IDSelectorBatch(len(positions), faiss.swig_ptr(positions)))
 
 
@@ -192,26 +205,38 @@ class Prepared:
         return scores, positions
 
 
-def exact(queries: F32, k: int, positions: I64, storage: F16) -> tuple[F32, I64]:
-    """Top ``k`` of ``positions`` by inner product with the stored (float16) rows.
+DENSE_SHARE: Final = 8  # candidates >= n / 8: scan the store with a selector, not gather
 
-    Rows are gathered and widened to float32 a chunk at a time (a BLAS product per chunk), so
-    the temporary memory is bounded whatever the number of candidates. Returns scores and
-    positions, best first, shaped (len(queries), min(k, len(positions)))."""
-    nq = len(queries)
-    k = min(k, len(positions))
-    best_s = np.full((nq, k), -np.inf, np.float32)
-    best_p = np.full((nq, k), -1, np.int64)
-    for start in range(0, len(positions), _EXACT_CHUNK):
-        chunk = positions[start : start + _EXACT_CHUNK]
-        scores = queries @ storage[chunk].astype(np.float32).T
-        both_s = np.concatenate((best_s, scores), axis=1)
-        both_p = np.concatenate((best_p, np.broadcast_to(chunk, scores.shape)), axis=1)
-        top = np.argpartition(-both_s, k - 1, axis=1)[:, :k] if k else both_s[:, :0]
-        best_s = np.take_along_axis(both_s, top, axis=1)
-        best_p = np.take_along_axis(both_p, top, axis=1)
-    order = np.argsort(-best_s, axis=1, kind="stable")
-    return (
-        np.ascontiguousarray(np.take_along_axis(best_s, order, axis=1), dtype=np.float32),
-        np.ascontiguousarray(np.take_along_axis(best_p, order, axis=1)),
-    )
+
+def exact(queries: F32, k: int, cand: Candidates, cols: Columns) -> tuple[F32, I64]:
+    """Top ``k`` of the candidates by their exact (float16-stored) scores.
+
+    Many candidates: faiss's SIMD scan of the whole store, restricted by the candidates'
+    selector. Few: their rows gathered and scored (cost ~ candidates, not the store's size).
+    Returns scores and positions, best first; -1 positions where fewer than ``k`` exist."""
+    if cand.count == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    if cand.count * DENSE_SHARE >= cols.n:
+        dense = Prepared(Plan("exact", cand.count, 1.0), "flat", cand, cols.n)
+        return cols.store.search(queries, min(k, cand.count), dense.params)
+    return cols.store.scores_at(queries, k, cand.positions(), cols.n)
+
+
+def refine_k(k: int, factor: int) -> int:
+    """Candidates to fetch by 8-bit score for ``k`` hits re-ranked exactly."""
+    return k * factor
+
+
+def refine(queries: F32, k: int, found: I64, cols: Columns) -> tuple[F32, I64]:
+    """Re-rank each query's candidates (positions, -1 for none) by exact scores; top ``k``."""
+    view = cols.vectors  # read under the index's read lock: no append can move it
+    valid = found >= 0
+    scores = np.full(found.shape, -np.inf, np.float32)
+    for i in range(len(queries)):  # a handful of queries, refine_factor x k rows each
+        rows = view[found[i, valid[i]]].astype(np.float32)
+        scores[i, valid[i]] = np.einsum("md,d->m", rows, queries[i])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    positions = np.take_along_axis(found, order, axis=1)
+    positions[~np.isfinite(best)] = -1
+    return best, np.ascontiguousarray(positions)

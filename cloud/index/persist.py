@@ -158,7 +158,7 @@ def read_columns(directory: Path, manifest: Manifest) -> Columns:
             if len(batch) != rows or batch.vectors.shape[1:] != (manifest.dim,):
                 raise ValueError(f"{name} holds {batch.vectors.shape}, expected {rows} rows")
             cols.write_tail(batch)
-            cols.publish(rows)
+            cols.publish(batch.vectors)
         if manifest.alive is not None:
             bits = np.load(directory / manifest.alive, allow_pickle=False)
             alive = np.unpackbits(bits, count=cols.n, bitorder="little").astype(np.bool_)
@@ -206,7 +206,7 @@ def save(directory: Path, now: Snapshot, previous: Manifest | None) -> Manifest:
     kind = ops.kind_of(now.index)
     structure = previous.structure if previous and not now.structure_changed else None
     if structure is None and kind != "flat":
-        to_write = ops.trained_empty(now.index) if kind == "ivf" else now.index
+        to_write = ops.trained_empty(now.index, cols, 0) if kind == "ivf" else now.index
         structure = write_structure(directory, to_write)
     manifest = Manifest(
         space=now.space,
@@ -243,10 +243,9 @@ def load(directory: Path, space: str, dim: int) -> Loaded | None:
     cols = read_columns(directory, manifest)
     stored = read_structure(directory, manifest)
     if manifest.kind == "flat":
-        index = ops.new_flat(dim)
-        ops.fill(index, cols)
+        index = None  # Flat is the columns alone
     elif manifest.kind == "ivf" and stored is not None:
-        index = ops.trained_empty(stored)  # fp16 lists, also for an IVF-Flat saved earlier
+        index = ops.trained_empty(stored, cols, 0)  # 8-bit lists, also for an earlier IVF-Flat
         ops.fill(index, cols)
     elif manifest.kind == "hnsw" and stored is not None and stored.ntotal == cols.n:
         index = stored

@@ -25,7 +25,7 @@ def test_bench_index_json() -> None:
     assert (doc["n"], doc["dim"]) == (25_000, 32)
     assert "Gaussian mixture" in str(doc["vectors"])
     assert isinstance(doc["insert_per_s"], float)
-    assert doc["index"]["kind"] == "ivf_fp16"  # type: ignore[index]
+    assert doc["index"]["kind"] == "ivf_sq8"  # type: ignore[index]
     queries = doc["queries"]
     assert isinstance(queries, list)
     assert [q["filter"] for q in queries] == ["none", "1%", "10%", "0.1%"]
