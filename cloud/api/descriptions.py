@@ -2,7 +2,7 @@
 
 ``GET /v1/descriptions`` lists what the describer wrote (newest window first, paged like the
 detections), ``GET /v1/descriptions/{id}`` returns one, and ``POST /v1/search`` with
-``{"text": ...}`` (see :class:`cloud.api.schemas.SearchRequest`) finds scored descriptions,
+``{"text": ...}`` (see :class:`cloud.api.search_schemas.SearchRequest`) finds scored descriptions,
 best first (:mod:`cloud.api.text_search` answers with them and with crops). A description made
 without a model says so: ``describer`` is ``rules`` and ``rules`` is true.
 """

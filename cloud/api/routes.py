@@ -25,18 +25,15 @@ from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
 from cloud.api.query import Cameras, Classes, Cursor, From, PageSize, To
 from cloud.api.schemas import (
-    MAX_IMAGE_BYTES,
-    MAX_K,
     CameraList,
     Detection,
     DetectionPage,
     ErrorResponse,
     Health,
-    SearchRequest,
-    SearchResponse,
     Stats,
     Track,
 )
+from cloud.api.search_schemas import MAX_IMAGE_BYTES, MAX_K, SearchRequest, SearchResponse
 from cloud.api.service import QueryService, make_filter
 from cloud.api.text_search import TextSearchResponse, TextSearchService
 from cloud.describe.store import DescriptionStore

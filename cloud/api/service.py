@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.api import schemas
+from cloud.api import schemas, search_schemas
 from cloud.api.deps import ApiDeps
 from cloud.api.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from cloud.api.grouping import Exclusion, Grouping, nearest_groups
@@ -121,7 +121,7 @@ class QueryService:
         space: str | None,
         group: Grouping = "track",
         exclude_own_track: bool = True,
-    ) -> schemas.SearchResponse:
+    ) -> search_schemas.SearchResponse:
         """Detections that look like detection ``detection_id``: with ``exclude_own_track``
         other objects only (its track and itself left out), else itself first, near 1."""
         stored = self.catalog.embedding(detection_id)
@@ -161,7 +161,7 @@ class QueryService:
         where: SearchFilter | None,
         space: str | None,
         group: Grouping = "track",
-    ) -> schemas.SearchResponse:
+    ) -> search_schemas.SearchResponse:
         """Detections that look like the object in a PNG/JPEG image (embedded here)."""
         encoder = self.deps.query_encoder
         if encoder is None:
@@ -180,7 +180,7 @@ class QueryService:
 
     def search_vectors(
         self, space: str, vectors: NDArray[np.float32], k: int, where: SearchFilter | None
-    ) -> schemas.SearchResponse:
+    ) -> search_schemas.SearchResponse:
         """Detections nearest a query vector made elsewhere (a text embedding), one per track."""
         return self._search(space, _unit(vectors), k, where, "track", Exclusion())
 
@@ -209,7 +209,7 @@ class QueryService:
         where: SearchFilter | None,
         group: Grouping,
         exclude: Exclusion,
-    ) -> schemas.SearchResponse:
+    ) -> search_schemas.SearchResponse:
         """The k best groups of one query vector (see :mod:`cloud.api.grouping`)."""
         searcher = self.deps.searcher
         if space not in searcher.spaces():
@@ -228,7 +228,7 @@ class QueryService:
             raise Unavailable(f"the index is not available: {exc}") from None
         except IndexProblem as exc:  # e.g. a query of another width than the space's
             raise Conflict(f"the index refused the query: {exc}", code="index_error") from None
-        return schemas.SearchResponse(
+        return search_schemas.SearchResponse(
             space=space,
             random_init_encoder=self._random_init(space),
             group=group,
@@ -236,7 +236,7 @@ class QueryService:
             excluded_detection=exclude.detection_id,
             candidates=found.candidates,
             hits=[
-                schemas.Hit(
+                search_schemas.Hit(
                     score=h.score,
                     track_id=h.detection.track_id,
                     sightings=h.sightings,

@@ -6,7 +6,7 @@ One text query answers from two places, each labelled:
   where they always were, so clients written before crops were searchable read them unchanged;
 - ``crops``: detections whose crops lie nearest the text in a CLIP space, when the cloud has a
   text encoder (the text tower of the edges' open_clip model, :mod:`cloud.text_encoder`). It is
-  a :class:`~cloud.api.schemas.SearchResponse`, as an image search returns it (space,
+  a :class:`~cloud.api.search_schemas.SearchResponse`, as an image search returns it (space,
   ``random_init_encoder``, hits one per track). Without a text encoder, or while no edge has
   sent crops of its space, ``crops`` is null and ``crops_unavailable`` says why, with a code:
   the descriptions still answer.
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloud.api.deps import TextEncoder
 from cloud.api.descriptions import DescriptionService, TextHit
 from cloud.api.errors import Conflict
-from cloud.api.schemas import SearchResponse
+from cloud.api.search_schemas import SearchResponse
 from cloud.api.service import QueryService
 from cloud.catalog import Catalog
 from cloud.index.base import SearchFilter
