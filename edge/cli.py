@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from edge.encoder_options import encoder_model_options, encoder_model_overrides
 from edge.errors import EdgeError
 from edge.spool_cli import spool_group
 from shared.errors import ProtocolError
@@ -52,11 +53,7 @@ def _config_options(fn: Any) -> Any:
             help="timm model name, an exported .onnx encoder, or open_clip:MODEL[:TAG] (the "
             "image tower of a CLIP model, e.g. open_clip:ViT-B-32:laion2b_s34b_b79k).",
         ),
-        click.option(
-            "--encoder-weights",
-            type=click.Path(path_type=Path),
-            help="Local weights file for a timm encoder.",
-        ),
+        encoder_model_options,
         click.option(
             "--random-init-encoder",
             is_flag=True,
@@ -161,6 +158,8 @@ def flag_overrides(**kw: Any) -> dict[str, Any]:
                 "encoder.runtime": kw.get("encoder_runtime"),
             }
         )
+    # timm encoders only: another type refuses them, naming the flag's layer
+    out.update(encoder_model_overrides(None, kw.get("model_kwargs"), kw.get("encoder_preprocess")))
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -362,7 +361,7 @@ def show_config(config_path: Path | None, **kw: Any) -> None:
 @click.option(
     "--encoder", "-e", default="vit_base_patch16_224", show_default=True, help="timm model name."
 )
-@click.option("--encoder-weights", type=click.Path(path_type=Path), help="Local weights file.")
+@encoder_model_options
 @click.option(
     "--random-init-encoder",
     is_flag=True,
@@ -377,22 +376,38 @@ def show_config(config_path: Path | None, **kw: Any) -> None:
 )
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_encoder(
-    encoder: str, encoder_weights: Path | None, random_init_encoder: bool, quantize: str, out: Path
+    encoder: str,
+    encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
+    random_init_encoder: bool,
+    quantize: str,
+    out: Path,
 ) -> None:
     """Export a timm encoder to ONNX, with its preprocessing, for ONNX Runtime / TensorRT."""
+    from pydantic import ValidationError
+
     from edge.config import TimmEncoderConfig
     from edge.embed import TimmEncoder, quantize_onnx
+    from shared.settings import describe_errors
 
     try:
         enc = TimmEncoder(
             TimmEncoderConfig(
-                name=encoder, weights=encoder_weights, random_init=random_init_encoder
+                name=encoder,
+                weights=encoder_weights,
+                random_init=random_init_encoder,
+                model_kwargs=model_kwargs,
+                preprocess=encoder_preprocess,
             )
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         enc.export_onnx(out)
         if quantize == "int8":
             quantize_onnx(out, out)
+    except ValidationError as exc:
+        message = f"invalid encoder options: {describe_errors(exc.errors())}"
+        raise click.ClickException(message) from None
     except EdgeError as exc:
         raise click.ClickException(str(exc)) from None
     note = " (RANDOM-INIT weights)" if random_init_encoder else ""

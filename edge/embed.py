@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -18,16 +19,17 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from edge import onnx_cache
 from edge.config import OnnxEncoderConfig, TimmEncoderConfig
 from edge.encoder_config import OpenClipEncoderConfig
 from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
+from edge.onnx_cache import ONNX_META_KEY as ONNX_META_KEY
+from edge.onnx_cache import quantize_onnx as quantize_onnx
 from shared import timm_encoder
 from shared.errors import EncoderModelError, EncoderWeightsNotFound
 from shared.timm_encoder import Preprocess as Preprocess  # re-exported: the edge's contract
 
 logger = logging.getLogger(__name__)
-
-ONNX_META_KEY = "semcom.encoder"
 
 
 class Encoder(Protocol):
@@ -107,7 +109,7 @@ class TimmEncoder:
                 out.append(self._model(x.to(self._device)).float().cpu().numpy())
         return _unit(np.concatenate(out))
 
-    def export_onnx(self, path: Path, opset: int = 17) -> None:
+    def export_onnx(self, path: Path, opset: int = onnx_cache.OPSET) -> None:
         """Write the model as ONNX (dynamic batch) with its preprocessing as metadata."""
         import onnx
 
@@ -210,22 +212,33 @@ def build_encoder(
         from edge.clip_encoder import OpenClipEncoder
 
         return OpenClipEncoder(config)
-    encoder = TimmEncoder(config)
-    runtime = config.runtime
-    if runtime == "auto":
-        runtime = "onnx-int8" if config.device == "cpu" else "torch"
+    runtime = resolve_runtime(config)
     if runtime == "torch":
-        return encoder
+        return TimmEncoder(config)
+    folder = onnx_cache.cache_dir(config.onnx_cache_dir)
+    path = onnx_cache.entry_path(folder, config, runtime, onnx_cache.cache_key(config, runtime))
+    cached = _open_cached(path, config)
+    if cached is not None:
+        return cached
+    encoder = TimmEncoder(config)
     try:
-        with tempfile.TemporaryDirectory(prefix="semcom-encoder-") as tmp:
-            path = Path(tmp) / "encoder.onnx"
-            logger.info("exporting %s to ONNX Runtime (%s)", config.name, runtime)
-            encoder.export_onnx(path)
-            if runtime == "onnx-int8":
-                quantize_onnx(path, path)
-            return OnnxEncoder(
-                OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
-            )
+        started = time.monotonic()
+        try:
+            onnx_cache.write_atomically(path, lambda tmp: _export(encoder, tmp, runtime))
+        except OSError as exc:  # a read-only or full cache folder: export without keeping it
+            logger.warning("cannot write the ONNX cache %s (%s): not kept", folder, exc)
+            with tempfile.TemporaryDirectory(prefix="semcom-encoder-") as tmp:
+                path = Path(tmp) / "encoder.onnx"
+                _export(encoder, path, runtime)
+                return _open(path, config)
+        logger.info(
+            "encoder %s: exported to ONNX (%s) in %.1f s: %s",
+            config.name,
+            runtime,
+            time.monotonic() - started,
+            path,
+        )
+        return _open(path, config)
     except Exception as exc:  # exporters raise many types; the cause is kept in the message
         if config.runtime != "auto":
             raise BackendUnavailable(
@@ -236,21 +249,36 @@ def build_encoder(
         return encoder
 
 
-def quantize_onnx(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of an exported encoder, keeping its semcom metadata."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def resolve_runtime(config: TimmEncoderConfig) -> str:
+    """The runtime ``auto`` stands for: onnx-int8 on a CPU, torch on a GPU."""
+    if config.runtime != "auto":
+        return config.runtime
+    return "onnx-int8" if config.device == "cpu" else "torch"
 
-    meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
-    tmp = dst.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
-    model = onnx.load(str(tmp))
-    for key, value in meta.items():
-        if key == ONNX_META_KEY:
-            info = json.loads(value)
-            info["quantized"] = "int8-dynamic"
-            value = json.dumps(info)
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    onnx.save(model, str(dst))
-    tmp.unlink()
+
+def _export(encoder: TimmEncoder, path: Path, runtime: str) -> None:
+    encoder.export_onnx(path)
+    if runtime == "onnx-int8":
+        quantize_onnx(path, path)
+
+
+def _open(path: Path, config: TimmEncoderConfig) -> OnnxEncoder:
+    return OnnxEncoder(
+        OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
+    )
+
+
+def _open_cached(path: Path, config: TimmEncoderConfig) -> OnnxEncoder | None:
+    """The cached export at ``path``, or None (absent; unreadable: removed, to be rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        encoder = _open(path, config)
+    except Exception as exc:  # ONNX Runtime raises its own types for a corrupt file
+        logger.warning("ONNX cache entry %s is unusable (%s): rebuilding it", path, exc)
+        path.unlink(missing_ok=True)
+        return None
+    logger.info("encoder %s: ONNX (%s) from cache %s", config.name, encoder.runtime, path)
+    if encoder.random_init:
+        logger.warning("encoder %s has RANDOM weights: embeddings carry no meaning", config.name)
+    return encoder

@@ -8,6 +8,7 @@ in the layer that may import both. Everything heavy is imported inside the comma
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -128,6 +129,8 @@ def train_decoder(
     imgsz: int | None,
     encoder: str | None,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     encoder_runtime: str,
     codec: str | None,
@@ -182,6 +185,8 @@ def train_decoder(
             encoder=TimmEncoderConfig(
                 name=encoder or default_encoder,
                 weights=encoder_weights,
+                model_kwargs=model_kwargs,
+                preprocess=encoder_preprocess,
                 random_init=random_init_encoder,
                 runtime=encoder_runtime,
                 threads=default_threads(),
@@ -231,6 +236,8 @@ def train_decoder(
         width=width,
         weights=weights,
         encoder_weights=encoder_weights,
+        encoder_model_kwargs=model_kwargs,
+        encoder_preprocess=encoder_preprocess,
         progress=progress,
         threads=threads,
     )

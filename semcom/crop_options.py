@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import click
+
+from edge.encoder_options import encoder_model_options
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def crop_source_options(func: F) -> F:
-    """``--source`` (repeatable, as ``sources``), ``--imgsz``, ``--encoder-weights`` and
-    ``--encoder-runtime``; each command adds its own ``--detector``, ``--encoder`` and
-    ``--random-init-encoder``, whose defaults differ."""
+    """``--source`` (repeatable, as ``sources``), ``--imgsz``, the encoder's model options
+    (``--encoder-weights``, ``--model-kwargs``, ``--encoder-preprocess``: see
+    :mod:`edge.encoder_options`) and ``--encoder-runtime``; each command adds its own
+    ``--detector``, ``--encoder`` and ``--random-init-encoder``, whose defaults differ."""
     options = [
         click.option(
             "--source",
@@ -25,11 +27,7 @@ def crop_source_options(func: F) -> F:
             help="Video file or image folder (repeatable).",
         ),
         click.option("--imgsz", type=click.IntRange(32, 4096), help="Detector input size (px)."),
-        click.option(
-            "--encoder-weights",
-            type=click.Path(path_type=Path),
-            help="Local encoder weights file.",
-        ),
+        encoder_model_options,
         click.option(
             "--encoder-runtime",
             type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),

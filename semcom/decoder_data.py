@@ -9,8 +9,8 @@ learns from what the cloud actually receives. Crops are stored at the decoder's 
 resampling) in a :class:`cloud.decoder.dataset.CropDataset`.
 
 The result is cached under a key of everything that shapes it: source files (path, size,
-mtime), detector file and settings, encoder (name, weights file, random-init flag, runtime),
-codec, crop scale, decoder side, sampling rate and crop limit.
+mtime), detector file and settings, encoder (name, weights file, random-init flag, runtime,
+model_kwargs, preprocessing), codec, crop scale, decoder side, sampling rate and crop limit.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ def cache_key(spec: BuildSpec) -> str:
             _file_id(enc.weights) if enc.weights else None,
             enc.random_init,
             runtime,
+            enc.model_kwargs,
+            enc.preprocess.model_dump(mode="json"),
         ],
         "codec": codec_id,
         "image_size": spec.image_size,

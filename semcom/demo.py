@@ -22,12 +22,13 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+from edge.encoder_options import encoder_model_options
 from semcom.demo_errors import DemoError, DemoModelError
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class DemoOptions:
     seconds: float | None
     as_json: bool
     describe_window_s: float = 10.0
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    encoder_preprocess: dict[str, Any] = field(default_factory=dict)
 
 
 def _echo(text: str) -> None:
@@ -199,6 +202,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 detector=opts.detector,
                 encoder=opts.encoder,
                 encoder_weights=opts.encoder_weights,
+                model_kwargs=opts.model_kwargs,
+                encoder_preprocess=opts.encoder_preprocess,
                 random_init=opts.random_init_encoder,
                 cloud_url=cloud.url,
                 token=edge_token,
@@ -295,9 +300,7 @@ def _serve(cloud: Any) -> None:
     show_default=True,
     help="timm model name, or an exported .onnx encoder.",
 )
-@click.option(
-    "--encoder-weights", type=click.Path(path_type=Path), help="Local weights for a timm encoder."
-)
+@encoder_model_options
 @click.option(
     "--random-init-encoder",
     is_flag=True,
@@ -344,6 +347,8 @@ def command(
     detector: str | None,
     encoder: str,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     data_dir: Path | None,
     port: int,
@@ -370,6 +375,8 @@ def command(
         detector=detector,
         encoder=encoder,
         encoder_weights=encoder_weights,
+        model_kwargs=model_kwargs,
+        encoder_preprocess=encoder_preprocess,
         random_init_encoder=random_init_encoder,
         data_dir=data_dir,
         port=port,

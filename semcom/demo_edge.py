@@ -46,6 +46,8 @@ def edge_overrides(
     cloud_url: str,
     token: str,
     spool: Path,
+    model_kwargs: dict[str, Any] | None = None,
+    encoder_preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Dotted overrides of the demo's edge config (the same keys as ``semcom edge run``)."""
     from edge.cli import flag_overrides
@@ -57,6 +59,8 @@ def edge_overrides(
         detector=detector,
         encoder=encoder,
         encoder_weights=encoder_weights,
+        model_kwargs=model_kwargs,
+        encoder_preprocess=encoder_preprocess,
         random_init_encoder=random_init or None,
     )
     out["source.pace"] = source.pace

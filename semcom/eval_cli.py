@@ -69,6 +69,8 @@ def reconstruction(
     imgsz: int | None,
     encoder: str | None,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     encoder_runtime: str,
     codec: str | None,
@@ -118,6 +120,8 @@ def reconstruction(
                 {
                     "name": meta.encoder,
                     "weights": encoder_weights,
+                    "model_kwargs": model_kwargs,
+                    "preprocess": encoder_preprocess,
                     "random_init": meta.random_init,
                     "runtime": encoder_runtime,
                     "threads": default_threads(),

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edge.encoder_options import encoder_model_options
+
 if TYPE_CHECKING:
     from cloud.decoder.checkpoint import LoadedDecoder
     from cloud.decoder.dataset import CropDataset
@@ -60,7 +62,8 @@ if TYPE_CHECKING:
     "held-out objects when the crops are the training data).",
 )
 @click.option("--detector", help="Detector model [default: the checkpoint's].")
-@click.option("--encoder-weights", type=click.Path(path_type=Path), help="Encoder weights file.")
+@click.option("--encoder", help="timm model name; must be the checkpoint's (the default).")
+@encoder_model_options
 @click.option(
     "--sample-fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True
 )
@@ -87,7 +90,10 @@ def llm(
     seed: int,
     all_crops: bool,
     detector: str | None,
+    encoder: str | None,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     sample_fps: float,
     max_crops: int | None,
     cache_dir: Path | None,
@@ -113,11 +119,16 @@ def llm(
         raise click.UsageError("give --source (repeatable) or --crops, not both")
     try:
         questions = load_questions(questions_path)
-        dec = load_decoder(checkpoint, device)
+        dec = load_decoder(checkpoint, device, encoder=encoder)
         if crops_file is not None:
             dataset = CropDataset.load(crops_file)
         else:
-            dataset = _build(dec, sources, detector, encoder_weights, sample_fps, max_crops,
+            encoder_options = {
+                "weights": encoder_weights,
+                "model_kwargs": model_kwargs,
+                "preprocess": encoder_preprocess,
+            }
+            dataset = _build(dec, sources, detector, encoder_options, sample_fps, max_crops,
                              cache_dir, progress)  # fmt: skip
         m = dataset.meta
         check_meta(dec.meta, checkpoint, encoder=m.encoder, embed_dim=m.embed_dim,
@@ -175,7 +186,7 @@ def _build(
     dec: LoadedDecoder,
     sources: tuple[str, ...],
     detector: str | None,
-    encoder_weights: Path | None,
+    encoder_options: dict[str, Any],
     sample_fps: float,
     max_crops: int | None,
     cache_dir: Path | None,
@@ -195,7 +206,7 @@ def _build(
         encoder=TimmEncoderConfig.model_validate(
             {
                 "name": meta.encoder,
-                "weights": encoder_weights,
+                **encoder_options,
                 "random_init": meta.random_init,
                 "threads": default_threads(),
                 "batch_size": 16,

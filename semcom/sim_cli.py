@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from edge.encoder_options import encoder_model_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ def sim() -> None:
 )
 @click.option("--detector", help="Detector model (.onnx/.pt/.engine/.yaml); needed with --source.")
 @click.option("--encoder", default=None, help="timm model name or .onnx [default: scenario].")
-@click.option("--encoder-weights", type=click.Path(exists=True, path_type=Path))
+@encoder_model_options
 @click.option("--random-init-encoder", is_flag=True, help="Untrained encoder (reported as such).")
 @click.option(
     "--encoder-runtime",
@@ -75,6 +77,8 @@ def run(
     detector: str | None,
     encoder: str | None,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     encoder_runtime: str | None,
     codec: str | None,
@@ -130,6 +134,8 @@ def run(
                 encoder_runtime=encoder_runtime,
                 codec=codec,
                 imgsz=imgsz,
+                model_kwargs=model_kwargs,
+                encoder_preprocess=encoder_preprocess,
             )
             frames = count_frames(source)
             if scenario.max_frames is not None:

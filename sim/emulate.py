@@ -34,12 +34,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
+from edge.encoder_options import model_kwargs_args
 from sim import netns
 from sim.netns import EmulationError, Topology
 
@@ -91,6 +92,9 @@ class EdgeOptions:
     detector: Path
     imgsz: int = 320
     encoder: str | None = None  # default: the edge's (vit_base_patch16_224)
+    encoder_weights: Path | None = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # timm.create_model's
+    encoder_preprocess: Mapping[str, Any] = field(default_factory=dict)  # size, mean, std, ...
     random_init_encoder: bool = False
     encoder_runtime: str | None = None
     codec: str | None = None
@@ -443,6 +447,9 @@ def _edge_args(options: EdgeOptions, url: str, topo: Topology, spool: Path) -> l
     ):
         if value is not None:
             args += [flag, value]
+    if options.encoder_weights is not None:
+        args += ["--encoder-weights", str(Path(options.encoder_weights).resolve())]
+    args += model_kwargs_args(options.model_kwargs, options.encoder_preprocess)
     if options.random_init_encoder:
         args.append("--random-init-encoder")
     return [*args, *options.extra_args]

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from edge.encoder_options import encoder_model_options
+
 logger = logging.getLogger(__name__)
 
 ProfileResolver = Callable[[str], Any]
@@ -47,6 +49,7 @@ def build_command(resolve_profile: ProfileResolver | None = None) -> click.Comma
                   help="Detector model (.onnx/.pt).")  # fmt: skip
     @click.option("--imgsz", type=int, default=320, show_default=True, help="Detector size (px).")
     @click.option("--encoder", "-e", help="timm model name or exported .onnx encoder.")
+    @encoder_model_options
     @click.option(
         "--random-init-encoder",
         is_flag=True,
@@ -124,6 +127,9 @@ def _run(kw: dict[str, Any], resolve_profile: ProfileResolver | None) -> None:
             detector=kw["detector"],
             imgsz=kw["imgsz"],
             encoder=kw["encoder"],
+            encoder_weights=kw["encoder_weights"],
+            model_kwargs=kw["model_kwargs"],
+            encoder_preprocess=kw["encoder_preprocess"],
             random_init_encoder=kw["random_init_encoder"],
             encoder_runtime=kw["encoder_runtime"],
             codec=kw["codec"],

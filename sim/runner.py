@@ -7,7 +7,7 @@ it (detector, encoder, codec, emission policy, crop scale), so the sizes are the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ def edge_overrides(
     encoder_runtime: str | None = None,
     codec: str | None = None,
     imgsz: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    encoder_preprocess: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Dotted overrides of the edge config (the keys ``semcom edge run`` uses)."""
     name = encoder or scenario.encoder
@@ -67,6 +69,10 @@ def edge_overrides(
             out["encoder.random_init"] = True
         if encoder_runtime is not None:
             out["encoder.runtime"] = encoder_runtime
+        if model_kwargs:
+            out["encoder.model_kwargs"] = dict(model_kwargs)
+        if encoder_preprocess:
+            out["encoder.preprocess"] = dict(encoder_preprocess)
     return out
 
 

@@ -14,6 +14,20 @@ DATA = Path(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _semcom_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ONNX exports of encoders go to a folder of this test session, not the user's cache
+    (``SEMCOM_CACHE_DIR``; child processes inherit it)."""
+    folder = tmp_path_factory.mktemp("semcom-cache")
+    before = os.environ.get("SEMCOM_CACHE_DIR")
+    os.environ["SEMCOM_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SEMCOM_CACHE_DIR", None)
+    else:
+        os.environ["SEMCOM_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real videos, weights, images); tests using it are marked realdata."""

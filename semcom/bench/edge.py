@@ -29,6 +29,7 @@ import numpy as np
 from edge.config import load_config
 from edge.daemon import build_agent
 from edge.detect import Detector
+from edge.encoder_options import encoder_model_options
 from edge.errors import EdgeError
 from edge.pipeline import EdgePipeline, EmbedJob, Timed
 from semcom import software_version
@@ -95,7 +96,7 @@ class _RecordingPipeline(EdgePipeline):
     show_default=True,
     help="timm model name or exported .onnx encoder.",
 )
-@click.option("--encoder-weights", type=click.Path(path_type=Path))
+@encoder_model_options
 @click.option("--random-init-encoder", is_flag=True, help="Untrained encoder (reported).")
 @click.option(
     "--encoder-runtime",
@@ -113,6 +114,8 @@ def command(
     detector: str,
     encoder: str,
     encoder_weights: Path | None,
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     encoder_runtime: str | None,
     imgsz: int | None,
@@ -129,6 +132,8 @@ def command(
         detector=detector,
         encoder=encoder,
         encoder_weights=encoder_weights,
+        model_kwargs=model_kwargs,
+        encoder_preprocess=encoder_preprocess,
         random_init_encoder=random_init_encoder or None,
         encoder_runtime=encoder_runtime,
         imgsz=imgsz,

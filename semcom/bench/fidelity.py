@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from edge.encoder_options import encoder_model_options
 from semcom.bench.fidelity_run import (
     ROI_MESSAGE,
     Queries,
@@ -92,15 +93,7 @@ def _table(doc: dict[str, Any]) -> str:
     "--max-frames", type=click.IntRange(1), help="Read at most this many frames of each clip."
 )
 @click.option("--encoder", default="mobilenetv2_100", show_default=True, help="timm model name.")
-@click.option(
-    "--encoder-weights", type=click.Path(path_type=Path), help="Local encoder weights file."
-)
-@click.option(
-    "--model-kwargs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="timm.create_model keyword argument (repeatable), e.g. pad_type=same.",
-)
+@encoder_model_options
 @click.option(
     "--random-init-encoder",
     is_flag=True,
@@ -155,7 +148,8 @@ def command(
     max_frames: int | None,
     encoder: str,
     encoder_weights: Path | None,
-    model_kwargs: tuple[str, ...],
+    model_kwargs: dict[str, Any],
+    encoder_preprocess: dict[str, Any],
     random_init_encoder: bool,
     encoder_runtime: str,
     threads: int,
@@ -172,20 +166,16 @@ def command(
     from edge.errors import EdgeError
     from semcom.bench.fidelity_data import ExtractSpec, expand_sources, extract
     from shared.errors import EncoderModelError, ProtocolError
-    from shared.timm_encoder import parse_model_kwargs
 
     ms = _ints(pq_m, "--pq-m")
-    try:
-        kwargs = parse_model_kwargs(model_kwargs)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--model-kwargs") from None
     try:
         spec = ExtractSpec(
             sources=expand_sources(sources),
             detector=DetectorConfig(model=detector, imgsz=imgsz),
             encoder=TimmEncoderConfig(
                 name=encoder,
-                model_kwargs=kwargs,
+                model_kwargs=model_kwargs,
+                preprocess=encoder_preprocess,
                 weights=encoder_weights,
                 random_init=random_init_encoder,
                 runtime=encoder_runtime,
