@@ -30,6 +30,7 @@ from cloud.config import EncoderConfig
 from cloud.store import space_name
 from shared import timm_encoder
 from shared.errors import EncoderModelError, EncoderWeightsNotFound, UnknownEncoderModel
+from shared.models.errors import ModelError
 from shared.timm_encoder import Preprocess
 
 if TYPE_CHECKING:
@@ -46,9 +47,39 @@ class WeightsNotFound(EncoderError):
     """The configured weights are not on this machine (the cloud never downloads them)."""
 
 
+def resolve_model_name(config: EncoderConfig) -> EncoderConfig:
+    """A config naming a models-manifest entry (``encoder.name: mobilenetv2``) as the timm
+    model it stands for, exactly as the edge resolves it (``edge.embed.resolve_model_name``):
+    the entry's timm id, provisioned weights, ``model_kwargs`` and preprocessing, each
+    overridden by the config's own values. Other configs unchanged."""
+    try:
+        found = timm_encoder.manifest_encoder(
+            config.name,
+            weights=config.weights,
+            random_init=config.random_init,
+            model_kwargs=config.model_kwargs,
+            preprocess=config.preprocess.model_dump(exclude_none=True),
+        )
+    except ModelError as exc:
+        raise WeightsNotFound(f"{exc} (cloud config `encoder.name`)") from exc
+    except EncoderModelError as exc:
+        raise EncoderError(f"{exc} (cloud config `encoder.name`)") from exc
+    if found is None:
+        return config
+    return config.model_copy(
+        update={
+            "name": found.model,
+            "weights": found.weights,
+            "model_kwargs": found.model_kwargs,
+            "preprocess": type(config.preprocess)(**found.preprocess),
+        }
+    )
+
+
 def load_model(config: EncoderConfig) -> Any:
     """The timm model of ``config`` (eval mode not set), from local weights only, built by
     :func:`shared.timm_encoder.build_model` exactly as the edges build theirs."""
+    config = resolve_model_name(config)
     try:
         return timm_encoder.build_model(
             config.name,
@@ -75,6 +106,7 @@ def load_model(config: EncoderConfig) -> Any:
 
 def load_preprocess(model: Any, config: EncoderConfig) -> Preprocess:
     """The edges' preprocessing of ``model``: its timm data config with ``config``'s overrides."""
+    config = resolve_model_name(config)
     return timm_encoder.resolve_preprocess(model, **config.preprocess.model_dump(exclude_none=True))
 
 
@@ -86,6 +118,7 @@ class QueryEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
+        config = resolve_model_name(config)  # its space is the timm id's, as the edge's
         model = load_model(config)
         contract = load_preprocess(model, config)
         self.name = config.name

@@ -27,6 +27,7 @@ from edge.onnx_cache import ONNX_META_KEY as ONNX_META_KEY
 from edge.onnx_cache import quantize_onnx as quantize_onnx
 from shared import timm_encoder
 from shared.errors import EncoderModelError, EncoderWeightsNotFound
+from shared.models.errors import ModelError
 from shared.timm_encoder import Preprocess as Preprocess  # re-exported: the edge's contract
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,46 @@ def _missing_weights(name: str, exc: EncoderWeightsNotFound) -> ModelNotFound:
     )
 
 
+def resolve_model_name(config: TimmEncoderConfig) -> TimmEncoderConfig:
+    """A config naming a models-manifest entry (``--encoder mobilenetv2``) as the timm model it
+    stands for: the entry's timm id, its provisioned weights file, its ``model_kwargs`` and
+    preprocessing, each overridden by what the config sets itself. Other configs unchanged.
+
+    The encoder is then announced under the timm id, so a manifest name and the same model given
+    by flags (``--encoder ID --encoder-weights FILE --model-kwargs ...``) share one space.
+    """
+    try:
+        found = timm_encoder.manifest_encoder(
+            config.name,
+            weights=config.weights,
+            random_init=config.random_init,
+            model_kwargs=config.model_kwargs,
+            preprocess=config.preprocess.model_dump(exclude_none=True),
+        )
+    except (ModelError, EncoderModelError) as exc:
+        raise EdgeError(f"encoder {config.name!r}: {exc}") from exc
+    if found is None:
+        return config
+    logger.info(
+        "encoder %s: the timm model %s, weights %s", config.name, found.model, found.weights
+    )
+    return config.model_copy(
+        update={
+            "name": found.model,
+            "weights": found.weights,
+            "model_kwargs": found.model_kwargs,
+            "preprocess": type(config.preprocess)(**found.preprocess),
+        }
+    )
+
+
 class TimmEncoder:
     """A timm model in PyTorch; weights from a path, the local cache, or random (flagged)."""
 
     def __init__(self, config: TimmEncoderConfig) -> None:
         import torch
+
+        config = resolve_model_name(config)
 
         self.name = config.name
         self.model_kwargs = dict(config.model_kwargs)
@@ -212,6 +248,7 @@ def build_encoder(
         from edge.clip_encoder import OpenClipEncoder
 
         return OpenClipEncoder(config)
+    config = resolve_model_name(config)
     runtime = resolve_runtime(config)
     if runtime == "torch":
         return TimmEncoder(config)

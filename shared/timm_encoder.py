@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.errors import (
+    EncoderModelError,
     EncoderWeightsMismatch,
     EncoderWeightsNotFound,
     EncoderWeightsUnreadable,
@@ -281,3 +282,58 @@ def resolve_preprocess(
 def _triple(values: Iterable[float]) -> tuple[float, float, float]:
     a, b, c = (float(v) for v in values)
     return (a, b, c)
+
+
+@dataclass(frozen=True)
+class ManifestEncoder:
+    """A timm encoder named in the models manifest, resolved to what :func:`build_model` takes.
+
+    ``model`` is the timm model id (the entry's ``library_id``); ``weights`` the provisioned
+    file (the user's own file when one was given, None for random init); ``model_kwargs`` and
+    ``preprocess`` the entry's, each overridden by the user's values.
+    """
+
+    model: str
+    weights: Path | None
+    model_kwargs: dict[str, ModelKwargValue]
+    preprocess: dict[str, Any]
+
+
+def manifest_encoder(
+    name: str,
+    *,
+    weights: Path | None,
+    random_init: bool,
+    model_kwargs: Mapping[str, ModelKwargValue],
+    preprocess: Mapping[str, Any],
+) -> ManifestEncoder | None:
+    """``name`` resolved through the models manifest; None when it is not a manifest name.
+
+    Never downloads: an entry not provisioned raises
+    :class:`~shared.models.errors.ModelNotProvisioned` (its message says which
+    ``semcom models pull``/``import`` to run); a tampered file raises ``ModelHashMismatch``.
+    A manifest name of another kind or library raises :class:`EncoderModelError`.
+    """
+    from shared.models import is_model_name, load_manifest, resolve
+
+    if not is_model_name(name):
+        return None
+    entry = load_manifest().get(name)
+    assert entry is not None
+    if entry.kind != "encoder" or entry.family != "timm":
+        raise EncoderModelError(
+            f"{name!r} is a {entry.family} {entry.kind} in the models manifest, not a timm "
+            "encoder (an open_clip model is `--encoder open_clip:ARCH[:TAG]`)"
+        )
+    path = weights
+    if path is None and not random_init:
+        path = resolve(name, "encoder").path
+    pre: dict[str, Any] = {}
+    if entry.preprocessing is not None:
+        p = entry.preprocessing
+        pre = {"size": p.input_size[0], "mean": p.mean, "std": p.std}
+        if p.interpolation in INTERPOLATIONS:
+            pre["interpolation"] = p.interpolation
+    pre.update({k: v for k, v in preprocess.items() if v is not None})
+    kwargs = check_model_kwargs({**entry.model_kwargs, **model_kwargs})
+    return ManifestEncoder(entry.library_id, path, kwargs, pre)

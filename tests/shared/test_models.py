@@ -59,7 +59,7 @@ def test_shipped_manifest_names_every_supported_model() -> None:
     coral = m.entries["mobilenetv2_100_coral"]
     assert coral.import_only
     assert coral.sha256 == CORAL_SHA
-    assert dict(coral.model_kwargs) == {"pad_type": "same", "num_classes": 1001}
+    assert dict(coral.model_kwargs) == {"pad_type": "same"}  # headless: classifier dropped
     assert coral.preprocessing is not None
     assert coral.preprocessing.mean == coral.preprocessing.std == (0.5, 0.5, 0.5)
     osnet = m.entries["osnet_x0_25_msmt17"]
