@@ -17,13 +17,26 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-# Models are never downloaded: the demo uses the team's ONNX detector when it lies beside the
-# checkout, otherwise ultralytics' YOLO11n architecture with random weights (the summary says
-# so), and a random-init ViT. Override, e.g.: make demo DEMO_ARGS="--source clip.mp4 --detector m.onnx"
-DETECTOR  ?= $(firstword $(wildcard ../shared/data/weights/yolo11n_int8_coco_320.onnx) yolo11n.yaml)
-DEMO_ARGS ?= --detector $(DETECTOR) --random-init-encoder
+# The demo's models. Beside a checkout with the team's test-only models (../shared/data, never
+# committed), it imports them into the models directory (`semcom models import`, hash-checked)
+# and runs on them: the YOLO11n int8 ONNX and the ImageNet MobileNetV2, on a real traffic clip.
+# Otherwise it pulls YOLO11n and MobileNetV2 (`--pull-models`, once); offline it runs untrained
+# models and says so. Override, e.g.: make demo DEMO_ARGS="--source clip.mp4 --detector m.onnx"
+SHARED_DATA   ?= ../shared/data
+TEAM_DETECTOR := $(wildcard $(SHARED_DATA)/weights/yolo11n_int8_coco_320.onnx)
+TEAM_ENCODER  := $(wildcard $(SHARED_DATA)/weights/mobilenet_v2_imagenet/mobilenetv2_100_coral_dequant.safetensors)
+TEAM_CLIP     := $(wildcard $(SHARED_DATA)/videos/cars_kraten.mp4)
+ifneq ($(and $(TEAM_DETECTOR),$(TEAM_ENCODER)),)
+DEMO_ARGS  ?= --detector yolo11n-int8-320 --encoder mobilenetv2_100_coral $(if $(TEAM_CLIP),--source $(TEAM_CLIP) --seconds 20)
+DEMO_SETUP := $(BIN)/semcom models import $(TEAM_DETECTOR) --as yolo11n-int8-320 && \
+              $(BIN)/semcom models import $(TEAM_ENCODER) --as mobilenetv2_100_coral
+else
+DEMO_ARGS  ?= --pull-models
+DEMO_SETUP := true
+endif
 
 demo: $(VENV)/.installed-$(EXTRAS)
+	$(DEMO_SETUP)
 	$(BIN)/semcom demo $(DEMO_ARGS)
 
 test: lint typecheck imports unit

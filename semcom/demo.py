@@ -29,7 +29,14 @@ from typing import Any
 import click
 
 from edge.encoder_options import encoder_model_options
-from semcom.demo_errors import DemoError, DemoModelError
+from semcom.demo_errors import DemoError
+from semcom.demo_models import (
+    DEFAULT_ENCODER,
+    PULLED_DETECTOR,
+    PULLED_ENCODER,
+    check_detector,
+    pulled_models,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,22 +142,6 @@ def _data_dir(stack: ExitStack, given: Path | None) -> Path:
     return path
 
 
-def _check_detector(detector: str | None) -> None:
-    from edge.detect import resolve_model
-    from edge.errors import ModelNotFound
-
-    try:
-        resolve_model(detector or "yolo11n.pt")
-    except ModelNotFound as exc:
-        if detector is None:
-            raise DemoModelError(
-                "the edge's default detector (yolo11n.pt) is not on this machine and models "
-                "are never downloaded at run time: pass --detector PATH (an ultralytics "
-                ".pt/.onnx/.engine file, e.g. an ONNX export of yolo11n)"
-            ) from None
-        raise DemoModelError(f"{exc} (--detector)") from None
-
-
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
     """Run the demo and print its summary (which is returned); with ``keep_serving`` the
     cloud then stays up until Ctrl-C or SIGTERM."""
@@ -176,7 +167,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         stack.enter_context(_quiet_libraries())
         data_dir = _data_dir(stack, opts.data_dir)
         source = resolve_source(opts.source, data_dir, opts.seconds)
-        _check_detector(opts.detector)
+        check_detector(opts.detector)
         edge_token, api_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         plan = plan_cloud(
             data_dir,
@@ -292,13 +283,24 @@ def _serve(cloud: Any) -> None:
     help="Video file, image, image folder, rtsp/http URL or camera index "
     "[default: ultralytics' bus.jpg as a still camera].",
 )
-@click.option("--detector", "-d", help="Detector model (.pt/.onnx/.engine) [default: yolo11n.pt].")
+@click.option(
+    "--detector",
+    "-d",
+    help="Detector: a models-manifest name (yolo11n) or a .pt/.onnx/.engine file "
+    "[default: yolo11n.pt; with --pull-models: yolo11n].",
+)
 @click.option(
     "--encoder",
     "-e",
-    default="vit_small_patch16_224",
-    show_default=True,
-    help="timm model name, or an exported .onnx encoder.",
+    help="Encoder: a models-manifest name (mobilenetv2), a timm model name, or an exported "
+    ".onnx encoder [default: vit_small_patch16_224; with --pull-models: mobilenetv2].",
+)
+@click.option(
+    "--pull-models",
+    is_flag=True,
+    help="Download the detector and the encoder first (`semcom models pull`, once: they are "
+    "kept in the models directory). Without a network, run on untrained models instead, "
+    "and say so.",
 )
 @encoder_model_options
 @click.option(
@@ -345,7 +347,8 @@ def _serve(cloud: Any) -> None:
 def command(
     source: str | None,
     detector: str | None,
-    encoder: str,
+    encoder: str | None,
+    pull_models: bool,
     encoder_weights: Path | None,
     model_kwargs: dict[str, Any],
     encoder_preprocess: dict[str, Any],
@@ -370,10 +373,15 @@ def command(
     from edge.errors import EdgeError
     from shared.errors import ProtocolError
 
+    if pull_models:
+        detector, encoder, untrained = pulled_models(
+            detector or PULLED_DETECTOR, encoder or PULLED_ENCODER, encoder_weights
+        )
+        random_init_encoder = random_init_encoder or untrained
     options = DemoOptions(
         source=source,
         detector=detector,
-        encoder=encoder,
+        encoder=encoder or DEFAULT_ENCODER,
         encoder_weights=encoder_weights,
         model_kwargs=model_kwargs,
         encoder_preprocess=encoder_preprocess,
