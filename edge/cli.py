@@ -64,7 +64,7 @@ def _config_options(fn: Any) -> Any:
             "--encoder-runtime",
             type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
             help="Run a timm encoder in PyTorch, or export it at start-up to ONNX Runtime "
-            "[default: auto = onnx-int8 on CPU].",
+            "[default: auto = ONNX Runtime on CPU, int8 for transformers].",
         ),
         click.option("--codec", help="Embedding codec: f32, f16, int8 or a codebook .npz."),
     ]

@@ -61,9 +61,11 @@ class TimmEncoderConfig(_Model):
     type: Literal["timm"] = "timm"
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
         "auto",
-        description="Run the model in PyTorch, or export it at start-up and run it in ONNX "
-        "Runtime (onnx-int8: dynamic int8 weights, about 2x faster on CPU). auto: onnx-int8 "
-        "on a CPU device (falling back to torch if the export fails), torch on a GPU.",
+        description="Run the model in PyTorch, or export it (once: the export is cached) and run "
+        "it in ONNX Runtime (onnx-int8: dynamic int8 weights of MatMul/Gemm, convolutions stay "
+        "fp32). auto: on a CPU device ONNX Runtime, int8 when most weights are in MatMul/Gemm "
+        "(transformers) and fp32 otherwise (CNNs), falling back to torch if the export fails; "
+        "torch on a GPU.",
     )
     name: str = Field(
         "vit_base_patch16_224",

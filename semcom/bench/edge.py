@@ -102,7 +102,8 @@ class _RecordingPipeline(EdgePipeline):
     "--encoder-runtime",
     type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
     default=None,
-    help="Runtime of a timm encoder [default: config, auto = onnx-int8 on CPU].",
+    help="Runtime of a timm encoder [default: config, auto = ONNX Runtime on CPU, int8 for "
+    "transformers].",
 )
 @click.option("--imgsz", type=int, default=None, help="Detector input size [default: config].")
 @click.option("--codec", default=None, help="Embedding codec [default: config].")

@@ -116,3 +116,21 @@ def test_the_default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.delenv("SEMCOM_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "semcom" / "onnx"
+
+
+def test_auto_quantises_transformers_and_keeps_cnns_in_fp32(tmp_path: Path) -> None:
+    """auto on a CPU: int8 when most weights feed MatMul/Gemm (a ViT), fp32 for a CNN, whose
+    convolutions int8 would slow down and move away from the cloud's fp32 vectors."""
+    from edge.onnx_cache import quantizable_share
+
+    vit = build_encoder(_config(tmp_path, runtime="auto"))
+    cnn = build_encoder(_config(tmp_path, name="mobilenetv2_100", runtime="auto"))
+    assert (vit.runtime, cnn.runtime) == ("onnx-int8", "onnx")
+    build_encoder(_config(tmp_path, runtime="onnx"))
+    (vit_fp32,) = tmp_path.glob("test_vit-onnx-*.onnx")
+    (cnn_fp32,) = tmp_path.glob("mobilenetv2_100-auto-*.onnx")
+    assert quantizable_share(vit_fp32) > 0.75  # a 64-d test ViT; vit_tiny: 0.97
+    assert quantizable_share(cnn_fp32) == 0.0
+    torch_cnn = build_encoder(_config(tmp_path, name="mobilenetv2_100", runtime="torch"))
+    crops = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    np.testing.assert_allclose(cnn.embed(crops), torch_cnn.embed(crops), atol=1e-4)
