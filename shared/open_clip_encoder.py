@@ -124,6 +124,25 @@ def _tag_config(spec: ClipSpec) -> dict[str, Any]:
     return dict(config)
 
 
+def provisioned_file(model: str, pretrained: str) -> Path | None:
+    """The file of the models-manifest entry for this architecture and tag, when it has been
+    pulled or imported (hash-checked); None when no entry names them or none is provisioned."""
+    from shared.models import ModelNotProvisioned, load_manifest, resolve
+
+    for entry in load_manifest():
+        if (entry.family, entry.library_id, entry.pretrained_tag) != (
+            "open_clip",
+            model,
+            pretrained,
+        ):
+            continue
+        try:
+            return resolve(entry.name, entry.kind).path
+        except ModelNotProvisioned:
+            return None
+    return None
+
+
 def build_clip(spec: ClipSpec, device: str = "cpu") -> Any:
     """The whole open_clip model (both towers) in eval mode, from local weights only.
 
@@ -142,6 +161,10 @@ def build_clip(spec: ClipSpec, device: str = "cpu") -> Any:
             model = open_clip.create_model(spec.model, pretrained=None, device=device)
         return model.eval()
     tag = _tag_config(spec)
+    if spec.weights is None and spec.pretrained is not None:
+        pulled = provisioned_file(spec.model, spec.pretrained)
+        if pulled is not None:  # `semcom models pull` put it in the models directory
+            spec = ClipSpec(spec.model, spec.pretrained, pulled)
     # A tag trained with QuickGELU (OpenAI's) needs it in the model too; open_clip only warns.
     options: dict[str, Any] = {"force_quick_gelu": bool(tag.get("quick_gelu", False))}
     if spec.weights is not None:
@@ -174,7 +197,8 @@ def build_clip(spec: ClipSpec, device: str = "cpu") -> Any:
             f"no {spec.model} weights for tag {spec.pretrained!r} there; on a connected "
             f'machine run `python -c "import open_clip; open_clip.create_model('
             f"'{spec.model}', pretrained='{spec.pretrained}')\"` and copy ~/.cache/huggingface "
-            f"here, or give the checkpoint file as weights ({type(exc).__name__}: "
+            "here, or `semcom models pull` its manifest entry (`semcom models list`), or give "
+            f"the checkpoint file as weights ({type(exc).__name__}: "
             f"{str(exc)[:200]})",
         ) from exc
     return model.eval()

@@ -241,3 +241,16 @@ def test_the_teams_real_files_import_and_verify(store: ModelStore, shared_data: 
         assert record.size == store.entry(name).size
     verified = {s.entry.name: s.state for s in store.statuses(files, rehash=True)}
     assert verified == dict.fromkeys(files, "hash ok")
+
+
+def test_an_open_clip_tag_finds_its_pulled_file(store: ModelStore, tmp_path: Path) -> None:
+    """`--encoder open_clip:ViT-B-32:laion2b_s34b_b79k` loads the file `semcom models pull
+    clip-vit-b32-image` provisioned, not only the Hugging Face cache."""
+    from shared.open_clip_encoder import provisioned_file
+
+    assert provisioned_file("ViT-B-32", "laion2b_s34b_b79k") is None  # not provisioned yet
+    store.import_file(_file(tmp_path / "clip.safetensors", b"clip" * 64), "clip-vit-b32-image")
+    found = provisioned_file("ViT-B-32", "laion2b_s34b_b79k")
+    assert found is not None
+    assert found.read_bytes() == b"clip" * 64
+    assert provisioned_file("ViT-B-32", "openai") is None  # no manifest entry for that tag
