@@ -171,7 +171,7 @@ def cache_key(spec: ExtractSpec) -> str:
     det = spec.detector.model_dump(mode="json", exclude={"settings_dir", "ort_threads"})
     model = Path(spec.detector.model).expanduser()
     det["model"] = _file_id(model) if model.is_file() else spec.detector.model
-    enc = spec.encoder.model_dump(mode="json", exclude={"threads", "batch_size"})
+    enc = spec.encoder.model_dump(mode="json", exclude={"threads", "batch_size", "onnx_cache_dir"})
     if spec.encoder.weights is not None and spec.encoder.weights.is_file():
         enc["weights"] = _file_id(spec.encoder.weights)
     payload = {

@@ -1,7 +1,7 @@
 """What a codec keeps of the meaning of real RoI embeddings: the measures of ``bench fidelity``.
 
-All searches are exact, by inner product (the encoder's vectors are unit-norm, so this is
-cosine for f32), over one *pool* of crops: every crop of the pool is a query once, and the
+All searches are exact, by inner product (of unit vectors, as in the cloud's index: cosine),
+over one *pool* of crops: every crop of the pool is a query once, and the
 candidates are the other crops of the same pool. Per query (one value each, averaged later):
 
 - class precision@10 over other tracks: the share of the 10 nearest crops **of other tracks**

@@ -5,7 +5,8 @@ A fold names the clips PQ codebooks are fitted on and the clips measured (one po
 crops are searched together). Leave-one-clip-out makes one fold per clip, fitted on all the
 others; a fixed split makes one fold. Parameter-free codecs (f32, f16, int8) are measured on
 the same pools, so every ratio to f32 compares like with like. Per-query outcomes of all folds
-are pooled before averaging.
+are pooled before averaging. Decoded vectors are L2-normalised before the search, as the
+cloud's index does with every vector it stores and every query.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ class CodecResult:
     reduced_dim: list[int]  # PQ: the fitted reduced dim of each fold
 
 
+def unit_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Rows scaled to unit length, as the cloud's index stores decoded vectors
+    (``cloud.index.batch.unit_rows``): every score is then a cosine."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
+
+
 def roi_frame(codec: VectorCodec, code: bytes, sample: CropSample, i: int) -> bytes:
     """The encoded RoI message of crop ``i`` (see ``ROI_MESSAGE``)."""
     ts = _EPOCH_US + int(sample.times_us[i])
@@ -174,7 +182,7 @@ def run(
         names = ", ".join(sample.clip_names[i] for i in fold.measure)
         say(f"fold {k + 1}/{len(folds)}: measuring on {names} ({len(rows)} crops)")
         pool = Pool(
-            sample.embeddings[rows],
+            unit_rows(sample.embeddings[rows]),  # as the f32 codec's vectors reach the index
             sample.tracks[rows],
             sample.classes[rows],
             sample.times_us[rows],
@@ -183,7 +191,7 @@ def run(
         for codec in _fold_codecs(sample, fold, pq_m, seed, say):
             start = time.perf_counter()
             codes = codec.encode(pool.vectors)
-            decoded = codec.decode(codes)
+            decoded = unit_rows(codec.decode(codes))
             q = decoded if queries == "decoded" else pool.vectors
             label = codec.codec_id
             values.setdefault(label, []).append(per_query(pool, decoded, q, truth, gap_us))

@@ -35,7 +35,8 @@ def _clip(path: Path, shade: int) -> Path:
     import cv2
 
     w, h = 320, 192
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+    writer = cv2.VideoWriter(str(path), fourcc, 25.0, (w, h))
     assert writer.isOpened(), "OpenCV cannot write mp4v here"
     for i in range(FRAMES):
         img = np.full((h, w, 3), shade, np.uint8)

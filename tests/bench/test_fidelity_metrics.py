@@ -9,6 +9,7 @@ from semcom.bench import fidelity_run
 from semcom.bench.fidelity_data import CropSample
 from semcom.bench.fidelity_metrics import Pool, per_query, summarise, top_k
 from semcom.bench.fidelity_run import SplitError, make_folds, run
+from shared.pq import fit_pq
 
 S = 1_000_000
 
@@ -91,7 +92,9 @@ def test_recall_against_f32() -> None:
 
 def test_pool_refuses_unequal_arrays() -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        Pool(_circle([0.0, 1.0]), np.zeros(2, np.int64), np.zeros(1, np.int64), np.zeros(2))
+        Pool(
+            _circle([0.0, 1.0]), np.zeros(2, np.int64), np.zeros(1, np.int64), np.zeros(2, np.int64)
+        )
 
 
 def test_leave_one_clip_out_never_fits_on_the_measured_clip() -> None:
@@ -131,7 +134,7 @@ def _sample(per_clip: int = 300, clips: int = 3, dim: int = 32) -> CropSample:
 def test_run_fits_codebooks_only_on_the_other_clips(monkeypatch: pytest.MonkeyPatch) -> None:
     sample = _sample()
     fitted: list[np.ndarray] = []
-    real_fit = fidelity_run.fit_pq
+    real_fit = fit_pq
 
     def recording_fit(samples: np.ndarray, **kwargs: object) -> object:
         fitted.append(np.asarray(samples))
