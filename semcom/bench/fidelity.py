@@ -233,7 +233,7 @@ def command(
             for (name, t), n in zip(tracks_per_clip(sample).items(), per_clip, strict=True)
         },
         "split": describe_folds(folds, sample.clip_names),
-        "queries": queries,
+        "query_vectors": queries,
         "same_track_gap_s": gap_s,
         **counts(results),
         "roi_message": ROI_MESSAGE,

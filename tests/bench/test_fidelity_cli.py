@@ -112,6 +112,8 @@ def test_fidelity_json_on_generated_clips(tmp_path: Path) -> None:
     assert doc["sample_from_cache"] is True
     assert (doc["crops"], doc["tracks"]) == (9 * FRAMES, 9)
     assert "leave-one-clip-out over 3 clips" in doc["split"]
+    assert (doc["query_vectors"], doc["queries"]) == ("decoded", 9 * FRAMES)
+    assert doc["track_queries"] + doc["track_queries_skipped"] == 9 * FRAMES
     assert [r["codec"] for r in doc["results"]] == ["f32", "f16", "int8", "pq8x8", "pq16x8"]
     keys = {
         "codec", "code_bytes", "bytes_per_roi", "class_p10", "class_p10_ratio", "track_r10",

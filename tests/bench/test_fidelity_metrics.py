@@ -162,3 +162,29 @@ def test_too_few_crops_to_fit_says_what_to_do() -> None:
     sample = _sample(per_clip=100)
     with pytest.raises(SplitError, match="PQ needs at least 256"):
         run(sample, make_folds(sample.clip_names, [100, 100, 100]), pq_m=(8,))
+
+
+def test_targets_take_the_best_code_within_each_size() -> None:
+    def row(codec: str, size: int, cls: float, track: float) -> dict[str, object]:
+        return {
+            "codec": codec,
+            "code_bytes": size,
+            "class_p10_ratio": cls,
+            "track_r10_ratio": track,
+        }
+
+    rows = [
+        row("f32", 5120, 1.0, 1.0),
+        row("int8", 1284, 0.995, 0.985),
+        row("pq8x8", 8, 0.985, 0.80),
+        row("pq16x8", 16, 0.97, 0.90),
+        row("pq32x8", 32, 0.99, 0.96),
+        row("pq64x8", 64, 0.99, 0.99),
+    ]
+    checks = fidelity_run.targets(rows)
+    assert [(t["codec"], t["met"]) for t in checks] == [
+        ("int8", True),
+        ("int8", False),
+        ("pq8x8", True),
+        ("pq32x8", False),
+    ]
