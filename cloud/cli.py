@@ -108,6 +108,9 @@ def serve(
 
     from cloud.app import create_app
     from cloud.clip_encoder import query_encoders
+    from cloud.heap import limit_arenas
+
+    limit_arenas()  # before the threads start (see cloud/heap.py)
     from cloud.config import ConfigError, with_tokens
     from cloud.encoder import EncoderError
 

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cloud.heap import give_back
 from cloud.index import faiss_ops as ops
 from cloud.index import persist
 from cloud.index.base import Hit, IndexSettings, SearchFilter
@@ -358,6 +359,7 @@ class FaissIndex:
             self._nlist = want_nlist
             self._structure_changed = True
             self._rebuilds += 1
+        give_back()  # the old structure and the rebuild's temporaries (see cloud/heap.py)
         logger.info(
             "index %s: %s (%d lists) over %d vectors in %.1f s",
             self.space,
