@@ -89,6 +89,12 @@ def test_failures_exit_non_zero_with_one_clear_line(tmp_path: Path) -> None:
     assert models(md, "verify", "vit-b16").exit_code == 1  # named but not provisioned
 
 
+def shell_env() -> dict[str, str]:
+    """This process's environment as a user's shell has it: without the HF_HUB_OFFLINE that
+    building an encoder earlier in this process set (daemons force it; `models pull` refuses it)."""
+    return {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+
+
 @pytest.mark.parametrize(
     ("name", "host", "env"),
     [
@@ -107,7 +113,7 @@ def test_pull_offline_fails_fast_saying_what_to_do(
         [sys.executable, "-m", "semcom", "models", "pull", name],
         capture_output=True,
         text=True,
-        env={**os.environ, "SEMCOM_MODELS_DIR": str(tmp_path / "models"), **env},
+        env={**shell_env(), "SEMCOM_MODELS_DIR": str(tmp_path / "models"), **env},
         timeout=60,
     )
     elapsed = time.monotonic() - started
