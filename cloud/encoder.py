@@ -53,27 +53,11 @@ def resolve_model_name(config: EncoderConfig) -> EncoderConfig:
     the entry's timm id, provisioned weights, ``model_kwargs`` and preprocessing, each
     overridden by the config's own values. Other configs unchanged."""
     try:
-        found = timm_encoder.manifest_encoder(
-            config.name,
-            weights=config.weights,
-            random_init=config.random_init,
-            model_kwargs=config.model_kwargs,
-            preprocess=config.preprocess.model_dump(exclude_none=True),
-        )
+        return timm_encoder.with_manifest(config)
     except ModelError as exc:
         raise WeightsNotFound(f"{exc} (cloud config `encoder.name`)") from exc
     except EncoderModelError as exc:
         raise EncoderError(f"{exc} (cloud config `encoder.name`)") from exc
-    if found is None:
-        return config
-    return config.model_copy(
-        update={
-            "name": found.model,
-            "weights": found.weights,
-            "model_kwargs": found.model_kwargs,
-            "preprocess": type(config.preprocess)(**found.preprocess),
-        }
-    )
 
 
 def load_model(config: EncoderConfig) -> Any:

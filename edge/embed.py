@@ -79,28 +79,17 @@ def resolve_model_name(config: TimmEncoderConfig) -> TimmEncoderConfig:
     by flags (``--encoder ID --encoder-weights FILE --model-kwargs ...``) share one space.
     """
     try:
-        found = timm_encoder.manifest_encoder(
-            config.name,
-            weights=config.weights,
-            random_init=config.random_init,
-            model_kwargs=config.model_kwargs,
-            preprocess=config.preprocess.model_dump(exclude_none=True),
-        )
+        resolved = timm_encoder.with_manifest(config)
     except (ModelError, EncoderModelError) as exc:
         raise EdgeError(f"encoder {config.name!r}: {exc}") from exc
-    if found is None:
-        return config
-    logger.info(
-        "encoder %s: the timm model %s, weights %s", config.name, found.model, found.weights
-    )
-    return config.model_copy(
-        update={
-            "name": found.model,
-            "weights": found.weights,
-            "model_kwargs": found.model_kwargs,
-            "preprocess": type(config.preprocess)(**found.preprocess),
-        }
-    )
+    if resolved is not config:
+        logger.info(
+            "encoder %s: the timm model %s, weights %s",
+            config.name,
+            resolved.name,
+            resolved.weights,
+        )
+    return resolved
 
 
 class TimmEncoder:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Union
+from typing import Any, Final, Protocol, TypeVar, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -337,3 +337,46 @@ def manifest_encoder(
     pre.update({k: v for k, v in preprocess.items() if v is not None})
     kwargs = check_model_kwargs({**entry.model_kwargs, **model_kwargs})
     return ManifestEncoder(entry.library_id, path, kwargs, pre)
+
+
+class EncoderFields(Protocol):
+    """What :func:`with_manifest` reads of an encoder config (the edge's and the cloud's)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def weights(self) -> Path | None: ...
+    @property
+    def random_init(self) -> bool: ...
+    @property
+    def model_kwargs(self) -> Mapping[str, ModelKwargValue]: ...
+    @property
+    def preprocess(self) -> Any: ...  # a pydantic model with model_dump()
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+
+C = TypeVar("C", bound=EncoderFields)
+
+
+def with_manifest(config: C) -> C:
+    """An encoder config naming a models-manifest entry, as the timm model it stands for (see
+    :func:`manifest_encoder`); any other config unchanged. The edge and the cloud both call it,
+    so a name resolves to the same model, weights and preprocessing on both sides."""
+    found = manifest_encoder(
+        config.name,
+        weights=config.weights,
+        random_init=config.random_init,
+        model_kwargs=config.model_kwargs,
+        preprocess=config.preprocess.model_dump(exclude_none=True),
+    )
+    if found is None:
+        return config
+    resolved: C = config.model_copy(
+        update={
+            "name": found.model,
+            "weights": found.weights,
+            "model_kwargs": found.model_kwargs,
+            "preprocess": type(config.preprocess)(**found.preprocess),
+        }
+    )
+    return resolved
