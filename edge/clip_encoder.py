@@ -15,10 +15,11 @@ import logging
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.embed import torch_embed
 from edge.encoder_config import OpenClipEncoderConfig
 from edge.errors import EdgeError, ModelNotFound
 from shared.errors import EncoderModelError, EncoderWeightsNotFound
-from shared.open_clip_encoder import ClipSpec, build_clip, clip_preprocess, image_tower, unit
+from shared.open_clip_encoder import ClipSpec, build_clip, clip_preprocess, image_tower
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,4 @@ class OpenClipEncoder:
 
     def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(n, size, size, 3) RGB uint8 crops -> (n, dim) unit-norm float32 embeddings."""
-        if len(crops) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                x = self._torch.from_numpy(self.preprocess.apply(crops[i : i + self.batch_size]))
-                out.append(self._visual(x.to(self._device)).float().cpu().numpy())
-        return unit(np.concatenate(out))
+        return torch_embed(self, self._visual, crops)

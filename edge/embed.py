@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -68,6 +68,29 @@ def _missing_weights(name: str, exc: EncoderWeightsNotFound) -> ModelNotFound:
         f"~/.cache/huggingface to this machine. Only for development, --random-init-encoder "
         f"runs untrained weights. ({exc.reason})",
     )
+
+
+class TorchEncoder(Protocol):
+    """What :func:`torch_embed` needs of a PyTorch encoder (timm or an open_clip tower)."""
+
+    dim: int
+    batch_size: int
+    preprocess: Preprocess
+    _torch: Any
+    _device: Any
+
+
+def torch_embed(encoder: TorchEncoder, model: Any, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Crops through a PyTorch image model in batches: (n, dim) unit-norm float32 embeddings."""
+    if len(crops) == 0:
+        return np.zeros((0, encoder.dim), np.float32)
+    torch = encoder._torch
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), encoder.batch_size):
+            x = torch.from_numpy(encoder.preprocess.apply(crops[i : i + encoder.batch_size]))
+            out.append(model(x.to(encoder._device)).float().cpu().numpy())
+    return _unit(np.concatenate(out))
 
 
 def resolve_model_name(config: TimmEncoderConfig) -> TimmEncoderConfig:
@@ -128,14 +151,7 @@ class TimmEncoder:
             logger.warning("encoder %s has RANDOM weights: embeddings carry no meaning", self.name)
 
     def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-        if len(crops) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                x = self._torch.from_numpy(self.preprocess.apply(crops[i : i + self.batch_size]))
-                out.append(self._model(x.to(self._device)).float().cpu().numpy())
-        return _unit(np.concatenate(out))
+        return torch_embed(self, self._model, crops)
 
     def export_onnx(self, path: Path, opset: int = onnx_cache.OPSET) -> None:
         """Write the model as ONNX (dynamic batch) with its preprocessing as metadata."""
