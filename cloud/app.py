@@ -15,18 +15,26 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from cloud.api.decoded import build_decoded_router
+from cloud.api.descriptions import DescriptionService
 from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
 from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
+from cloud.api.service import QueryService
+from cloud.api.text_search import TextSearchService
 from cloud.catalog import Catalog
 from cloud.config import CloudConfig, parse_age
 from cloud.db import open_database
-from cloud.decoder.service import open_decode_service
+from cloud.dashboard.deps import DashboardDeps
+from cloud.dashboard.router import install_dashboard
+from cloud.dashboard.sessions import UiSessions
+from cloud.decoder.service import DecodeService, open_decode_service
+from cloud.describe.store import DescriptionStore
 from cloud.describe.runner import DescribeWorker
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
 from cloud.ingest import Ingest
+from cloud.linkmon import LinkMonitor
 from cloud.metrics import CloudMetrics
 from cloud.peers import PeerRegistry
 from cloud.retention import Retention
@@ -64,6 +72,7 @@ class Services:
     writer: Writer
     ingest: Ingest
     retention: Retention | None
+    link: LinkMonitor  # each edge's link health, fed by ingest (for the dashboard)
 
 
 def build_services(config: CloudConfig) -> Services:
@@ -82,8 +91,9 @@ def build_services(config: CloudConfig) -> Services:
             return indexer.remove_before(ts_us)
 
         retention = Retention(engine, parse_age(config.retention), metrics, cut)
-    ingest = Ingest(store, writer, metrics)
-    return Services(engine, codecs, metrics, store, indexer, writer, ingest, retention)
+    link = LinkMonitor()
+    ingest = Ingest(store, writer, metrics, link)
+    return Services(engine, codecs, metrics, store, indexer, writer, ingest, retention, link)
 
 
 async def _retain(retention: Retention) -> None:
@@ -106,6 +116,31 @@ def _health_router(sessions: Callable[[], int], route_class: type[APIRoute]) -> 
         return {"status": "ok", "version": software_version(), "sessions": sessions()}
 
     return router
+
+
+def dashboard_deps(
+    config: CloudConfig,
+    api: ApiDeps,
+    s: Services,
+    decoder: DecodeService | None,
+    peers: PeerRegistry,
+) -> DashboardDeps:
+    query = QueryService(api)
+    descriptions = DescriptionService(DescriptionStore(s.engine))
+    return DashboardDeps(
+        catalog=api.catalog,
+        query=query,
+        descriptions=descriptions,
+        text_search=TextSearchService(descriptions, query, api.catalog, api.text_encoder),
+        token_digests=api.token_digests,
+        sessions=UiSessions(s.engine, config.dashboard.session_hours * 3600.0),
+        decoder=decoder,
+        link=None,
+        connected=lambda: sorted(peers.peers),
+        image_search=api.query_encoder is not None,
+        text_crops=api.text_encoder is not None,
+        secure_cookies=config.dashboard.secure_cookies,
+    )
 
 
 def create_app(
@@ -142,6 +177,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await live_feed.close()
             await peers.close_all()
             if describer is not None:
                 await describer.aclose()
@@ -173,6 +209,7 @@ def create_app(
         ],
     )
     app.include_router(build_api_router(api))
+    live_feed = install_dashboard(app, dashboard_deps(config, api, s, decoder, peers))
     install_error_handlers(app)
     app.state.services = s
     app.state.peers = peers

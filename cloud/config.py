@@ -203,6 +203,17 @@ QueryEncoderConfig = Annotated[
 ]
 
 
+class DashboardConfig(_Model):
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="A dashboard sign-in lasts this long (hours)."
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Mark the dashboard's cookies Secure (sent over HTTPS only): set it when "
+        "the cloud is served over TLS, directly or behind a proxy.",
+    )
+
+
 class CloudConfig(_Model):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8443, ge=0, le=65535, description="TCP port (0: any free port).")
@@ -254,6 +265,10 @@ class CloudConfig(_Model):
         "the schema needs the token like every route, and there is no /docs.",
     )
     index: IndexConfig = Field(default_factory=IndexConfig)
+    dashboard: DashboardConfig = Field(
+        default_factory=DashboardConfig,
+        description="The dashboard at / (sign in with an API token).",
+    )
     encoder: QueryEncoderConfig | None = Field(
         None,
         description="Enables search by uploaded image; an open_clip model also enables search "

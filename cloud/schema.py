@@ -12,6 +12,8 @@ them in a database (a test checks the two agree). Times are microseconds since t
 - ``tracks``, ``detections`` (every box: from per-frame ``Detections`` and from embeddings),
   ``embeddings`` (the encoded vector of a detection, the source of truth for any index),
   ``frame_counts`` (objects per class and frame).
+- ``ui_sessions``: the dashboard's signed-in browser sessions (hashed ids, CSRF tokens), in
+  the database so that sign-out ends a session on every replica (migration ``0004``).
 - ``descriptions`` (what the describer wrote about a camera and time window) and ``jobs``
   (persisted work such as describer runs). Full-text search of descriptions uses objects
   outside this model, made by migration ``0002`` (see :mod:`cloud.describe.fts`).
@@ -210,6 +212,19 @@ jobs = Table(
     Column("key", String(200), nullable=True),  # dedupe: one job per (kind, key), e.g. a window
     Index(None, "state", "not_before_us"),
     Index(None, "kind", "key", unique=True),
+)
+
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    # SHA-256 of the session id in the cookie: a stolen database holds no usable session
+    Column("id_sha256", LargeBinary(32), primary_key=True),
+    Column("client", String(64), nullable=False),  # the api_tokens entry that signed in
+    Column("csrf", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index(None, "expires_us"),
 )
 
 

@@ -36,13 +36,19 @@ def client_of(digests: Mapping[str, bytes], authorization: str | None) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    found = match_token(digests, token)
+    if found is None:
+        raise Forbidden("unknown API token")
+    return found
+
+
+def match_token(digests: Mapping[str, bytes], token: str) -> str | None:
+    """The client whose token this is, or None; compares with every digest (no early exit)."""
     presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     found = None
     for name, digest in digests.items():
         if hmac.compare_digest(presented, digest) and found is None:
             found = name
-    if found is None:
-        raise Forbidden("unknown API token")
     return found
 
 
