@@ -35,7 +35,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from edge.spool_schema import hello_blob, hello_from_blob, prepare
-from shared.codec import decode, encode
+from shared.codec import decode, encode, restamp
 from shared.messages import (
     Detections,
     Embedding,
@@ -78,8 +78,8 @@ class SpoolFull(Exception):
 
 
 def reseq(frame: bytes, seq: int) -> bytes:
-    """The same message under another seq."""
-    return encode(dataclasses.replace(decode(frame), seq=seq))
+    """The same message under another seq (and the current protocol version)."""
+    return encode(dataclasses.replace(decode(restamp(frame)), seq=seq))
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,9 @@ class Spool:
     ) -> list[tuple[int, bytes]]:
         """Frames to send next, most important and oldest first, up to ``max_bytes`` in total
         (at least one frame when any is pending); ``exclude`` skips seqs already in flight;
-        ``hellos``: only frames made under these Hello ids (None in it: an unknown Hello)."""
+        ``hellos``: only frames made under these Hello ids (None in it: an unknown Hello).
+        Frames spooled under an earlier protocol version of the same data layout come
+        re-stamped with the current one (:func:`shared.codec.restamp`)."""
         skip = set(exclude)
         out: list[tuple[int, bytes]] = []
         total = 0
@@ -276,7 +278,7 @@ class Spool:
                     continue
                 if out and total + len(frame) > max_bytes:
                     break
-                out.append((int(seq), bytes(frame)))
+                out.append((int(seq), restamp(bytes(frame))))  # spooled by an older edge
                 total += len(frame)
         return out
 

@@ -136,3 +136,25 @@ def decode(frame: bytes, compressor: Compressor | None = None) -> Envelope:
         return Envelope(edge_id, seq, capture_ts, capture_ts + delta, message)
     except InvalidMessage as exc:
         raise DecodeError(exc.reason, field=exc.field) from None
+
+
+#: Message types whose layout ``limits.SAME_DATA_LAYOUT`` versions share with this one.
+_DATA_TYPES: Final = frozenset(
+    {MessageType.DETECTIONS, MessageType.EMBEDDING, MessageType.TRACK_END, MessageType.FRAME_COUNTS}
+)
+
+
+def restamp(frame: bytes) -> bytes:
+    """``frame`` with the current version byte, when it is a data message of an earlier
+    version laid out as this one's (``limits.SAME_DATA_LAYOUT``); any other frame unchanged.
+
+    An edge upgraded with frames still in its spool sends them under the current version:
+    without this, the cloud would refuse the whole session for the old version byte."""
+    if (
+        len(frame) > PREFIX_BYTES
+        and frame[:2] == MAGIC
+        and frame[2] in limits.SAME_DATA_LAYOUT
+        and frame[3] in _DATA_TYPES
+    ):
+        return frame[:2] + bytes([limits.PROTOCOL_VERSION]) + frame[3:]
+    return frame

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 2  # 2: Hello.spool_id, HelloAck.spool_id and next_seq
-SUPPORTED_VERSIONS: Final = (2,)
+PROTOCOL_VERSION: Final = 3  # 3: Heartbeat.reconnects, rung and spool_bytes
+SUPPORTED_VERSIONS: Final = (3,)
+#: Earlier versions whose data messages (Detections, Embedding, TrackEnd, FrameCounts) are laid
+#: out as this version's: a spooled frame of one is sent again re-stamped (``codec.restamp``).
+SAME_DATA_LAYOUT: Final = (2,)
 
 #: Largest encoded frame, in bytes. aiortc's SCTP data channel caps one message at 64 KiB.
 MAX_FRAME_BYTES: Final = 65_536

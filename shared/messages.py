@@ -257,10 +257,21 @@ class Ack(Record):
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Record):
-    """Liveness in both directions, with the sender's backlog (messages) and rate (bit/s)."""
+    """Liveness in both directions, with the sender's backlog (messages) and rate (bit/s).
+
+    Since version 3 the edge also reports its link health, for the cloud's per-edge view:
+    ``reconnects`` (uplink sessions opened after the first since the edge process started),
+    ``rung`` (codec id of the ladder rung its embeddings use now; empty: unknown or no
+    ladder) and ``spool_bytes`` (bytes of frames its spool holds for the cloud). The cloud's
+    own heartbeats leave them 0 and empty.
+    """
 
     backlog: int = wire(_U32)
     rate_bps: float = wire(F32(0.0, 1.0e12))
+    reconnects: int = wire(_U32, default=0)
+    rung: str = wire(Str(limits.MAX_CODEC_ID_CHARS), default="")
+    #: u64 bounded like seqs (signed 64-bit), so that any value that decodes can be stored.
+    spool_bytes: int = wire(UInt(64, high=limits.MAX_SEQ), default=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ SAMPLES: dict[str, Envelope] = {
         "edge-01", 45, T0 + 80_000, T0 + 81_000, FrameCounts("cam-01", {2: 4, 0: 1})
     ),
     "ack": Envelope("cloud", 0, T0, T0, Ack(45, (46, 48, 50, 50))),
-    "heartbeat": Envelope("edge-01", 0, T0, T0, Heartbeat(12, 200_000.0)),
+    "heartbeat": Envelope("edge-01", 0, T0, T0, Heartbeat(12, 200_000.0, 3, "int8", 5_242_880)),
     "error": Envelope(
         "cloud", 0, T0, T0, Error(ErrorCode.CODEC_MISMATCH, "codec 'pq32x8' mismatch", 43, True)
     ),

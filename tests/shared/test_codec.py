@@ -43,10 +43,10 @@ ACK = MessageType.ACK
     ("frame", "message"),
     [
         (b"", "truncated frame: 0 bytes"),
-        (b"SC\x02\x07", "truncated frame: 4 bytes"),
+        (b"SC\x03\x07", "truncated frame: 4 bytes"),
         (b"XX\x02\x07\x00\x90", "bad magic"),
-        (b"SC\x02\x63\x00\x90", "unknown message type 99"),
-        (b"SC\x02\x07\x80\x90", "unknown flag bits 0x80"),
+        (b"SC\x03\x63\x00\x90", "unknown message type 99"),
+        (b"SC\x03\x07\x80\x90", "unknown flag bits 0x80"),
         (_frame(ACK, ["e", 1, 0, 0]), "Ack body has 4 fields, expected 6"),
         (_frame(ACK, {"seq": 1}), "body must be a msgpack array, got dict"),
         (_frame(ACK, ["e", 1, 0, 0, "1", b""]), "Ack.seq: expected an integer, got str"),
@@ -55,9 +55,18 @@ ACK = MessageType.ACK
         (_frame(ACK, ["e", 1, 0, 1.5, 1, b""]), "delta must be an integer"),
         (_frame(ACK, ["e", 1, 0, 0, 1, b"\x00" * 12]), "not 0..2048 items"),
         (_frame(ACK, ["e", 1, 0, 0, 1, (5).to_bytes(8, "little")]), "(first, last) pairs"),
-        (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("nan")]), "NaN is not allowed"),
-        (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("inf")]), "must be finite"),
-        (_frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, 5]), "expected a float, got int"),
+        (
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("nan"), 0, "", 0]),
+            "NaN is not allowed",
+        ),
+        (
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("inf"), 0, "", 0]),
+            "must be finite",
+        ),
+        (
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, 5, 0, "", 0]),
+            "expected a float, got int",
+        ),
         (
             _frame(MessageType.FRAME_COUNTS, ["e", 0, 0, 0, "cam", {"car": 1}]),
             "FrameCounts.counts.key: expected an integer, got str",
@@ -68,11 +77,11 @@ ACK = MessageType.ACK
         ),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""]) + b"\x00", "trailing bytes"),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""])[:-1], "malformed msgpack body"),
-        (MAGIC + b"\x02\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
-        (MAGIC + b"\x02\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
-        (MAGIC + b"\x02\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
-        (MAGIC + b"\x02\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
-        (MAGIC + b"\x02\x07\x01garbage", "corrupt zstd frame header"),
+        (MAGIC + b"\x03\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
+        (MAGIC + b"\x03\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
+        (MAGIC + b"\x03\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
+        (MAGIC + b"\x03\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
+        (MAGIC + b"\x03\x07\x01garbage", "corrupt zstd frame header"),
     ],
 )
 def test_bad_input_gives_precise_decode_error(frame: bytes, message: str) -> None:
@@ -85,7 +94,7 @@ def test_wrong_version_is_version_mismatch() -> None:
     with pytest.raises(VersionMismatch) as info:
         decode(_frame(ACK, ["e", 1, 0, 0, 1, b""], version=9))
     assert info.value.got == 9
-    assert info.value.supported == (2,)
+    assert info.value.supported == (limits.PROTOCOL_VERSION,)
 
 
 def test_oversize_frame_rejected_before_parsing() -> None:
@@ -149,4 +158,4 @@ def test_non_bytes_input() -> None:
 def test_struct_layout_of_prefix() -> None:
     frame = encode(Envelope("e", 1, 0, 0, Ack(3, ())), RAW)
     magic, version, mtype, flags = struct.unpack_from("<2sBBB", frame)
-    assert (magic, version, mtype, flags) == (b"SC", 2, 7, 0)
+    assert (magic, version, mtype, flags) == (b"SC", 3, 7, 0)

@@ -1,0 +1,60 @@
+"""Protocol version 3: the Heartbeat's link-health fields, and what happens to version-2 frames."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import limits
+from shared.codec import decode, encode, restamp
+from shared.errors import InvalidMessage, VersionMismatch
+from shared.messages import Envelope, FrameCounts, Heartbeat, Hello
+from tests.shared.golden import RAW
+
+
+def _as_v2(frame: bytes) -> bytes:
+    return frame[:2] + bytes([2]) + frame[3:]
+
+
+def test_heartbeat_carries_the_edges_link_health() -> None:
+    beat = Heartbeat(7, 1_000_000.0, reconnects=4, rung="pq32x8", spool_bytes=2**40)
+    again = decode(encode(Envelope("e", 0, 1, 1, beat))).message
+    assert again == beat
+    assert (again.reconnects, again.rung, again.spool_bytes) == (4, "pq32x8", 2**40)
+    # Without them (the cloud's own heartbeats): none reported.
+    assert Heartbeat(0, 0.0) == Heartbeat(0, 0.0, 0, "", 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"rung": "x" * (limits.MAX_CODEC_ID_CHARS + 1)}, "rung"),
+        ({"reconnects": 2**32}, "reconnects"),
+        ({"spool_bytes": -1}, "spool_bytes"),
+    ],
+)
+def test_heartbeat_fields_are_bounded(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidMessage, match=field):
+        Heartbeat(0, 0.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_version_2_frame_is_a_version_mismatch() -> None:
+    old = _as_v2(encode(Envelope("e", 0, 1, 1, Heartbeat(1, 2.0)), RAW))
+    with pytest.raises(VersionMismatch) as info:
+        decode(old)
+    assert info.value.got == 2
+
+
+def test_restamp_upgrades_spooled_data_frames_only() -> None:
+    counts = Envelope("e", 5, 10, 11, FrameCounts("cam", {2: 3}))
+    spooled = _as_v2(encode(counts, RAW))
+    assert decode(restamp(spooled)) == counts  # the data layout is the same in 2 and 3
+    # Control messages of version 2 are not laid out as ours (Heartbeat) or are never
+    # spooled (Hello): left alone, so they still fail as a version mismatch.
+    beat = _as_v2(encode(Envelope("e", 0, 1, 1, Heartbeat(1, 2.0)), RAW))
+    hello = _as_v2(encode(Envelope("e", 0, 1, 1, Hello("v", "d", "e", 8, (), (), False)), RAW))
+    assert restamp(beat) == beat
+    assert restamp(hello) == hello
+    current = encode(counts, RAW)
+    assert restamp(current) == current
+    one = _as_v2(current)[:2] + bytes([1]) + current[3:]  # version 1: not the same layout
+    assert restamp(one) == one
