@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= all,dev
 
-.PHONY: demo test lint typecheck imports unit golden clean
+.PHONY: demo test lint typecheck imports unit chromium golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,25 @@ typecheck: $(VENV)/.installed-$(EXTRAS)
 imports: $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed-$(EXTRAS)
+unit: $(VENV)/.installed-$(EXTRAS) chromium
 	$(BIN)/pytest
+
+# The dashboard's browser tests (tests/dashboard) drive Debian's Chromium through Playwright;
+# no browser is ever downloaded (never `playwright install`). As root (CI), install the
+# chromium package when it is missing (apt-get update only if the install fails without it);
+# otherwise say so in one line and go on: those tests then skip, saying why. (The tests look
+# for /usr/bin/chromium only.)
+CHROMIUM ?= /usr/bin/chromium
+APT_GET  := DEBIAN_FRONTEND=noninteractive apt-get -y -q
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "make: $(CHROMIUM) missing (needs root and apt-get to install Debian's chromium): the browser tests in tests/dashboard will skip"; \
+	else \
+	  echo "make: installing Debian's chromium for the browser tests (tests/dashboard)"; \
+	  $(APT_GET) install --no-install-recommends chromium || \
+	  { $(APT_GET) update && $(APT_GET) install --no-install-recommends chromium; }; \
+	fi
 
 # Rewrite the golden wire fixtures after a deliberate protocol change.
 golden: $(VENV)/.installed-$(EXTRAS)
