@@ -266,7 +266,7 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _serve(cloud: Any) -> None:
-    _echo(f"demo: serving at {cloud.url} until Ctrl-C")
+    _echo(f"demo: serving at {cloud.url} until Ctrl-C; dashboard: {cloud.url}/")
     try:
         while cloud.alive:
             time.sleep(0.5)

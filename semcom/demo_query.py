@@ -274,4 +274,10 @@ def _api(url: str, token: str, query: dict[str, Any] | None, kept: bool) -> dict
         f'-d \'{{"detection_id": {detection}, "k": 5}}\' {url}/v1/search',
     ]
     note = "serving until Ctrl-C" if kept else "stopped with this command (--keep-serving keeps it)"
-    return {"url": url, "token": token, "examples": examples, "note": note}
+    return {
+        "url": url,
+        "token": token,
+        "dashboard": f"{url}/",
+        "examples": examples,
+        "note": note,
+    }

@@ -175,6 +175,7 @@ def render_text(s: dict[str, Any]) -> str:
     add("API")
     add(f"  {a['url']}  (OpenAPI schema: {a['url']}/openapi.json, with the token)")
     add(f"  token: {a['token']}")
+    add(f"  dashboard: {a['dashboard']}  (open it and sign in with the token above)")
     for example in a["examples"]:
         add(f"  {example}")
     if a.get("note"):

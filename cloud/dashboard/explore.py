@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from cloud.api.errors import ApiError, InvalidParameter
@@ -105,10 +105,13 @@ def build_explore_router(deps: DashboardDeps, renderer: Renderer) -> APIRouter:
     @router.post("/explore/image")
     async def explore_image(request: Request) -> Response:
         session = await asyncio.to_thread(require_session, request, deps.sessions)
-        form = await request.form(
+        async with request.form(
             max_files=1, max_fields=220, max_part_size=max(MAX_IMAGE_BYTES, MAX_FORM_BYTES)
-        )
-        check_csrf(request, session, form)
+        ) as form:
+            check_csrf(request, session, form)
+            return await image_results(request, session, form)
+
+    async def image_results(request: Request, session: object, form: FormData) -> Response:
         f = read_filters(form)
         upload = form.get("image")
         if not isinstance(upload, UploadFile):

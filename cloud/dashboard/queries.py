@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.engine import Engine
 
 from cloud.schema import cameras, detections, tracks
@@ -45,7 +45,7 @@ def class_buckets(
         where.append(detections.c.camera_id.in_(list(camera_ids)))
     query = (
         select(detections.c.class_id, bucket.label("b"), func.count(func.distinct(who)))
-        .where(and_(*where))
+        .where(and_(true(), *where))
         .group_by(detections.c.class_id, bucket)
     )
     counts: dict[int, list[int]] = {}
@@ -98,7 +98,7 @@ def _track_rows(
             crop.label("detection_id"),
         )
         .join(cameras, cameras.c.id == tracks.c.camera_id)
-        .where(and_(*where))
+        .where(and_(true(), *where))
         .order_by(order)
         .limit(limit)
     )
