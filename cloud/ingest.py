@@ -9,6 +9,10 @@ A frame that cannot be stored (a value the database refuses) is refused alone, w
 ``Error`` naming its seq, and the others are stored and acknowledged: no frame can poison a
 session. Only when the database itself is unavailable is nothing acknowledged and the session
 closed: the edge reconnects and sends the same frames again.
+
+Each connection is reported to the :class:`~cloud.linkmon.LinkMonitor` (opened when
+:func:`pipelined` starts serving it, closed when it stops, whatever the reason), and so is
+what its session receives (see :mod:`cloud.session`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from cloud.linkmon import LinkMonitor
 from cloud.metrics import CloudMetrics
 from cloud.session import EdgeSession
 from cloud.store import Store, WriteRequest, WriteResult
@@ -34,10 +39,13 @@ PIPELINE_DEPTH: Final = 4
 
 
 class LiveSession:
-    def __init__(self, session: EdgeSession, writer: Writer, metrics: CloudMetrics) -> None:
+    def __init__(
+        self, session: EdgeSession, writer: Writer, metrics: CloudMetrics, transport: str = ""
+    ) -> None:
         self.session = session
         self.writer = writer
         self.metrics = metrics
+        self.transport = transport  # "webrtc", "websocket" ("": not told)
         self._lock = asyncio.Lock()
 
     @property
@@ -70,6 +78,10 @@ class LiveSession:
             self.metrics.received.labels(edge).inc(stats.received - received)
             self.metrics.received_bytes.labels(edge).inc(len(data))
             self.metrics.backlog.labels(edge).set(self.session.edge_backlog)
+            beat = self.session.last_heartbeat
+            if beat is not None:
+                self.metrics.edge_reconnects.labels(edge).set(beat.reconnects)
+                self.metrics.edge_spool_bytes.labels(edge).set(beat.spool_bytes)
             for code, n in (stats.rejected - rejected).items():
                 self.metrics.errors.labels(code).inc(n)
             stored = await self.writer.enqueue(request) if request is not None else None
@@ -119,6 +131,8 @@ async def pipelined(
                 await send(frame)
 
     replier = asyncio.create_task(reply())
+    link = live.session.link
+    link.session_opened(live.edge_id, live.session_id, live.transport)
     try:
         while not live.closed and not replier.done():
             data = await receive()
@@ -133,6 +147,7 @@ async def pipelined(
         await inflight.put(None)
         await replier
     finally:
+        link.session_closed(live.edge_id, live.session_id)
         if not replier.done():
             replier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,11 +155,20 @@ async def pipelined(
 
 
 class Ingest:
-    def __init__(self, store: Store, writer: Writer, metrics: CloudMetrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        writer: Writer,
+        metrics: CloudMetrics,
+        link: LinkMonitor | None = None,
+    ) -> None:
         self.store = store
         self.writer = writer
         self.metrics = metrics
+        self.link = link if link is not None else LinkMonitor()
 
-    def open(self, edge_id: str) -> LiveSession:
+    def open(self, edge_id: str, transport: str = "") -> LiveSession:
+        """A new session of ``edge_id`` over ``transport`` ("webrtc", "websocket")."""
         session_id = secrets.token_hex(8)
-        return LiveSession(EdgeSession(edge_id, session_id, self.store), self.writer, self.metrics)
+        session = EdgeSession(edge_id, session_id, self.store, self.link)
+        return LiveSession(session, self.writer, self.metrics, transport)

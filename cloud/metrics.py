@@ -43,6 +43,19 @@ class CloudMetrics:
             ["edge"],
             registry=r,
         )
+        # Link health the edge reports in its heartbeats (protocol v3).
+        self.edge_reconnects = Gauge(
+            "semcom_edge_reconnects",
+            "Uplink reconnects since the edge process started (its heartbeat).",
+            ["edge"],
+            registry=r,
+        )
+        self.edge_spool_bytes = Gauge(
+            "semcom_edge_spool_bytes",
+            "Bytes of frames the edge's spool holds for the cloud (its heartbeat).",
+            ["edge"],
+            registry=r,
+        )
         self.errors = Counter(
             "semcom_errors_sent", "Error messages sent to edges by code.", ["code"], registry=r
         )

@@ -140,7 +140,7 @@ class PeerRegistry:
             RTCIceServer(list(s.urls), s.username, s.credential) for s in self.config.ice_servers
         ]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        live = self.ingest.open(edge_id)
+        live = self.ingest.open(edge_id, "webrtc")
         peer = Peer(pc, live)
 
         @pc.on("datachannel")

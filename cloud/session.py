@@ -11,7 +11,10 @@ Rules:
 - a frame that does not decode, claims another edge id, or names a codec the edge did not
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
-- heartbeats are answered with a heartbeat (the edge's liveness check);
+- heartbeats are answered with a heartbeat (the edge's liveness check); what they report
+  (backlog, and since protocol v3 reconnects, rung and spool bytes) is kept on the session and
+  given to the :class:`~cloud.linkmon.LinkMonitor`, with every data frame accepted for storing
+  (its bytes, capture time and, for an embedding, its codec id);
 - data frames are stored (journal and catalog rows, one transaction), then acknowledged with
   the exact seq ranges stored (new and repeats), so the edge may forget them; a frame that
   cannot be stored gets a non-fatal ``INTERNAL`` Error with its seq, the others are acked;
@@ -26,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from cloud.journal import Frame
+from cloud.linkmon import LinkMonitor
 from cloud.project import Received, Space
 from cloud.store import Store, WriteRequest, WriteResult
 from shared import limits
@@ -66,7 +70,9 @@ class SessionStats:
 
 
 class EdgeSession:
-    def __init__(self, edge_id: str, session_id: str, store: Store) -> None:
+    def __init__(
+        self, edge_id: str, session_id: str, store: Store, link: LinkMonitor | None = None
+    ) -> None:
         self.edge_id = edge_id
         self.session_id = session_id
         self.store = store
@@ -75,6 +81,9 @@ class EdgeSession:
         self.space: Space | None = None
         self.closed = False
         self.edge_backlog = 0  # messages waiting on the edge, from its heartbeats
+        self.last_heartbeat: Heartbeat | None = None  # the edge's last, with its link health
+        #: Where link health goes (a monitor of its own when none is shared: tests, tools).
+        self.link = link if link is not None else LinkMonitor()
         self.stats = SessionStats()
 
     def _reply(self, message: Message) -> bytes:
@@ -168,7 +177,9 @@ class EdgeSession:
                 continue
             if isinstance(env.message, Heartbeat):
                 self.edge_backlog = env.message.backlog
-                replies.append(self._reply(Heartbeat(0, 0.0)))  # liveness for the edge
+                self.last_heartbeat = env.message
+                self.link.heartbeat(self.edge_id, env.message)
+                replies.append(self._reply(Heartbeat(0, 0.0, 0, "", 0)))  # liveness for the edge
                 continue
             if env.seq == 0:
                 if isinstance(env.message, _DATA):  # stored and acked by seq: needs one
@@ -180,11 +191,14 @@ class EdgeSession:
                         )
                     )
                 continue  # other control traffic is not stored
+            codec_id = None
             if isinstance(env.message, Embedding):
                 problem = self._check_code(env.message)
                 if problem is not None:
                     replies.append(self._error(problem[0], problem[1], env.seq))
                     continue
+                codec_id = self.codecs.resolve(env.message.codec).codec_id
+            self.link.data(self.edge_id, len(frame), env.capture_ts_us, codec_id)
             if request is None:
                 spool_id = self.hello.spool_id if self.hello is not None else ""
                 request = WriteRequest(self.edge_id, self.space, spool_id=spool_id)

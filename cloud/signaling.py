@@ -140,7 +140,7 @@ def build_router(
             return
         await ws.accept()
         metrics.signaling.labels("accepted").inc()
-        live = ingest.open(edge_id)
+        live = ingest.open(edge_id, "websocket")
         metrics.sessions.inc()
         logger.info("edge %s: websocket session %s", edge_id, live.session_id)
         receive = _BinaryOnly(ws)

@@ -14,7 +14,9 @@ One asyncio loop (in its own thread beside the pipeline's, see
 - **receive**: Acks name the exact seqs the cloud committed, which leave the spool; a
   non-fatal Error about one seq (a frame the cloud can never accept) moves that frame to the
   spool's quarantine with the cloud's reason, counted (``semcom edge spool quarantine``);
-- **keep alive**: heartbeats; nothing heard for ``timeout_s`` means the link is dead;
+- **keep alive**: heartbeats, which also tell the cloud the link's health (backlog, delivered
+  rate, reconnects, the ladder's rung and the spool's bytes: :meth:`Uplink.heartbeat`); nothing
+  heard for ``timeout_s`` means the link is dead;
 - **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
   rate); the pipeline asks ``uplink.ladder.pick()`` which codec each embedding batch uses, and
   ``on_adapt`` passes the emission policy's chattiness;
@@ -85,6 +87,7 @@ class Uplink:
             if config.max_rate
             else None
         )
+        self._rung_known = bool(ladder)  # without a ladder the rung says nothing
         self.ladder = LadderController(
             ladder or ("default",),
             LadderSettings(target_delay_s=config.target_delay_s),
@@ -445,14 +448,26 @@ class Uplink:
             if now - self._heard > cfg.timeout_s:
                 raise TransportError(f"nothing heard from the cloud in {cfg.timeout_s:g} s")
             if now >= next_beat:
-                rate = self._delivered_bps(now)
-                beat = self._frame(Heartbeat(min(self.spool.pending, 2**32 - 1), min(rate, 1e12)))
+                beat = self._frame(self.heartbeat(now))
                 if self.bucket is not None:
                     self.bucket.consume(len(beat), now)  # never delayed, but within the budget
                 await transport.send_control(beat)
                 next_beat = now + cfg.heartbeat_s
             self._adapt(now)
             await asyncio.sleep(0.25)
+
+    def heartbeat(self, now: float) -> Heartbeat:
+        """The heartbeat to send at ``now``: spooled messages, the delivered rate, the
+        reconnects so far (sessions opened after the first: after a failure, or to announce
+        another Hello group), the rung most embeddings use now (empty without a ladder) and
+        the bytes of frames spooled."""
+        return Heartbeat(
+            min(self.spool.pending, 2**32 - 1),
+            min(self._delivered_bps(now), 1e12),
+            min(max(0, self.stats.connects - 1), 2**32 - 1),
+            self.ladder.codec if self._rung_known else "",
+            self.spool.pending_bytes,
+        )
 
     def _adapt(self, now: float) -> None:
         delivered = self._delivered_bps(now)
