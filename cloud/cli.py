@@ -150,6 +150,11 @@ def serve(
     scheme = "https" if config.tls else "http"
     bound = sock.getsockname()[1]
     click.echo(f"semcom cloud listening on {scheme}://{config.host}:{bound}", err=True)
+    who = "an API token" if config.api_tokens else "an API token (none configured: add api_tokens)"
+    click.echo(
+        f"semcom cloud dashboard at {scheme}://{config.host}:{bound}/ (sign in with {who})",
+        err=True,
+    )
     sys.stderr.flush()
     server = uvicorn.Server(
         uvicorn.Config(
