@@ -96,6 +96,7 @@ def build_explore_router(deps: DashboardDeps, renderer: Renderer) -> APIRouter:
             f.cameras,
             f.from_us,
             f.to_us,
+            f.classes,
         )
         more = rows[BROWSE_PAGE].id + 1 if len(rows) > BROWSE_PAGE else None
         return await gallery_page(

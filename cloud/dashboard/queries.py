@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, ScalarSelect, and_, func, select, true
 from sqlalchemy.engine import Engine
 
 from cloud.schema import cameras, detections, tracks
@@ -70,6 +70,17 @@ class TrackRow:
     """A detection of the track with an embedding (its crop), if any yet."""
 
 
+def _first_class() -> ScalarSelect[Any]:
+    """A track's class before its end says (its first detection's)."""
+    return (
+        select(detections.c.class_id)
+        .where(detections.c.track_id == tracks.c.id)
+        .order_by(detections.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def _track_rows(
     engine: Engine, where: list[ColumnElement[bool]], order: ColumnElement[Any], limit: int
 ) -> list[TrackRow]:
@@ -78,13 +89,7 @@ def _track_rows(
         .where(detections.c.track_id == tracks.c.id, detections.c.has_embedding)
         .scalar_subquery()
     )
-    cls = (
-        select(detections.c.class_id)
-        .where(detections.c.track_id == tracks.c.id)
-        .order_by(detections.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
+    cls = _first_class()
     query = (
         select(
             tracks.c.id,
@@ -137,6 +142,7 @@ def recent_tracks(
     camera_ids: Sequence[int] = (),
     from_us: int | None = None,
     to_us: int | None = None,
+    classes: Sequence[int] = (),
 ) -> list[TrackRow]:
     """Newest tracks first (by id), a page of ``limit`` before ``before_id``."""
     where: list[ColumnElement[bool]] = []
@@ -148,6 +154,8 @@ def recent_tracks(
         where.append(tracks.c.last_seen_us >= from_us)
     if to_us is not None:
         where.append(tracks.c.first_seen_us < to_us)
+    if classes:
+        where.append(func.coalesce(tracks.c.class_id, _first_class()).in_(list(classes)))
     return _track_rows(engine, where, tracks.c.id.desc(), limit)
 
 

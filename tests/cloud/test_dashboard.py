@@ -31,6 +31,7 @@ from cloud.dashboard.deps import DashboardDeps
 from cloud.dashboard.guard import safe_next
 from cloud.dashboard.router import install_dashboard
 from cloud.dashboard.sessions import UiSessions
+from cloud.dashboard.web import class_name
 from cloud.describe.store import DescriptionStore
 from cloud.encoder import QueryEncoder
 from tests.cloud.api_fixtures import (
@@ -294,3 +295,21 @@ def test_the_live_feed_pushes_a_new_track(signed_in: httpx.Client, world: World)
     assert events[0]["camera"] == "north-gate"
     assert events[0]["detection_id"] is None
     assert 0 <= events[0]["stored_us"] - committed_us < 2_000_000
+
+
+def test_results_page_on_and_browse_filters_by_class(signed_in: httpx.Client, world: World) -> None:
+    embedded = next(iter(world.embedded))
+    two = signed_in.get(f"/explore?similar={embedded}&k=2&group=detection")
+    assert two.text.count('class="hit"') == 2
+    assert "Show 4 results" in two.text
+    assert "k=4" in two.text
+    assert "group=detection" in two.text  # the filter travels with the link
+    track_classes = {t["class_id"] for t in world.tracks.values()}
+    assert track_classes == {2}  # the world's tracks are cars
+    page = signed_in.get("/explore?class=2")
+    names = re.findall(r'<li class="hit">.*?<p>([a-z ]+|class \d+) ·', page.text, re.S)
+    assert len(names) == min(len(world.tracks), 24)
+    assert set(names) == {class_name(2)}
+    none = signed_in.get("/explore?class=0")  # people: detections only, no track
+    assert 'class="hit"' not in none.text
+    assert "No tracks match these filters" in none.text
