@@ -11,6 +11,7 @@ from semcom.lazy import LazyGroup
     cls=LazyGroup,
     lazy={
         "codec": "semcom.bench.codec:command",
+        "dashboard": "semcom.bench.dashboard:command",
         "edge": "semcom.bench.edge:command",
         "faults": "semcom.bench.faults:command",
         "fidelity": "semcom.bench.fidelity:command",
