@@ -9,7 +9,8 @@
   track stored before the first test.
 - ``guard``, ``context``, ``page`` (per test): a fresh browser context (own cookies) whose
   requests are recorded; any request to a host other than 127.0.0.1 is aborted, and at
-  teardown the test fails listing those URLs (and any URL holding a token).
+  teardown the test fails listing those URLs (and any URL holding a token), and any uncaught
+  script error of the page.
 - ``artifacts`` (per test): the folder for its screenshots, under ``$SEMCOM_TEST_ARTIFACTS``
   or ``<repo>/.test-artifacts/dashboard``; ``shoot(label)`` writes a full-page screenshot of
   ``page`` there, and teardown always writes the page as it was left (``NN-end.png``).
@@ -117,9 +118,13 @@ def context(browser: Browser, guard: HostGuard, served: Served) -> Iterator[Brow
 def _tab(context: BrowserContext, artifacts: Path) -> Iterator[tuple[Page, Shooter]]:
     tab = context.new_page()
     shooter = Shooter(tab, artifacts)
+    script_errors: list[str] = []
+    tab.on("pageerror", lambda error: script_errors.append(f"{tab.url}: {error}"))
     yield tab, shooter
     if not tab.is_closed():
         shooter("end")
+    if script_errors:
+        pytest.fail("uncaught script errors:\n  " + "\n  ".join(script_errors), pytrace=False)
 
 
 @pytest.fixture
