@@ -4,11 +4,12 @@ on an injected clock."""
 from __future__ import annotations
 
 import threading
+from array import array
 
 import pytest
 
 from cloud.linkmon import CodecStep, LinkMonitor
-from cloud.linkseries import weighted_quantile
+from cloud.linkseries import weighted_quantiles
 from shared.messages import Heartbeat
 
 S = 1_000_000  # one second in microseconds
@@ -108,8 +109,10 @@ def test_window_p95_weighs_each_bucket_by_its_frames() -> None:
         link.data("e", 1, clock.now - 500_000)
     # 4 % of the frames were slow: the p95 is the fast one; unweighted, half the samples are.
     assert link.overview()[0].latency_p95_ms == pytest.approx(10.0)
-    assert weighted_quantile([(10.0, 25.0)] * 4 + [(500.0, 1.0)] * 4, 0.95) == 10.0
-    assert weighted_quantile([], 0.5) is None
+    fast, slow = array("f", [10.0] * 4), array("f", [500.0] * 4)
+    assert weighted_quantiles([(fast, 25.0), (slow, 1.0)], (0.95, 0.97)) == [10.0, 500.0]
+    assert weighted_quantiles([(slow, 1.0), (fast, 1.0)], (0.5,)) == [10.0]
+    assert weighted_quantiles([(array("f"), 1.0)], (0.5, 0.95)) == [None, None]
 
 
 def test_buckets_are_bounded() -> None:
