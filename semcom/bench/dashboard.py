@@ -31,6 +31,7 @@ error, a live track never arrived, a request tried to leave 127.0.0.1, or the cl
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tempfile
 import time
@@ -223,6 +224,7 @@ def run_dashboard(s: DashboardSettings, workdir: Path) -> dict[str, Any]:
     from semcom.bench.procs import Children, CloudChild, CloudSpec, free_port
 
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     token = secrets.token_urlsafe(24)
     spec = CloudSpec(
         workdir / "cloud",
@@ -290,6 +292,11 @@ def run_dashboard(s: DashboardSettings, workdir: Path) -> dict[str, Any]:
             "text_encoder": "none: text search finds descriptions only",
         },
         "how": HOW,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_1min_before": round(load_before, 2),
+            "load_1min_after": round(os.getloadavg()[0], 2),
+        },
         "pages": measured["pages"],
         "live": live,
         "offsite_requests": measured["offsite_requests"],

@@ -18,8 +18,8 @@ PAGES = {
 }  # fmt: skip
 FIELDS = {
     "benchmark", "detections", "tracks", "embeddings", "descriptions", "rounds", "warmup",
-    "browser", "catalog", "cloud", "how", "pages", "live", "offsite_requests", "offsite_urls",
-    "page_errors", "targets", "worst_page_p95_ms", "complete", "ok", "seconds",
+    "browser", "catalog", "cloud", "how", "machine", "pages", "live", "offsite_requests",
+    "offsite_urls", "page_errors", "targets", "worst_page_p95_ms", "complete", "ok", "seconds",
 }  # fmt: skip
 
 
