@@ -15,8 +15,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from cloud.api.decoded import build_decoded_router
-from cloud.api.descriptions import DescriptionService
 from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
+from cloud.api.descriptions import DescriptionService
 from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
@@ -24,13 +24,13 @@ from cloud.api.service import QueryService
 from cloud.api.text_search import TextSearchService
 from cloud.catalog import Catalog
 from cloud.config import CloudConfig, parse_age
-from cloud.db import open_database
 from cloud.dashboard.deps import DashboardDeps
 from cloud.dashboard.router import install_dashboard
 from cloud.dashboard.sessions import UiSessions
+from cloud.db import open_database
 from cloud.decoder.service import DecodeService, open_decode_service
-from cloud.describe.store import DescriptionStore
 from cloud.describe.runner import DescribeWorker
+from cloud.describe.store import DescriptionStore
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
 from cloud.ingest import Ingest
@@ -135,8 +135,10 @@ def dashboard_deps(
         token_digests=api.token_digests,
         sessions=UiSessions(s.engine, config.dashboard.session_hours * 3600.0),
         decoder=decoder,
-        link=None,
-        connected=lambda: sorted(peers.peers),
+        link=s.link,
+        connected=lambda: sorted(
+            {link.edge_id for link in s.link.overview() if link.connected} | set(peers.peers)
+        ),
         image_search=api.query_encoder is not None,
         text_crops=api.text_encoder is not None,
         secure_cookies=config.dashboard.secure_cookies,

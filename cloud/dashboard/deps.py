@@ -1,4 +1,4 @@
-"""What the dashboard needs from the rest of the cloud: services, sessions and two protocols."""
+"""What the dashboard needs from the rest of the cloud: services, sessions, the link monitor."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cloud.api.service import QueryService
 from cloud.api.text_search import TextSearchService
 from cloud.catalog import Catalog
 from cloud.dashboard.sessions import UiSessions
+from cloud.linkmon import LinkMonitor
 
 
 class CropSource(Protocol):
@@ -20,16 +21,6 @@ class CropSource(Protocol):
     def space(self) -> str: ...
 
     async def png(self, detection_id: int) -> bytes: ...
-
-
-class LinkView(Protocol):
-    """Per-edge link figures the cloud measured (``cloud.linkmon.LinkMonitor``)."""
-
-    def overview(self) -> Sequence[object]: ...
-
-    def series(self, edge_id: str, since_us: int | None = None) -> Sequence[object]: ...
-
-    def codec_steps(self, edge_id: str) -> Sequence[object]: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +34,7 @@ class DashboardDeps:
     sessions: UiSessions
     decoder: CropSource | None
     """None: pages show a placeholder where a rebuilt crop would be."""
-    link: LinkView | None
+    link: LinkMonitor | None
     connected: Callable[[], Sequence[str]]
     """Edges with a live session on this replica now."""
     image_search: bool

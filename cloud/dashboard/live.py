@@ -24,13 +24,22 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Engine
 
-from cloud.dashboard.queries import TrackRow, last_track_id, tracks_after, tracks_by_ids
+from cloud.dashboard.queries import (
+    MAX_LIVE_BATCH,
+    TrackRow,
+    last_track_id,
+    tracks_after,
+    tracks_by_ids,
+)
 from cloud.dashboard.web import class_name
 
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_S: Final = 15.0
 MAX_QUEUE: Final = 1000
+LOOKBACK_IDS: Final = 64
+"""Each poll also re-reads this many ids below the newest seen: on PostgreSQL with several
+writers (replicas), a track can commit after one with a higher id; it is still sent."""
 
 
 def track_event(row: TrackRow, stored_us: int) -> dict[str, Any]:
@@ -55,6 +64,8 @@ class LiveFeed:
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_id: int | None = None
+        self._published: dict[int, None] = {}  # ids sent recently (ordered, bounded)
+        self._floor: int | None = None  # ids at or below it are not sent by the poller
         self._waiting: dict[int, int] = {}  # track id -> give up at (µs)
 
     @property
@@ -64,7 +75,14 @@ class LiveFeed:
     async def _poll_once(self) -> None:
         if self._last_id is None:
             self._last_id = await asyncio.to_thread(last_track_id, self.engine)
-        rows = await asyncio.to_thread(tracks_after, self.engine, self._last_id)
+        if self._floor is None:
+            self._floor = self._last_id  # what the listeners' pages already show
+        rows = await asyncio.to_thread(
+            tracks_after,
+            self.engine,
+            max(self._floor, self._last_id - LOOKBACK_IDS),
+            LOOKBACK_IDS + MAX_LIVE_BATCH,
+        )
         now = time.time_ns() // 1000
         if self._waiting:
             again = await asyncio.to_thread(tracks_by_ids, self.engine, list(self._waiting))
@@ -74,7 +92,13 @@ class LiveFeed:
                     self._publish(track_event(row, now))
             self._waiting = {k: v for k, v in self._waiting.items() if v > now}
         for row in rows:
+            if row.id in self._published:
+                continue
             self._last_id = max(self._last_id, row.id)
+            self._published[row.id] = None
+            if len(self._published) > 4 * LOOKBACK_IDS:
+                for old in list(self._published)[: 2 * LOOKBACK_IDS]:
+                    del self._published[old]
             if row.detection_id is None:
                 self._waiting[row.id] = now + self.crop_wait_us
             self._publish(track_event(row, now))
@@ -93,22 +117,28 @@ class LiveFeed:
                 await asyncio.sleep(max(self.poll_s, 1.0))
             await asyncio.sleep(self.poll_s)
         self._task = None
-        self._last_id = None  # the next listener starts from the newest track again
+        self._last_id = self._floor = None  # the next listener starts from its page
+        self._published.clear()
 
-    def _ensure_running(self) -> None:
+    def _ensure_running(self, after_id: int | None) -> None:
         if self._task is None or self._task.done():
+            self._last_id = after_id  # None: from the newest track, read at the first poll
+            self._floor = None
+            self._published.clear()
             self._task = asyncio.create_task(self._run(), name="dashboard-live")
 
     async def stream(self, after_id: int | None) -> AsyncIterator[bytes]:
         """Server-Sent Events for one browser, until it goes away."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Listen first, then read what was missed since the page was drawn: a track stored
+        # in between is in one or the other (or both: sent once, below).
+        self._listeners.add(queue)
+        self._ensure_running(after_id)
         if after_id is not None:
             missed = await asyncio.to_thread(tracks_after, self.engine, after_id)
             now = time.time_ns() // 1000
             for row in missed:
                 queue.put_nowait(track_event(row, now))
-        self._listeners.add(queue)
-        self._ensure_running()
         sent: dict[int, bool] = {}  # track id -> sent with its crop
         try:
             yield b"retry: 2000\n\n"

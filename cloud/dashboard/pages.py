@@ -19,6 +19,7 @@ from cloud.dashboard.live import LiveFeed
 from cloud.dashboard.queries import class_buckets, recent_tracks
 from cloud.dashboard.svg import line_chart, stacked_bars
 from cloud.dashboard.web import Renderer, class_name
+from cloud.linkseries import LinkSample
 
 EDGES_PAGE: Final = 50
 LIVE_BACKLOG: Final = 20
@@ -49,7 +50,7 @@ def build_pages_router(deps: DashboardDeps, renderer: Renderer, feed: LiveFeed) 
         counts = await asyncio.to_thread(
             class_buckets, deps.catalog.engine, start - start % BUCKET_US, now, BUCKET_US, f.cameras
         )
-        links = {link.edge_id: link for link in deps.link.overview()} if deps.link else {}  # type: ignore[attr-defined]
+        links = {link.edge_id: link for link in deps.link.overview()} if deps.link else {}
         connected = set(deps.connected())
         edge_ids = sorted({p.id for p in stats.per_edge} | set(links) | connected)
         pages = max(1, -(-len(edge_ids) // EDGES_PAGE))
@@ -70,7 +71,9 @@ def build_pages_router(deps: DashboardDeps, renderer: Renderer, feed: LiveFeed) 
         series = [(class_name(c), counts.counts[c]) for c in order]
         labels = [_hhmm(counts.start_us + i * BUCKET_US) for i in range(counts.buckets)]
         chart = stacked_bars(
-            series, labels, "Road users per class, per 5 minutes, over the last hour"
+            series,
+            labels,
+            "Road users (tracks) first seen per class, per 5 minutes, over the last hour",
         )
         return renderer.page(
             request,
@@ -153,11 +156,11 @@ def build_pages_router(deps: DashboardDeps, renderer: Renderer, feed: LiveFeed) 
     async def link(request: Request, edge: str | None = None) -> Response:
         session = await asyncio.to_thread(require_session, request, deps.sessions)
         links = list(deps.link.overview()) if deps.link else []
-        edge_ids = [x.edge_id for x in links]  # type: ignore[attr-defined]
+        edge_ids = [x.edge_id for x in links]
         chosen = edge if edge in edge_ids else (edge_ids[0] if edge_ids else None)
         charts: dict[str, Any] = {}
         steps: list[Any] = []
-        samples: list[Any] = []
+        samples: list[LinkSample] = []
         if deps.link is not None and chosen is not None:
             samples = list(deps.link.series(chosen))
             steps = list(deps.link.codec_steps(chosen))
@@ -181,12 +184,12 @@ def build_pages_router(deps: DashboardDeps, renderer: Renderer, feed: LiveFeed) 
     return router
 
 
-def link_charts(samples: list[Any]) -> dict[str, Any]:
+def link_charts(samples: list[LinkSample]) -> dict[str, Any]:
     """Goodput, latency and backlog over time, from the link monitor's samples."""
     xs = [s.start_us / 1e6 for s in samples]
     return {
         "goodput": line_chart(
-            list(zip(xs, [s.goodput_bps / 8 for s in samples], strict=True)),
+            list(zip(xs, [s.bytes_per_s for s in samples], strict=True)),
             "Goodput over time",
             "B/s",
         ),

@@ -21,7 +21,7 @@ MAX_LIVE_BATCH: Final = 200
 
 @dataclass(frozen=True)
 class ClassBuckets:
-    """Distinct tracks per class and time bucket; ``start_us`` of bucket 0, ``bucket_us`` wide."""
+    """Tracks per class and time bucket; ``start_us`` of bucket 0, ``bucket_us`` wide."""
 
     start_us: int
     bucket_us: int
@@ -35,23 +35,26 @@ class ClassBuckets:
 def class_buckets(
     engine: Engine, start_us: int, end_us: int, bucket_us: int, camera_ids: Sequence[int] = ()
 ) -> ClassBuckets:
-    """Road users (distinct tracks; untracked detections count one each) seen per class and
-    bucket in ``[start_us, end_us)``, from the detections' (ts_us) index."""
+    """Road users (tracks) per class by the bucket they were first seen in, ``[start_us,
+    end_us)``: one row per track, found through the tracks' ``last_seen_us`` index (a track
+    first seen in the window was last seen in it or after). Its class is the track end's
+    majority vote, or its first detection's while it is still open."""
     n = max(1, -(-(end_us - start_us) // bucket_us))
-    bucket = ((detections.c.ts_us - start_us) / bucket_us).cast(detections.c.ts_us.type)
-    who = func.coalesce(detections.c.track_id, -detections.c.id)
-    where = [detections.c.ts_us >= start_us, detections.c.ts_us < end_us]
+    bucket = (tracks.c.first_seen_us - start_us) // bucket_us  # floor division on both
+    cls = func.coalesce(tracks.c.class_id, _first_class())
+    where = [
+        tracks.c.last_seen_us >= start_us,
+        tracks.c.first_seen_us >= start_us,
+        tracks.c.first_seen_us < end_us,
+    ]
     if camera_ids:
-        where.append(detections.c.camera_id.in_(list(camera_ids)))
-    query = (
-        select(detections.c.class_id, bucket.label("b"), func.count(func.distinct(who)))
-        .where(and_(true(), *where))
-        .group_by(detections.c.class_id, bucket)
-    )
+        where.append(tracks.c.camera_id.in_(list(camera_ids)))
+    inner = select(cls.label("c"), bucket.label("b")).where(and_(*where)).subquery()
+    query = select(inner.c.c, inner.c.b, func.count()).group_by(inner.c.c, inner.c.b)
     counts: dict[int, list[int]] = {}
     with engine.connect() as conn:
         for class_id, b, count in conn.execute(query):
-            if 0 <= int(b) < n:
+            if class_id is not None and 0 <= int(b) < n:
                 counts.setdefault(int(class_id), [0] * n)[int(b)] = int(count)
     return ClassBuckets(start_us, bucket_us, n, counts)
 

@@ -29,6 +29,7 @@ from cloud.api.service import QueryService
 from cloud.api.text_search import TextSearchService
 from cloud.dashboard.deps import DashboardDeps
 from cloud.dashboard.guard import safe_next
+from cloud.dashboard.queries import class_buckets
 from cloud.dashboard.router import install_dashboard
 from cloud.dashboard.sessions import UiSessions
 from cloud.dashboard.web import class_name
@@ -44,6 +45,7 @@ from tests.cloud.api_fixtures import (
     make_deps,
 )
 
+DAY_US = 86_400_000_000
 PAGES = ["/", "/live", "/explore", "/tracks/1", "/descriptions", "/link"]
 
 
@@ -256,8 +258,8 @@ def _insert_track(world: World, local_id: int) -> int:
                 camera_id=1,
                 local_id=local_id,
                 class_id=2,
-                first_seen_us=BASE_US,
-                last_seen_us=BASE_US + 1,
+                first_seen_us=BASE_US - DAY_US,  # away from the world's windows
+                last_seen_us=BASE_US - DAY_US + 1,
                 ended=False,
             )
         )
@@ -313,3 +315,23 @@ def test_results_page_on_and_browse_filters_by_class(signed_in: httpx.Client, wo
     none = signed_in.get("/explore?class=0")  # people: detections only, no track
     assert 'class="hit"' not in none.text
     assert "No tracks match these filters" in none.text
+
+
+def test_class_counts_are_tracks_by_the_bucket_they_were_first_seen_in(world: World) -> None:
+    start = min(int(t["first_seen_us"]) for t in world.tracks.values()) - 1
+    bucket = 2_000_000
+    end = start + 20 * bucket
+    got = class_buckets(world.engine, start, end, bucket)
+    expected: dict[int, list[int]] = {}
+    for t in world.tracks.values():
+        first = int(t["first_seen_us"])
+        if start <= first < end:
+            expected.setdefault(int(t["class_id"]), [0] * 20)[(first - start) // bucket] += 1
+    assert got.counts == expected
+    assert sum(got.totals().values()) > 1
+    one_camera = class_buckets(world.engine, start, end, bucket, [1])
+    assert sum(one_camera.totals().values()) == sum(
+        1
+        for t in world.tracks.values()
+        if t["camera_id"] == 1 and start <= t["first_seen_us"] < end
+    )
