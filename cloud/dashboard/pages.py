@@ -187,19 +187,22 @@ def build_pages_router(deps: DashboardDeps, renderer: Renderer, feed: LiveFeed) 
 def link_charts(samples: list[LinkSample]) -> dict[str, Any]:
     """Goodput, latency and backlog over time, from the link monitor's samples."""
     xs = [s.start_us / 1e6 for s in samples]
+    ends = (_hhmm(samples[0].start_us), _hhmm(samples[-1].end_us)) if samples else None
+
+    def chart(values: list[float | None], label: str, unit: str) -> Any:
+        return line_chart(list(zip(xs, values, strict=True)), label, unit, x_labels=ends)
+
     return {
-        "goodput": line_chart(
-            list(zip(xs, [s.bytes_per_s for s in samples], strict=True)),
-            "Goodput over time",
-            "B/s",
+        "goodput": chart(
+            [s.bytes_per_s if s.frames else None for s in samples], "Goodput over time", "B/s"
         ),
-        "latency": line_chart(
-            list(zip(xs, [s.latency_p95_ms for s in samples], strict=True)),
+        "latency": chart(
+            [s.latency_p95_ms for s in samples],
             "Latency p95 (capture to arrival) over time",
             "ms",
         ),
-        "backlog": line_chart(
-            list(zip(xs, [s.backlog for s in samples], strict=True)),
+        "backlog": chart(
+            [None if s.backlog is None else float(s.backlog) for s in samples],
             "Edge backlog (messages) over time",
             "msgs",
         ),

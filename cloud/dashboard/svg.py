@@ -72,8 +72,10 @@ def line_chart(
     unit: str,
     width: int = 720,
     height: int = 180,
+    x_labels: tuple[str, str] | None = None,
 ) -> Markup:
-    """A line over (x, y) points, x increasing; y None breaks the line (no data)."""
+    """A line over (x, y) points, x increasing, with a dot at each point (a lone point shows);
+    y None breaks the line (no data). ``x_labels``: texts under the first and last x."""
     xs = [p[0] for p in points]
     ys = [p[1] for p in points if p[1] is not None]
     if not xs or not ys:
@@ -84,6 +86,7 @@ def line_chart(
     plot_w, plot_h = width - left - 8, height - bottom - top
     span = (x1 - x0) or 1.0
     runs: list[list[str]] = [[]]
+    dots: list[str] = []
     for x, y in points:
         if y is None:
             runs.append([])
@@ -91,9 +94,20 @@ def line_chart(
         px = left + (x - x0) / span * plot_w
         py = top + plot_h - y / peak * plot_h
         runs[-1].append(f"{_fmt(px)},{_fmt(py)}")
+        dots.append(
+            f'<circle cx="{_fmt(px)}" cy="{_fmt(py)}" r="2.5" class="dot">'
+            f"<title>{escape(_fmt(y))} {escape(unit)}</title></circle>"
+        )
     lines = "".join(
-        f'<polyline points="{" ".join(run)}" class="line"/>' for run in runs if len(run) >= 1
+        f'<polyline points="{" ".join(run)}" class="line"/>' for run in runs if len(run) >= 2
     )
+    if x_labels:
+        lines += (
+            f'<text x="{left}" y="{height - 4}" class="tick">{escape(x_labels[0])}</text>'
+            f'<text x="{width - 8}" y="{height - 4}" class="tick" text-anchor="end">'
+            f"{escape(x_labels[1])}</text>"
+        )
+    lines += "".join(dots)
     return Markup(
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">'

@@ -35,6 +35,8 @@ from cloud.dashboard.sessions import UiSessions
 from cloud.dashboard.web import class_name
 from cloud.describe.store import DescriptionStore
 from cloud.encoder import QueryEncoder
+from cloud.linkmon import LinkMonitor
+from shared.messages import Heartbeat
 from tests.cloud.api_fixtures import (
     BASE_US,
     TOKEN,
@@ -49,7 +51,12 @@ DAY_US = 86_400_000_000
 PAGES = ["/", "/live", "/explore", "/tracks/1", "/descriptions", "/link"]
 
 
-def dashboard_app(world: World, encoder: QueryEncoder, searcher: ExactSearcher) -> FastAPI:
+def dashboard_app(
+    world: World,
+    encoder: QueryEncoder | None,
+    searcher: ExactSearcher,
+    link: LinkMonitor | None = None,
+) -> FastAPI:
     api = make_deps(world, encoder, searcher)
     app = FastAPI(**APP_DOCS_OFF)
     app.include_router(build_api_router(api))
@@ -65,7 +72,7 @@ def dashboard_app(world: World, encoder: QueryEncoder, searcher: ExactSearcher) 
             token_digests=api.token_digests,
             sessions=UiSessions(world.engine),
             decoder=None,
-            link=None,
+            link=link,
             connected=lambda: ["edge-a"],
             image_search=True,
             text_crops=False,
@@ -335,3 +342,32 @@ def test_class_counts_are_tracks_by_the_bucket_they_were_first_seen_in(world: Wo
         for t in world.tracks.values()
         if t["camera_id"] == 1 and start <= t["first_seen_us"] < end
     )
+
+
+def test_the_link_page_draws_what_the_monitor_measured(
+    world: World, searcher: ExactSearcher
+) -> None:
+    now = [BASE_US]
+    monitor = LinkMonitor(clock=lambda: now[0])
+    monitor.session_opened("edge-a", "s1", "websocket")
+    for step in range(30):  # 5 minutes: a frame every 10 s, a heartbeat; f16 then int8
+        now[0] = BASE_US + step * 10_000_000
+        monitor.data("edge-a", 1000 + step, now[0] - 250_000, "f16" if step < 20 else "int8")
+        monitor.heartbeat("edge-a", Heartbeat(step, 8e3, 2, "f16" if step < 20 else "int8", 4096))
+    with LiveServer(dashboard_app(world, None, searcher, monitor)) as live, browser(live.url) as c:
+        sign_in(c)
+        page = c.get("/link?edge=edge-a")
+        assert page.status_code == 200
+        assert page.text.count('class="line"') == 3  # goodput, latency, backlog
+        assert page.text.count('class="dot"') >= 3 * 29
+        assert "f16 → int8" in page.text
+        assert ">250 / 250 ms<" in page.text  # capture to arrival, as measured
+        unknown = c.get("/link?edge=nope")
+        assert "No link figures for edge nope: showing edge-a." in unknown.text
+        overview = c.get("/")
+        row = re.search(r'<tr data-edge="edge-a">.*?</tr>', overview.text, re.S)
+        assert row
+        assert "connected" in row.group(0)
+        assert "(websocket)" in row.group(0)
+        assert "int8" in row.group(0)
+        assert "29 msgs" in row.group(0)
