@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 3  # 3: Heartbeat.reconnects, rung and spool_bytes
+PROTOCOL_VERSION: Final = 3  # 3: Heartbeat.reconnects, rung, spool_bytes and health
 SUPPORTED_VERSIONS: Final = (3,)
 #: Earlier versions whose data messages (Detections, Embedding, TrackEnd, FrameCounts) are laid
 #: out as this version's: a spooled frame of one is sent again re-stamped (``codec.restamp``).
@@ -36,6 +36,8 @@ MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
 MAX_CLASS_ID: Final = 65_535
 MAX_COUNT: Final = 2**32 - 1
 MAX_ACK_RANGES: Final = 1_024  # (first, last) seq ranges in one Ack
+MAX_HEALTH_ENTRIES: Final = 16  # named figures in a Heartbeat's health summary
+MAX_HEALTH_NAME_CHARS: Final = 32  # a health figure's name, [a-z][a-z0-9_]*
 #: Largest seq (``Envelope.seq``, ``HelloAck.last_seq``, ``Ack`` ranges, ``Error.ref_seq``) and
 #: largest timestamp in microseconds (capture/send times, ``TrackEnd`` times): msgpack carries
 #: u64, but storage (SQLite INTEGER, PostgreSQL BIGINT) holds signed 64-bit integers, so a

@@ -26,6 +26,7 @@ from shared.schema import (
     Bytes,
     Enum,
     Histogram,
+    NamedFloats,
     Nested,
     Numbers,
     Record,
@@ -50,6 +51,13 @@ _CONF = F32(0.0, 1.0)
 _HASH = Bytes(32, exact=32)
 #: A spool's incarnation id (empty: none), see :class:`Hello`.
 _SPOOL_ID = Str(limits.MAX_ID_CHARS, pattern=r"[A-Za-z0-9._-]*")
+#: A health figure's name: lower-case letters, digits and ``_`` (``capture_fps``).
+HEALTH_NAME_PATTERN: Final = r"[a-z][a-z0-9_]*"
+_HEALTH = NamedFloats(
+    limits.MAX_HEALTH_ENTRIES,
+    Str(limits.MAX_HEALTH_NAME_CHARS, pattern=HEALTH_NAME_PATTERN, min_chars=1),
+    F32(),
+)
 
 
 class MessageType(IntEnum):
@@ -262,8 +270,10 @@ class Heartbeat(Record):
     Since version 3 the edge also reports its link health, for the cloud's per-edge view:
     ``reconnects`` (uplink sessions opened after the first since the edge process started),
     ``rung`` (codec id of the ladder rung its embeddings use now; empty: unknown or no
-    ladder) and ``spool_bytes`` (bytes of frames its spool holds for the cloud). The cloud's
-    own heartbeats leave them 0 and empty.
+    ladder), ``spool_bytes`` (bytes of frames its spool holds for the cloud) and ``health``
+    (a summary of the edge's own figures, name -> float32: ``capture_fps``, ``dropped``,
+    ``ack_ms_p95``, ...; see docs/wire.md; at most 16). The cloud's own heartbeats leave them
+    0 and empty.
     """
 
     backlog: int = wire(_U32)
@@ -272,6 +282,7 @@ class Heartbeat(Record):
     rung: str = wire(Str(limits.MAX_CODEC_ID_CHARS), default="")
     #: u64 bounded like seqs (signed 64-bit), so that any value that decodes can be stored.
     spool_bytes: int = wire(UInt(64, high=limits.MAX_SEQ), default=0)
+    health: dict[str, float] = wire(_HEALTH, default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,6 +282,37 @@ class Histogram(WireType[dict[int, int]]):
         return obj
 
 
+class NamedFloats(WireType[dict[str, float]]):
+    """A map from short names to finite float32 numbers (a health summary), at most
+    ``max_entries``; each name follows ``name``'s rules, each number ``value``'s. Packed with
+    its names sorted, so a summary encodes to one byte string."""
+
+    def __init__(self, max_entries: int, name: Str, value: F32) -> None:
+        self.max_entries = max_entries
+        self.name = name
+        self.value = value
+
+    def check(self, value: Any, path: str) -> dict[str, float]:
+        _expect(path, value, Mapping, "a mapping")
+        if len(value) > self.max_entries:
+            raise InvalidMessage(path, f"{len(value)} entries exceeds max of {self.max_entries}")
+        return {
+            self.name.check(k, f"{path}.key"): self.value.check(v, f"{path}[{k!r}]")
+            for k, v in value.items()
+        }
+
+    def pack(self, value: dict[str, float]) -> dict[str, float]:
+        return dict(sorted(value.items()))
+
+    def unpack(self, obj: Any, path: str) -> Any:
+        if not isinstance(obj, dict):
+            raise InvalidMessage(path, f"expected a map, got {_type_name(obj)}")
+        for k, v in obj.items():
+            if not isinstance(v, float):
+                raise InvalidMessage(f"{path}[{k!r}]", f"expected a float, got {_type_name(v)}")
+        return obj
+
+
 class Record:
     """Base of frozen dataclass records whose fields carry wire types.
 

@@ -17,6 +17,7 @@ from shared.schema import (
     Bytes,
     Enum,
     Histogram,
+    NamedFloats,
     Nested,
     Numbers,
     Seq,
@@ -72,6 +73,12 @@ def for_wire(t: WireType[Any]) -> st.SearchStrategy[Any]:
         return st.lists(for_wire(t.item), max_size=_small(t.max_items)).map(tuple)
     if isinstance(t, Histogram):
         return st.dictionaries(for_wire(t.key), for_wire(t.value), max_size=6)
+    if isinstance(t, NamedFloats):
+        assert t.name.pattern is not None
+        names = st.from_regex(t.name.pattern.pattern, fullmatch=True).filter(
+            lambda s: t.name.min_chars <= len(s) <= t.name.max_chars
+        )
+        return st.dictionaries(names, for_wire(t.value), max_size=6)
     if isinstance(t, Seq):
         return st.lists(for_wire(t.item), max_size=4).map(tuple)
     if isinstance(t, Nested):

@@ -119,7 +119,20 @@ SAMPLES: dict[str, Envelope] = {
         "edge-01", 45, T0 + 80_000, T0 + 81_000, FrameCounts("cam-01", {2: 4, 0: 1})
     ),
     "ack": Envelope("cloud", 0, T0, T0, Ack(45, (46, 48, 50, 50))),
-    "heartbeat": Envelope("edge-01", 0, T0, T0, Heartbeat(12, 200_000.0, 3, "int8", 5_242_880)),
+    "heartbeat": Envelope(
+        "edge-01",
+        0,
+        T0,
+        T0,
+        Heartbeat(
+            12,
+            200_000.0,
+            3,
+            "int8",
+            5_242_880,
+            {"capture_fps": 25.0, "pipeline_fps": 24.5, "dropped": 3.0, "ack_ms_p95": 41.25},
+        ),
+    ),
     "error": Envelope(
         "cloud", 0, T0, T0, Error(ErrorCode.CODEC_MISMATCH, "codec 'pq32x8' mismatch", 43, True)
     ),

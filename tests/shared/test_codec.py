@@ -56,15 +56,15 @@ ACK = MessageType.ACK
         (_frame(ACK, ["e", 1, 0, 0, 1, b"\x00" * 12]), "not 0..2048 items"),
         (_frame(ACK, ["e", 1, 0, 0, 1, (5).to_bytes(8, "little")]), "(first, last) pairs"),
         (
-            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("nan"), 0, "", 0]),
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("nan"), 0, "", 0, {}]),
             "NaN is not allowed",
         ),
         (
-            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("inf"), 0, "", 0]),
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, float("inf"), 0, "", 0, {}]),
             "must be finite",
         ),
         (
-            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, 5, 0, "", 0]),
+            _frame(MessageType.HEARTBEAT, ["e", 0, 0, 0, 1, 5, 0, "", 0, {}]),
             "expected a float, got int",
         ),
         (

@@ -6,7 +6,7 @@ import pytest
 
 from shared import limits
 from shared.codec import decode, encode, restamp
-from shared.errors import InvalidMessage, VersionMismatch
+from shared.errors import DecodeError, InvalidMessage, VersionMismatch
 from shared.messages import Envelope, FrameCounts, Heartbeat, Hello
 from tests.shared.golden import RAW
 
@@ -35,6 +35,54 @@ def test_heartbeat_carries_the_edges_link_health() -> None:
 def test_heartbeat_fields_are_bounded(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidMessage, match=field):
         Heartbeat(0, 0.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_heartbeat_carries_a_bounded_health_summary() -> None:
+    health = {"capture_fps": 24.9, "dropped": 3.0, "ack_ms_p95": 41.5}
+    beat = Heartbeat(1, 2.0, health=health)
+    again = decode(encode(Envelope("e", 0, 1, 1, beat), RAW)).message
+    assert isinstance(again, Heartbeat)
+    assert again == beat
+    assert again.health["dropped"] == 3.0
+    assert again.health["capture_fps"] == pytest.approx(24.9, rel=1e-6)  # float32 on the wire
+    assert Heartbeat(0, 0.0).health == {}
+    # one byte string per summary, whatever the order it was built in
+    backwards = Heartbeat(1, 2.0, health=dict(reversed(list(health.items()))))
+    same = [encode(Envelope("e", 0, 1, 1, b), RAW) for b in (backwards, beat)]
+    assert same[0] == same[1]
+
+
+@pytest.mark.parametrize(
+    ("health", "message"),
+    [
+        ({f"f{i}": 1.0 for i in range(limits.MAX_HEALTH_ENTRIES + 1)}, "17 entries exceeds max"),
+        ({"x" * (limits.MAX_HEALTH_NAME_CHARS + 1): 1.0}, "length 33"),
+        ({"Capture": 1.0}, "does not match"),
+        ({"": 1.0}, "length 0"),
+        ({"fps": float("nan")}, "NaN"),
+        ({"fps": float("inf")}, "finite"),
+        ({"fps": 1e39}, "outside"),
+        ({"fps": "25"}, "expected a number"),
+        ({7: 1.0}, "expected a string"),
+        ([("fps", 1.0)], "expected a mapping"),
+    ],
+)
+def test_heartbeat_health_is_bounded(health: object, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        Heartbeat(0, 0.0, health=health)  # type: ignore[arg-type]
+
+
+def test_a_decoded_health_map_is_checked_like_a_built_one() -> None:
+    import msgpack
+
+    from shared.codec import PREFIX_BYTES
+
+    good = encode(Envelope("e", 0, 1, 1, Heartbeat(1, 2.0, health={"fps": 1.0})), RAW)
+    prefix, body = good[:PREFIX_BYTES], msgpack.unpackb(good[PREFIX_BYTES:])
+    for bad, why in (({"fps": 1}, "expected a float"), ({"FPS": 1.0}, "does not match")):
+        frame = prefix + msgpack.packb([*body[:-1], bad], use_single_float=True)
+        with pytest.raises(DecodeError, match=why):
+            decode(frame)
 
 
 def test_a_version_2_frame_is_a_version_mismatch() -> None:
