@@ -18,6 +18,7 @@ from cloud.api.decoded import build_decoded_router
 from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
 from cloud.api.descriptions import DescriptionService
 from cloud.api.docs import APP_DOCS_OFF
+from cloud.api.edges import build_edges_router
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import build_api_router
 from cloud.api.service import QueryService
@@ -72,7 +73,7 @@ class Services:
     writer: Writer
     ingest: Ingest
     retention: Retention | None
-    link: LinkMonitor  # each edge's link health, fed by ingest (for the dashboard)
+    link: LinkMonitor  # each edge's link health, fed by ingest (dashboard, GET /v1/edges)
 
 
 def build_services(config: CloudConfig) -> Services:
@@ -208,6 +209,7 @@ def create_app(
         extra_routes=[
             partial(build_decoded_router, decoder, None),
             partial(_health_router, peers.__len__),
+            partial(build_edges_router, s.link),
         ],
     )
     app.include_router(build_api_router(api))

@@ -3,7 +3,8 @@
 The ingest path feeds it (see :mod:`cloud.ingest` and :mod:`cloud.session`): sessions opening
 and closing (and over which transport), every data frame received (its bytes on the wire, its
 latency = receive time - capture time, and for an embedding the codec it names), and every
-heartbeat (the edge's backlog, rate, reconnects, ladder rung and spool bytes, protocol v3).
+heartbeat (the edge's backlog, rate, reconnects, ladder rung, spool bytes and health summary,
+protocol v3).
 Readers get plain frozen dataclasses: :meth:`LinkMonitor.overview` (one row per edge),
 :meth:`LinkMonitor.series` (fixed buckets, :class:`~cloud.linkseries.LinkSample`) and
 :meth:`LinkMonitor.codec_steps` (each change of rung).
@@ -25,8 +26,8 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from cloud.linkseries import BucketSeries, LinkSample, Weighted, weighted_quantiles
 from shared.messages import Heartbeat
@@ -52,7 +53,9 @@ class EdgeLink:
     ``latency_p95_ms`` are measured by the cloud over the monitor's window (60 s by default);
     ``rung``: the ladder rung the edge reports (or, when it reports none, the codec of its last
     embedding); ``backlog``, ``rate_bps``, ``spool_bytes`` and ``reconnects`` are its last
-    heartbeat's (None before the first). ``sessions``: sessions the cloud saw it open.
+    heartbeat's (None before the first), ``health`` its health summary (name -> number, e.g.
+    ``capture_fps``, ``dropped``: see docs/wire.md; empty before the first or from an edge that
+    sends none). ``sessions``: sessions the cloud saw it open.
     """
 
     edge_id: str
@@ -69,6 +72,7 @@ class EdgeLink:
     spool_bytes: int | None
     reconnects: int | None
     sessions: int
+    health: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +207,8 @@ class LinkMonitor:
             edge.series.data(now, nbytes, latency_ms, rung)
 
     def heartbeat(self, edge_id: str, beat: Heartbeat) -> None:
-        """The edge's heartbeat: its backlog, rate and (protocol v3) link health."""
+        """The edge's heartbeat: its backlog, rate and (protocol v3) link health and health
+        summary (the last one is kept)."""
         with self._lock:
             now = self.clock()
             edge = self._edge(edge_id, now)
@@ -236,6 +241,7 @@ class LinkMonitor:
             spool_bytes=beat.spool_bytes if beat is not None else None,
             reconnects=beat.reconnects if beat is not None else None,
             sessions=edge.sessions,
+            health=dict(beat.health) if beat is not None else {},
         )
         return row, latencies
 

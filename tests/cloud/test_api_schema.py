@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,8 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from cloud.api.edges import build_edges_router
 from cloud.config import EncoderConfig
 from cloud.encoder import QueryEncoder
+from cloud.linkmon import LinkMonitor
+from shared.messages import Heartbeat
 from tests.cloud.api_fixtures import (
     TOKEN,
     LiveServer,
@@ -36,7 +40,13 @@ from tests.cloud.api_fixtures import (
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_EXAMPLES = 30
-WITHOUT_INPUT = ("GET /healthz", "GET /metrics", "GET /v1/cameras", "GET /v1/stats")
+WITHOUT_INPUT = (
+    "GET /healthz",
+    "GET /metrics",
+    "GET /v1/cameras",
+    "GET /v1/stats",
+    "GET /v1/edges",
+)
 WITH_INPUT = (
     "GET /v1/detections",
     "GET /v1/detections/{detection_id}",
@@ -45,11 +55,20 @@ WITH_INPUT = (
     "POST /v1/search/image",
     "GET /v1/descriptions",
     "GET /v1/descriptions/{description_id}",
+    "GET /v1/edges/{edge_id}",
 )
 RUNS = [(label, GenerationMode.POSITIVE) for label in WITHOUT_INPUT + WITH_INPUT] + [
     (label, GenerationMode.NEGATIVE)
     for label in WITH_INPUT  # nothing to break without input
 ]
+
+
+def _monitor() -> LinkMonitor:
+    """A link monitor that knows one edge, with a health summary."""
+    link = LinkMonitor()
+    link.session_opened("edge-01", "s-1", "webrtc")
+    link.heartbeat("edge-01", Heartbeat(2, 1e5, 0, "f16", 512, {"capture_fps": 25.0}))
+    return link
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +90,9 @@ def live_api(
             url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_server")))
         world = build_world(url, encoder)
         stack.callback(world.engine.dispose)
-        live = stack.enter_context(LiveServer(make_app(make_deps(world, encoder))))
+        edges = partial(build_edges_router, _monitor())
+        deps = make_deps(world, encoder, extra_routes=[edges])
+        live = stack.enter_context(LiveServer(make_app(deps)))
         yield live.url
 
 
