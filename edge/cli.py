@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -13,9 +14,13 @@ import click
 
 from edge.encoder_options import encoder_model_options, encoder_model_overrides
 from edge.errors import EdgeError
+from edge.health_cli import health_options, run_summary
 from edge.spool_cli import spool_group
 from shared.errors import ProtocolError
+from shared.logformat import LogFormat, use_log_format
 from shared.version import software_version
+
+logger = logging.getLogger(__name__)
 
 
 def _config_options(fn: Any) -> Any:
@@ -116,6 +121,7 @@ def uplink_overrides(**kw: Any) -> dict[str, Any]:
         "uplink.ca_file": kw.get("ca_file"),
         "uplink.ladder": kw["ladder"].split(",") if kw.get("ladder") else None,
         "uplink.ice_host_addresses": list(kw["ice_hosts"]) if kw.get("ice_hosts") else None,
+        "health.listen": kw.get("health_listen"),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -191,8 +197,14 @@ edge.add_command(spool_group)
 )
 @click.option("--max-frames", type=click.IntRange(1), help="Stop after this many frames.")
 @click.option("--status/--no-status", default=True, help="Live one-line status on stderr.")
+@health_options
 def run(
-    out: Path | None, max_frames: int | None, status: bool, config_path: Path | None, **kw: Any
+    out: Path | None,
+    max_frames: int | None,
+    status: bool,
+    log_format: LogFormat,
+    config_path: Path | None,
+    **kw: Any,
 ) -> None:
     """Run the edge agent on a source until it ends or SIGINT/SIGTERM.
 
@@ -201,6 +213,7 @@ def run(
     """
     from edge.daemon import build_agent, run_agent
 
+    use_log_format(log_format)
     extra = {"sink": {"type": "file", "path": str(out)}} if out else None
     try:
         config = _load(config_path, extra, **kw)
@@ -231,12 +244,15 @@ def run(
         if agent.pipeline.encoder.random_init
         else ""
     )
-    click.echo(
+    text = (
         f"{stats.frames} frames in {stats.elapsed_s:.1f} s ({stats.fps:.1f} fps), "
         f"{stats.dropped_frames} frames dropped, {stats.skipped_embeddings} embeddings skipped, "
-        f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}{note}",
-        err=True,
+        f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}{note}"
     )
+    if log_format == "json":  # the same line, with its figures, among the JSON logs
+        logger.info(text, extra={"summary": run_summary(agent, stats)})
+    else:
+        click.echo(text, err=True)
 
 
 def _target(agent: Any) -> str:
@@ -280,6 +296,7 @@ def _target(agent: Any) -> str:
 @click.option(
     "--report", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report here."
 )
+@health_options
 def replay(
     file: Path | None,
     config_path: Path | None,
@@ -294,6 +311,7 @@ def replay(
     codebooks: tuple[Path, ...],
     drain_timeout: float | None,
     report: Path | None,
+    log_format: LogFormat,
     **kw: Any,
 ) -> None:
     """Send a message FILE, a synthetic scene, or the spool's backlog to the cloud.
@@ -301,10 +319,11 @@ def replay(
     For load tests and store-and-forward: embeddings are re-encoded with the codec the rate
     controller picks. Synthetic vectors are not real embeddings; reports say so.
     """
-    from edge.config import load_uplink_config
+    from edge.config import load_health_config, load_uplink_config
     from edge.loadgen import SceneSpec
     from edge.replay import run_replay
 
+    use_log_format(log_format)
     if sum([file is not None, synthetic, drain]) != 1:
         raise click.UsageError("give exactly one of FILE, --synthetic and --drain")
     overrides = uplink_overrides(**kw)
@@ -320,6 +339,7 @@ def replay(
         signal.signal(sig, on_signal)
     try:
         eid, config = load_uplink_config(config_path, overrides)
+        health = load_health_config(config_path, overrides)
         result = run_replay(
             eid,
             config,
@@ -331,6 +351,7 @@ def replay(
             codebooks=codebooks,
             rate=rate,
             stop=stop,
+            health=health,
         )
     except (EdgeError, ProtocolError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,6 +9,7 @@ own (a codec that does not exist) is refused here, so ``show-config`` refuses it
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 from edge.encoder_config import EncoderConfig as EncoderConfig  # the encoder section
@@ -270,6 +273,71 @@ class UplinkConfig(_Model):
     )
 
 
+class HealthConfig(_Model):
+    allow_remote: bool = Field(
+        False,
+        description="Allow a `listen` address that is not loopback. /metrics and /healthz have "
+        "no authentication: only behind a firewall or a scraper's private network.",
+    )
+    listen: str | None = Field(
+        None,
+        description="Serve Prometheus /metrics and /healthz on HOST:PORT, e.g. 127.0.0.1:9108 "
+        "([::1]:9108 for IPv6; port 0: any free port, logged). Default: off.",
+    )
+    stale_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="/healthz answers 503 when the last frame (replay: message) is older.",
+    )
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _check_listen(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = f"127.0.0.1:{value}"  # a bare port (YAML reads 9108 as a number)
+        if not isinstance(value, str):
+            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9108, got {value!r}")
+        host, _port = split_listen(value)
+        if not info.data.get("allow_remote", False) and not is_loopback(host):
+            raise ValueError(
+                f"{host} is not a loopback address (127.0.0.0/8, ::1 or localhost; names are "
+                "not resolved): /metrics and /healthz have no authentication; set "
+                "health.allow_remote: true to serve them on another address"
+            )
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on; None: off."""
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9108`` or ``[::1]:9108`` -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT such as 127.0.0.1:9108")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 host in brackets, e.g. [::1]:9108")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback IP address (names are not resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class EdgeConfig(_Model):
     edge_id: str = Field(
         "edge-01",
@@ -289,6 +357,7 @@ class EdgeConfig(_Model):
     )
     sink: SinkConfig | None = None
     uplink: UplinkConfig | None = None
+    health: HealthConfig = HealthConfig()
     status_interval_s: float = Field(1.0, gt=0, description="Live status refresh period (s).")
 
 
@@ -336,3 +405,22 @@ def load_uplink_config(
         ) from None
     assert partial.uplink is not None
     return partial.edge_id, partial.uplink
+
+
+def load_health_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HealthConfig:
+    """Only the ``health`` section (for tools that send without a camera)."""
+    try:
+        data, origins = settings.layered_origins(path, ENV_PREFIX, environ, overrides)
+    except settings.SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return HealthConfig.model_validate(data.get("health") or {})
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("health", *e["loc"])} for e in exc.errors()]
+        raise ConfigError(
+            f"invalid health configuration: {settings.describe_errors(errors, origins)}"
+        ) from None

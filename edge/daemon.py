@@ -11,6 +11,8 @@ from edge.config import EdgeConfig
 from edge.detect import Detector
 from edge.embed import build_encoder
 from edge.errors import UplinkRejected
+from edge.health_server import open_health
+from edge.metrics import EdgeMetrics
 from edge.pipeline import EdgePipeline, Outbox, StageTimes
 from edge.policy import EmissionPolicy
 from edge.ratecontrol import EMBEDDING_OVERHEAD
@@ -34,6 +36,7 @@ class Agent:
     sink: MessageSink
     runner: EdgeRunner
     uplink: UplinkThread | None = None
+    metrics: EdgeMetrics | None = None  # /metrics, /healthz and the heartbeats' health
 
 
 def build_agent(
@@ -92,7 +95,14 @@ def build_agent(
         on_first_frame=hello,
         max_frames=max_frames,
     )
-    return Agent(config, source, pipeline, outbox, sink, runner, uplink)
+    metrics = EdgeMetrics(
+        outbox,
+        runner=runner,
+        pipeline=pipeline,
+        uplink=uplink.uplink if uplink is not None else None,
+        stale_after_s=config.health.stale_after_s,
+    )
+    return Agent(config, source, pipeline, outbox, sink, runner, uplink, metrics)
 
 
 def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> RunStats:
@@ -103,6 +113,11 @@ def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> Ru
     :class:`~edge.errors.UplinkRejected` when the cloud refused the edge.
     """
     uplink = agent.uplink
+    metrics = agent.metrics
+    server = open_health(agent.config.health, metrics) if metrics is not None else None
+    if metrics is not None:
+        metrics.start()
+        metrics.phase = "running"
     if uplink is not None:
         uplink.on_fatal = lambda _exc: stop.set()
         uplink.start()
@@ -125,7 +140,15 @@ def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> Ru
             drain = 0.0 if stop.is_set() else agent.config.uplink.drain_timeout_s
             if drain and uplink.alive:
                 logger.info("source ended: draining the spool (at most %.0f s)", drain)
+            if metrics is not None:
+                metrics.phase = "draining"
             uplink.stop(drain, interrupt=stop)
+        if metrics is not None:
+            metrics.phase = "stopped"
+            metrics.stop()
+        if server is not None:
+            server.close()
+        if uplink is not None:
             uplink.uplink.spool.close()
     if uplink is not None and isinstance(uplink.error, UplinkRejected):
         raise uplink.error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -181,6 +182,9 @@ class Detector:
         self.name = path.name
         self.class_names: dict[int, str] = dict(self._model.names)
         self._tracker = f"{config.tracker}.yaml"
+        #: ms of the last :meth:`track` call outside ultralytics' own preprocess, inference
+        #: and postprocess timings: its tracker's update, and the call's overhead
+        self.last_track_ms: float | None = None
         if path.suffix.lower() == ".onnx":
             self._tune_onnx_session(path)
 
@@ -217,6 +221,7 @@ class Detector:
         kwargs: dict[str, Any] = {}
         if c.device is not None:
             kwargs["device"] = c.device
+        start = time.perf_counter()
         results = self._model.track(
             image,
             imgsz=self.imgsz,
@@ -228,6 +233,10 @@ class Detector:
             verbose=False,
             **kwargs,
         )
+        total_ms = (time.perf_counter() - start) * 1e3
+        speed = getattr(results[0], "speed", None) or {}
+        own = sum(float(v) for v in speed.values() if v is not None)
+        self.last_track_ms = max(0.0, total_ms - own) if speed else None
         boxes = results[0].boxes
         if boxes is None or len(boxes) == 0:
             return FrameBoxes.empty()

@@ -7,7 +7,8 @@ EdgeError
 ├── BackendUnavailable   an optional runtime that cannot be used here
 ├── SourceError          a frame source that cannot be opened
 ├── UplinkRejected       the cloud refused this edge for good (token, codec, version)
-└── HelloRefused         the cloud refused the Hello of an older group of spooled frames
+├── HelloRefused         the cloud refused the Hello of an older group of spooled frames
+└── ListenFailed         the health listener (/metrics, /healthz) cannot use its address
 """
 
 from __future__ import annotations
@@ -51,3 +52,7 @@ class UplinkRejected(EdgeError):
 class HelloRefused(EdgeError):
     """The cloud refused the Hello of spooled frames of an earlier configuration: those frames
     were quarantined, and the uplink goes on with the others."""
+
+
+class ListenFailed(EdgeError):
+    """The health listener cannot listen on its address (in use, not this machine's)."""

@@ -43,12 +43,14 @@ Timed = tuple[int, Message]  # (capture time in us, message)
 
 
 class StageTimes:
-    """Recent per-stage durations (ms), for status lines and benchmark percentiles."""
+    """Recent per-stage durations (ms), for status lines and benchmark percentiles; each
+    ``observers`` callable gets every sample too (``stage, ms``: the edge's metrics)."""
 
     def __init__(self, keep: int = 100_000) -> None:
         self._samples: dict[str, deque[float]] = {}
         self._keep = keep
         self._lock = threading.Lock()
+        self.observers: list[Callable[[str, float], None]] = []
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
@@ -61,6 +63,8 @@ class StageTimes:
     def add(self, stage: str, ms: float) -> None:
         with self._lock:
             self._samples.setdefault(stage, deque(maxlen=self._keep)).append(ms)
+        for observe in self.observers:
+            observe(stage, ms)
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         with self._lock:
@@ -115,8 +119,18 @@ class EdgePipeline:
         self.rois = 0
 
     def detect(self, frame: Frame) -> tuple[list[Timed], list[EmbedJob]]:
-        with self.times.measure("detect"):
-            boxes = self.detector.track(frame.image)
+        start = time.perf_counter()
+        boxes = self.detector.track(frame.image)
+        total_ms = (time.perf_counter() - start) * 1e3
+        # A detector that tells how long its tracker took (ultralytics detects and tracks in
+        # one call): "detect" is the rest, "track" that part.
+        track_ms = getattr(self.detector, "last_track_ms", None)
+        if track_ms is None:
+            self.times.add("detect", total_ms)
+        else:
+            track_ms = min(max(float(track_ms), 0.0), total_ms)
+            self.times.add("detect", total_ms - track_ms)
+            self.times.add("track", track_ms)
         self.rois += len(boxes)
         with self.times.measure("policy"):
             messages, requests = self.policy.observe(
@@ -198,6 +212,7 @@ class OutboxStats:
     messages: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)  # the full spool kept older ones
+    last_at: float | None = None  # time.monotonic() of the last message made
 
     @property
     def total_messages(self) -> int:
@@ -223,7 +238,7 @@ class Outbox:
         self.sink = sink
         self.stats = OutboxStats()
         self._compressor = compressor or Compressor()
-        self._times = times or StageTimes()
+        self.times = times or StageTimes()
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
 
@@ -232,15 +247,17 @@ class Outbox:
         messages (Hello) carry seq 0 and are not numbered."""
         name = type(message).__name__
         size = 0
+        encode_ms = 0.0
 
         def make_frame(seq: int) -> bytes:
-            nonlocal size
+            nonlocal size, encode_ms
             start = time.perf_counter()
             now = time.time_ns() // 1_000
             frame = encode(
                 Envelope(self.edge_id, seq, capture_ts_us, now, message), self._compressor
             )
-            self._times.add("encode", (time.perf_counter() - start) * 1e3)
+            encode_ms = (time.perf_counter() - start) * 1e3
+            self.times.add("encode", encode_ms)
             size = len(frame)
             return frame
 
@@ -248,15 +265,25 @@ class Outbox:
             if control:
                 self.sink.control(message, make_frame(0))
             else:
+                start = time.perf_counter()
                 try:
                     self.sink.append(priority_of(message), make_frame)
                 except SpoolFull as exc:
                     self.stats.refused[name] += 1
                     logger.warning("%s not spooled: %s", name, exc)
                     return 0
+                # the sink's own time (a spool commits to disk), without the encoding
+                self.times.add("spool", (time.perf_counter() - start) * 1e3 - encode_ms)
             self.stats.messages[name] += 1
             self.stats.bytes[name] += size
+            self.stats.last_at = time.monotonic()
             return size
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Thread-safe copies of (messages, bytes, refused) by message type."""
+        with self._lock:
+            s = self.stats
+            return dict(s.messages), dict(s.bytes), dict(s.refused)
 
     def put_all(self, messages: list[Timed]) -> None:
         for ts, message in messages:

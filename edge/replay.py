@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import UplinkConfig
+from edge.config import HealthConfig, UplinkConfig
 from edge.errors import UplinkRejected
+from edge.health_server import open_health
 from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene, recorded_hello, replay_file
+from edge.metrics import EdgeMetrics
 from edge.pipeline import Outbox
 from edge.ratecontrol import EMBEDDING_OVERHEAD
 from edge.sink import SpoolSink
@@ -75,7 +77,10 @@ def run_replay(
     codebooks: tuple[Path, ...] = (),
     rate: float | None = None,
     stop: threading.Event | None = None,
+    health: HealthConfig | None = None,
 ) -> ReplayReport:
+    """Send the stream; ``health``: the local /metrics and /healthz listener (off: None or
+    without ``listen``), figures of the outbox, spool and uplink (there are no frames)."""
     stop = stop or threading.Event()
     recorded = recorded_hello(file) if file is not None else None
     if recorded is not None:  # the file's encoder and dim, not a synthetic space
@@ -99,6 +104,14 @@ def run_replay(
     )
     sink.on_append = link.spooled
     choice.pick_rung = link.ladder.pick
+    health = health or HealthConfig()
+    metrics = EdgeMetrics(outbox, uplink=link, stale_after_s=health.stale_after_s)
+    try:
+        server = open_health(health, metrics)
+    except BaseException:
+        spool.close()
+        raise
+    metrics.start()
     thread = UplinkThread(link, on_fatal=lambda _exc: stop.set())
     if not drain_only:  # a drain sends each frame under the Hello the spool kept with it
         hello = choice.hello(software_version, "cam-synth")
@@ -107,6 +120,7 @@ def run_replay(
         outbox.put(time.time_ns() // 1_000, hello, control=True)
     thread.start()
     start = time.monotonic()
+    metrics.phase = "draining" if drain_only else "running"
     try:
         if file is not None:
             known = CodecSet([*ladder])
@@ -122,9 +136,14 @@ def run_replay(
         drain = 0.0 if stop.is_set() else config.drain_timeout_s
         if drain:
             logger.info("stream done: draining %d spooled messages", spool.pending)
+        metrics.phase = "draining"
         thread.stop(drain, interrupt=stop)
     finally:
         thread.stop(0.0)
+        metrics.phase = "stopped"
+        metrics.stop()
+        if server is not None:
+            server.close()
         report.elapsed_s = round(time.monotonic() - start, 3)
         report.bytes = outbox.stats.total_bytes
         report.refused = sum(outbox.stats.refused.values())

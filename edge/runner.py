@@ -34,6 +34,7 @@ class RunStats:
     skipped_embeddings: int = 0
     elapsed_s: float = 0.0
     video_s: float = 0.0  # capture-time span of the processed frames
+    last_frame_at: float | None = None  # time.monotonic() when the last frame was processed
 
     @property
     def fps(self) -> float:
@@ -153,6 +154,7 @@ class EdgeRunner:
                         self.pipeline.policy.on_skipped(job.request)
                         self.stats.skipped_embeddings += 1
                 self.stats.frames += 1
+                self.stats.last_frame_at = time.monotonic()
                 self.outbox.flush_if_due()
         finally:
             self._close(self._jobs)

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from edge import groups
 from edge.backoff import Backoff
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 TransportFactory = Callable[[UplinkConfig, str], Transport]
 #: chattiness in (0, 1] -> apply to the emission policy
 AdaptCallback = Callable[[float], None]
+#: the edge's health summary for heartbeats (name -> number, see Heartbeat.health)
+HealthSummary = Callable[[], Mapping[str, float]]
 
 
 #: Fatal errors about a Hello's content (its codecs), not about this edge or its software.
@@ -81,6 +83,10 @@ class Uplink:
         self.transport_factory = transport_factory
         self.clock = clock
         self.stats = UplinkStats()
+        #: what heartbeats report as ``health`` (set by the composition root: edge.metrics)
+        self.health: HealthSummary | None = None
+        #: called with each acknowledged frame's send-to-ack latency (ms)
+        self.on_ack_latency: Callable[[float], None] | None = None
         now = clock()
         self.bucket = (
             TokenBucket(config.max_rate, burst_for(config.max_rate, config.burst_bytes), now)
@@ -108,6 +114,11 @@ class Uplink:
         self._drain_deadline: float | None = None
         self._group: SessionGroup | None = None  # what this session announced and sends
         self._regroup = False  # the session ended to announce another Hello group
+
+    @property
+    def rung_known(self) -> bool:
+        """Whether the uplink has a codec ladder (without one, the rung says nothing)."""
+        return self._rung_known
 
     # ------------------------------------------------------------------ control from outside
 
@@ -368,8 +379,11 @@ class Uplink:
             size = self._settle(seq)
             if info is not None:
                 acked += size
-                self.stats.ack_latency_ms.append((now - info[1]) * 1e3)
+                latency_ms = (now - info[1]) * 1e3
+                self.stats.ack_latency_ms.append(latency_ms)
                 self.stats.acked_frames += 1
+                if self.on_ack_latency is not None:
+                    self.on_ack_latency(latency_ms)
         self.stats.acked_bytes += acked
         self._acked.append((now, acked))
         assert self._wake is not None
@@ -460,14 +474,20 @@ class Uplink:
         """The heartbeat to send at ``now``: spooled messages, the delivered rate, the
         reconnects so far (sessions opened after the first: after a failure, or to announce
         another Hello group), the rung most embeddings use now (empty without a ladder) and
-        the bytes of frames spooled."""
-        return Heartbeat(
+        the bytes of frames spooled; and the edge's health summary (:attr:`health`)."""
+        link = (
             min(self.spool.pending, 2**32 - 1),
             min(self._delivered_bps(now), 1e12),
             min(max(0, self.stats.connects - 1), 2**32 - 1),
             self.ladder.codec if self._rung_known else "",
             self.spool.pending_bytes,
         )
+        if self.health is not None:
+            try:
+                return Heartbeat(*link, dict(self.health()))
+            except Exception:  # a bug in a summary must not end the session: beat without it
+                logger.exception("the health summary failed; heartbeat sent without it")
+        return Heartbeat(*link)
 
     def _adapt(self, now: float) -> None:
         delivered = self._delivered_bps(now)
