@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= all,dev
 
-.PHONY: demo test lint typecheck imports unit chromium golden clean
+.PHONY: demo test lint typecheck imports unit chromium golden clean deploy-manifests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ demo: $(VENV)/.installed-$(EXTRAS)
 	$(DEMO_SETUP)
 	$(BIN)/semcom demo $(DEMO_ARGS)
 
-test: lint typecheck imports unit
+test: lint typecheck imports deploy-manifests unit
 
 lint: $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .
@@ -53,6 +53,29 @@ imports: $(VENV)/.installed-$(EXTRAS)
 
 unit: $(VENV)/.installed-$(EXTRAS) chromium
 	$(BIN)/pytest
+
+# The deployment manifests, offline: every kustomize overlay under deploy/k8s/overlays rendered
+# by kubectl and validated strictly (unknown fields fail; a kind without a schema fails) against
+# the Kubernetes schemas bundled in kubernetes-validate, for each of K8S_VERSIONS; and
+# deploy/compose.yaml against the Compose Specification schema vendored in check-jsonschema.
+# Without kubectl (not a Debian 12 package) it says so and checks only the compose file;
+# tests/deploy runs the same checks and more (and skips the Kubernetes ones likewise).
+K8S_VERSIONS ?= 1.30.0 1.34.0
+K8S_OVERLAYS := $(sort $(dir $(wildcard deploy/k8s/overlays/*/kustomization.yaml)))
+deploy-manifests: $(VENV)/.installed-$(EXTRAS)
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	@if ! command -v kubectl >/dev/null; then \
+	  echo "make: kubectl missing: the kustomize overlays in deploy/k8s are not rendered or validated"; \
+	else \
+	  out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && \
+	  for dir in $(K8S_OVERLAYS); do \
+	    kubectl kustomize $$dir > $$out/all.yaml || exit 1; \
+	    $(BIN)/kubernetes-validate --strict --quiet $(addprefix -k ,$(K8S_VERSIONS)) $$out/all.yaml \
+	      > $$out/log 2>&1; rc=$$?; \
+	    if [ $$rc != 0 ] || [ -s $$out/log ]; then cat $$out/log; echo "make: $$dir is not valid"; exit 1; fi; \
+	    echo "$$dir: $$(grep -c '^kind:' $$out/all.yaml) resources valid for Kubernetes $(K8S_VERSIONS)"; \
+	  done; \
+	fi
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's Chromium through Playwright;
 # no browser is ever downloaded (never `playwright install`). As root (CI), install the
