@@ -14,6 +14,7 @@ import click
 
 from edge.encoder_options import encoder_model_options, encoder_model_overrides
 from edge.errors import EdgeError
+from edge.export_cli import export_command
 from edge.health_cli import health_options, run_summary
 from edge.spool_cli import spool_group
 from shared.errors import ProtocolError
@@ -184,6 +185,7 @@ def edge() -> None:
 
 
 edge.add_command(spool_group)
+edge.add_command(export_command)
 
 
 @edge.command()
@@ -247,7 +249,8 @@ def run(
     text = (
         f"{stats.frames} frames in {stats.elapsed_s:.1f} s ({stats.fps:.1f} fps), "
         f"{stats.dropped_frames} frames dropped, {stats.skipped_embeddings} embeddings skipped, "
-        f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}{note}"
+        f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}; encoder "
+        f"{agent.pipeline.encoder.name} on {agent.pipeline.encoder.execution}{note}"
     )
     if log_format == "json":  # the same line, with its figures, among the JSON logs
         logger.info(text, extra={"summary": run_summary(agent, stats)})
@@ -408,34 +411,25 @@ def export_encoder(
     """Export a timm encoder to ONNX, with its preprocessing, for ONNX Runtime / TensorRT."""
     from pydantic import ValidationError
 
-    from edge.config import TimmEncoderConfig
-    from edge.embed import TimmEncoder, quantize_onnx
+    from edge.export import describe_encoder, export_encoder_onnx
     from shared.settings import describe_errors
 
     try:
-        enc = TimmEncoder(
-            TimmEncoderConfig(
-                name=encoder,
-                weights=encoder_weights,
-                random_init=random_init_encoder,
-                model_kwargs=model_kwargs,
-                preprocess=encoder_preprocess,
-            )
+        enc = export_encoder_onnx(
+            out,
+            name=encoder,
+            weights=encoder_weights,
+            random_init=random_init_encoder,
+            model_kwargs=model_kwargs,
+            preprocess=encoder_preprocess,
+            quantize=quantize,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        enc.export_onnx(out)
-        if quantize == "int8":
-            quantize_onnx(out, out)
     except ValidationError as exc:
         message = f"invalid encoder options: {describe_errors(exc.errors())}"
         raise click.ClickException(message) from None
     except EdgeError as exc:
         raise click.ClickException(str(exc)) from None
-    note = " (RANDOM-INIT weights)" if random_init_encoder else ""
-    click.echo(
-        f"wrote {out}: {encoder}, {enc.dim}-d, input {enc.preprocess.size} px, "
-        f"quantize={quantize}{note}"
-    )
+    click.echo(describe_encoder(enc, out, quantize))
 
 
 @edge.command("embed-sample")

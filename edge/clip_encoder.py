@@ -55,6 +55,7 @@ class OpenClipEncoder:
         self.random_init = config.random_init
         self.batch_size = config.batch_size
         self.runtime = "torch"
+        self.execution = f"torch {config.device}"
         self._torch = torch
         self._device = torch.device(config.device)
         if self.random_init:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import DetectorConfig
-from edge.errors import ModelNotFound, ModelRejected
+from edge.errors import BackendUnavailable, ModelNotFound, ModelRejected
 from shared.models import (
     ModelEntry,
     ModelError,
@@ -160,6 +160,18 @@ def _imgsz(config: DetectorConfig, entry: ModelEntry | None) -> int:
     return config.imgsz
 
 
+def _check_tensorrt(path: Path) -> None:
+    """A ``.engine`` detector runs only where TensorRT and CUDA are: else one clear error."""
+    from edge.accel import ON_THE_JETSON, tensorrt_missing
+
+    missing = tensorrt_missing()
+    if missing is not None:
+        raise BackendUnavailable(
+            f"detector {path} is a TensorRT engine, but this machine lacks {missing}. "
+            f"{ON_THE_JETSON}; elsewhere use the .pt or an .onnx export of the detector."
+        )
+
+
 class Detector:
     """An ultralytics model run in tracking mode; one instance per video stream."""
 
@@ -170,6 +182,8 @@ class Detector:
         #: Inference size (px): the config's, else the manifest entry's (a static ONNX export
         #: such as yolo11n-int8-320 only runs at its own size).
         self.imgsz = _imgsz(config, resolved.entry)
+        if path.suffix.lower() == ".engine":
+            _check_tensorrt(path)
         _offline_settings(config.settings_dir)
         from ultralytics import YOLO, settings
 

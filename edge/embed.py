@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge import onnx_cache
+from edge import onnx_cache, ort_providers
 from edge.config import OnnxEncoderConfig, TimmEncoderConfig
 from edge.encoder_config import OpenClipEncoderConfig
 from edge.errors import BackendUnavailable, EdgeError, ModelNotFound
@@ -41,6 +41,7 @@ class Encoder(Protocol):
     dim: int
     random_init: bool
     runtime: str  # torch, onnx or onnx-int8
+    execution: str  # where it runs: "torch cpu", "onnxruntime TensorRT (fp16)", ...
     preprocess: Preprocess
 
     def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -128,6 +129,7 @@ class TimmEncoder:
         self.random_init = config.random_init
         self.batch_size = config.batch_size
         self.runtime = "torch"
+        self.execution = f"torch {config.device}"
         torch.set_num_threads(config.threads)  # process-wide in torch: documented in the config
         try:
             model = timm_encoder.build_model(
@@ -204,20 +206,18 @@ class OnnxEncoder:
                 "Create it with `semcom edge export-encoder --out PATH`.",
             )
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailable(f"onnxruntime cannot be imported: {exc}") from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        available = set(ort.get_available_providers())
-        providers = [p for p in config.providers if p in available]
-        if not providers:
-            raise BackendUnavailable(
-                f"none of the ONNX Runtime providers {list(config.providers)} is available here "
-                f"(available: {sorted(available)})"
-            )
-        self._session = ort.InferenceSession(str(config.path), options, providers=providers)
+        self._session, self.providers = ort_providers.open_session(
+            config.path,
+            config.providers,
+            fp16=config.fp16,
+            trt_cache_dir=config.trt_cache_dir,
+            threads=config.threads,
+        )
+        #: where it runs, e.g. "onnxruntime TensorRT (fp16)" or "onnxruntime CPU"
+        self.execution = f"onnxruntime {ort_providers.describe(self.providers, config.fp16)}"
         meta_raw = self._session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
         if meta_raw is None:
             raise EdgeError(
@@ -234,6 +234,12 @@ class OnnxEncoder:
             int(meta["size"]), tuple(meta["mean"]), tuple(meta["std"]), str(meta["interpolation"])
         )
         self._input = self._session.get_inputs()[0].name
+        logger.info(
+            "encoder %s (%s): ONNX Runtime providers [%s]",
+            self.name,
+            config.path,
+            ", ".join(self.providers),
+        )
 
     def embed(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         if len(crops) == 0:
@@ -296,10 +302,13 @@ def build_encoder(
 
 
 def resolve_runtime(config: TimmEncoderConfig) -> str:
-    """torch on a GPU for ``auto``; on a CPU ``auto`` stays: ONNX Runtime, int8 when it pays
-    (decided on the exported graph, :func:`_export`)."""
+    """torch on a GPU for ``auto``; fp32 ONNX for ``auto`` with GPU providers (TensorRT and
+    CUDA do not run the int8 MatMul kernels; TensorRT makes its own fp16); on a CPU ``auto``
+    stays: ONNX Runtime, int8 when it pays (decided on the exported graph, :func:`_export`)."""
     if config.runtime == "auto" and config.device != "cpu":
         return "torch"
+    if config.runtime == "auto" and ort_providers.wants_gpu(config.providers):
+        return "onnx"
     return config.runtime
 
 
@@ -317,7 +326,14 @@ def _export(encoder: TimmEncoder, path: Path, runtime: str) -> None:
 
 def _open(path: Path, config: TimmEncoderConfig) -> OnnxEncoder:
     return OnnxEncoder(
-        OnnxEncoderConfig(path=path, threads=config.threads, batch_size=config.batch_size)
+        OnnxEncoderConfig(
+            path=path,
+            threads=config.threads,
+            batch_size=config.batch_size,
+            providers=config.providers,
+            fp16=config.fp16,
+            trt_cache_dir=config.trt_cache_dir,
+        )
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.ort_providers import parse_providers, wants_gpu
 from shared.timm_encoder import check_model_kwargs
 
 
@@ -38,6 +39,22 @@ def _positive(values: tuple[float, float, float]) -> tuple[float, float, float]:
 
 #: three per-channel values (R, G, B), as a list or as ``"0.5,0.5,0.5"``
 Triple = Annotated[tuple[float, float, float], BeforeValidator(_split_commas)]
+#: ONNX Runtime execution providers by short name, in order of preference
+Providers = Annotated[tuple[str, ...], BeforeValidator(parse_providers)]
+PROVIDERS_DOC = (
+    "ONNX Runtime execution providers, in order of preference: tensorrt, cuda, cpu, or auto "
+    "(= [tensorrt, cuda, cpu]). Those this onnxruntime build lacks are skipped with one warning "
+    "(the CPU-only onnxruntime wheel has neither TensorRT nor CUDA: onnxruntime-gpu for JetPack "
+    "does)."
+)
+FP16_DOC = (
+    "TensorRT provider only: build fp16 engines (about 2x faster on a Jetson); CUDA and the CPU "
+    "run the ONNX file's fp32."
+)
+TRT_CACHE_DOC = (
+    "Where the TensorRT provider keeps its engines between starts (the first start builds them: "
+    "minutes on a Jetson); default $SEMCOM_CACHE_DIR/tensorrt, else ~/.cache/semcom/tensorrt."
+)
 #: ``timm.create_model`` keyword arguments: typed scalars
 ModelKwargs = Annotated[
     dict[str, StrictBool | StrictInt | StrictFloat | str], AfterValidator(check_model_kwargs)
@@ -100,6 +117,18 @@ class TimmEncoderConfig(_Model):
     threads: int = Field(1, ge=1, le=64, description="CPU threads for the encoder.")
     batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
     device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
+    providers: Providers = Field(("cpu",), description=PROVIDERS_DOC)
+    fp16: bool = Field(False, description=FP16_DOC)
+    trt_cache_dir: Path | None = Field(None, description=TRT_CACHE_DOC)
+
+    @model_validator(mode="after")
+    def _providers_need_onnx(self) -> TimmEncoderConfig:
+        if wants_gpu(self.providers) and (self.runtime == "torch" or self.device != "cpu"):
+            raise ValueError(
+                f"providers [{', '.join(self.providers)}] are ONNX Runtime's: they need runtime "
+                "onnx (or auto) and device cpu (device is the torch device, for runtime torch)"
+            )
+        return self
 
 
 class OnnxEncoderConfig(_Model):
@@ -107,10 +136,9 @@ class OnnxEncoderConfig(_Model):
     path: Path = Field(description="Encoder exported by `semcom edge export-encoder`.")
     threads: int = Field(1, ge=1, le=64, description="CPU threads for ONNX Runtime.")
     batch_size: int = Field(8, ge=1, le=256, description="Crops embedded per call.")
-    providers: tuple[str, ...] = Field(
-        ("CPUExecutionProvider",),
-        description="ONNX Runtime execution providers, in order of preference.",
-    )
+    providers: Providers = Field(("cpu",), description=PROVIDERS_DOC)
+    fp16: bool = Field(False, description=FP16_DOC)
+    trt_cache_dir: Path | None = Field(None, description=TRT_CACHE_DOC)
 
 
 def _torch_only(value: str) -> str:

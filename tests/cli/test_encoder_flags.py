@@ -21,6 +21,7 @@ BUILDERS = {
     "cloud train-decoder",
     "demo",
     "edge embed-sample",
+    "edge export",
     "edge export-encoder",
     "edge run",
     "edge show-config",
