@@ -6,14 +6,20 @@ On 127.0.0.1, in a temporary folder:
 1. seed a SQLite catalog before the cloud starts (:mod:`semcom.bench.dashboard_seed`: the
    cloud's own migrations, bulk inserts; ``--detections`` rows, tracks of ~10, an embedding
    for ~1 in 5, rule-made descriptions);
-2. start ``semcom cloud serve`` on it (:mod:`semcom.bench.procs`) with one API token and the
-   describer off (no background descriptions compete with the pages), and wait until its
-   vector index holds every seeded embedding (``/metrics``: ``semcom_index_vectors``);
+2. start ``semcom cloud serve`` on it (:mod:`semcom.bench.procs`) with one API token, the
+   describer off (no background descriptions compete with the pages) and, unless
+   ``--no-decoder``, a crop decoder for the seeded space: untrained, seeded weights
+   (:mod:`semcom.bench.dashboard_decoder`; the crops are noise, the crop route's time is
+   real), its PNG cache ``--crop-cache`` (0 by default: every crop request decodes); wait
+   until its vector index holds every seeded embedding (``/metrics``:
+   ``semcom_index_vectors``);
 3. in headless Chromium (Playwright, :mod:`semcom.bench.dashboard_browser`) sign in through
    the form, load each page ``--warmup`` times (not counted) and then ``--rounds`` times, the
    pages taken in turn each round, and read the server's time of the document and of each
    request it made (``Server-Timing: app``, set by the cloud on every response: the time from
-   the request to the response's start, on the server); static files (CSS, the script) are
+   the request to the response's start, on the server): the data requests are the rebuilt
+   crops (``/ui/detections/<id>/image``; the page is scrolled to its end so the lazy images
+   load, and read once all have loaded); static files (CSS, the script) are
    reported apart, the live page's event stream is left out. Requests that would leave
    127.0.0.1 are aborted and counted (``offsite_requests``);
 4. with ``/live`` open, insert ``--live-tracks`` new tracks, one every ``--live-every-s`` on
@@ -53,9 +59,13 @@ HOW: Final = (
     "start, measured in the cloud process) of each navigation (document) and each resource "
     "it requested, read in Chromium from PerformanceNavigationTiming / "
     "PerformanceResourceTiming.serverTiming; request interception (the host guard) disables "
-    "Chromium's HTTP cache, so every load requests everything again; dom_ms is the browser's "
-    "navigation start to DOMContentLoaded; all processes (cloud, browser, bench) share this "
-    "machine's CPUs"
+    "Chromium's HTTP cache, so every load requests everything again; data requests are the "
+    "pages' rebuilt crops (<img loading=lazy src=/ui/detections/<id>/image>): after the load "
+    "event the page is scrolled to its end so every lazy image starts, and the timings are "
+    "read once every image has loaded or failed (at most 10 s; a crop still loading then is a "
+    "page error, never silently left out); crops_rebuilt counts crops that arrived as the "
+    "decoder's PNG (not a placeholder); dom_ms is the browser's navigation start to "
+    "DOMContentLoaded; all processes (cloud, browser, bench) share this machine's CPUs"
 )
 
 
@@ -70,6 +80,8 @@ class DashboardSettings:
     query: str = "traffic"
     live_every_s: float = 0.25
     chromium: Path = CHROMIUM
+    decoder: bool = True
+    crop_cache: int = 0
 
 
 def summary(values: Sequence[float]) -> dict[str, float] | None:
@@ -135,7 +147,12 @@ def _wait_index(cloud: Any, space: str, want: int) -> tuple[int, float]:
 
 
 def _measure_pages(
-    page: Any, base: str, paths: dict[str, str], s: DashboardSettings, errors: list[str]
+    page: Any,
+    base: str,
+    paths: dict[str, str],
+    s: DashboardSettings,
+    crop_px: int | None,
+    errors: list[str],
 ) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
@@ -154,6 +171,13 @@ def _measure_pages(
     for name, got in loads.items():
         data = [ms for x in got for ms in x.data_ms]
         static = [ms for x in got for ms in x.static_ms]
+        widths = [w for x in got for w in x.crop_widths]
+        pending = sum(x.crops_pending for x in got)
+        rebuilt = sum(w == crop_px for w in widths)
+        if pending:
+            errors.append(f"{name}: {pending} crop(s) still loading after the wait (not timed)")
+        if crop_px is not None and rebuilt < len(widths) - pending:
+            errors.append(f"{name}: {len(widths) - pending - rebuilt} crop(s) not rebuilt")
         out[name] = {
             "url": paths[name],
             "loads": len(got),
@@ -164,12 +188,19 @@ def _measure_pages(
             "static_requests": len(static),
             "static_ms": summary(static),
             "untimed_requests": sorted({p for x in got for p in x.untimed}),
+            "crop_images": len(widths),
+            "crops_rebuilt": rebuilt,
         }
     return out
 
 
 def _browse(
-    s: DashboardSettings, base: str, token: str, seeded: Seeded, db_url: str
+    s: DashboardSettings,
+    base: str,
+    token: str,
+    seeded: Seeded,
+    db_url: str,
+    crop_px: int | None,
 ) -> dict[str, Any]:
     """Sign in, time every page, then the live feed; what the browser measured."""
     from playwright.sync_api import sync_playwright
@@ -186,7 +217,8 @@ def _browse(
             page = context.new_page()
             sign_in(page, base, token)
             _say("signed in")
-            pages = _measure_pages(page, base, page_paths(seeded, s.query), s, errors)
+            paths = page_paths(seeded, s.query)
+            pages = _measure_pages(page, base, paths, s, crop_px, errors)
             inserter = LiveInserter(db_url, seeded, s.seed)
             try:
                 _say(f"live: {s.live_tracks} tracks, one every {s.live_every_s:g} s")
@@ -220,21 +252,24 @@ def _browse(
 
 def run_dashboard(s: DashboardSettings, workdir: Path) -> dict[str, Any]:
     from cloud.store import space_name
+    from semcom.bench.dashboard_decoder import BenchDecoder, write_bench_decoder
     from semcom.bench.dashboard_seed import CODEC, ENCODER, seed_catalog
     from semcom.bench.procs import Children, CloudChild, CloudSpec, free_port
 
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     token = secrets.token_urlsafe(24)
+    seed_spec = SeedSpec(detections=s.detections, descriptions=s.descriptions, seed=s.seed)
+    settings: dict[str, Any] = {"describer": {"enabled": False}}
+    decoder: BenchDecoder | None = None
+    if s.decoder:
+        decoder = write_bench_decoder(workdir / "decoder.pt", ENCODER, seed_spec.dim, CODEC, s.seed)
+        settings["decoder"] = {"checkpoint": str(decoder.path), "cache_size": s.crop_cache}
+        _say(f"crop decoder: {decoder.describe()}")
     spec = CloudSpec(
-        workdir / "cloud",
-        free_port(),
-        {},
-        api_tokens={"bench": token},
-        settings={"describer": {"enabled": False}},
+        workdir / "cloud", free_port(), {}, api_tokens={"bench": token}, settings=settings
     )
     db_url = f"sqlite:///{spec.db_path}"
-    seed_spec = SeedSpec(detections=s.detections, descriptions=s.descriptions, seed=s.seed)
     _say(f"seeding {s.detections:,} detections into {spec.db_path}")
     seeded = seed_catalog(db_url, seed_spec, _Bars())
     _say(f"seeded in {seeded.seconds:.1f} s")
@@ -246,7 +281,8 @@ def run_dashboard(s: DashboardSettings, workdir: Path) -> dict[str, Any]:
         ready_s = round(cloud.wait_ready(READY_WAIT_S), 2)
         indexed, index_wait_s = _wait_index(cloud, space, seeded.embeddings)
         _say(f"cloud ready in {ready_s:.1f} s; index holds {indexed:,} vectors")
-        measured = _browse(s, spec.url, token, seeded, db_url)
+        crop_px = decoder.image_size if decoder is not None else None
+        measured = _browse(s, spec.url, token, seeded, db_url, crop_px)
         alive = cloud.alive
         cloud.terminate()
     if not alive:
@@ -288,7 +324,19 @@ def run_dashboard(s: DashboardSettings, workdir: Path) -> dict[str, Any]:
             "index_vectors": indexed,
             "index_wait_s": index_wait_s,
             "describer": "off (seeded descriptions only)",
-            "decoder": "none: crops are placeholders in the HTML (no image requests)",
+            "decoder": decoder.describe()
+            if decoder is not None
+            else "none (--no-decoder): crops are placeholders in the HTML (no image requests)",
+            "decoder_settings": None
+            if decoder is None
+            else {
+                **decoder.to_dict(),
+                "device": "cpu",
+                "cache_size": s.crop_cache,
+                "cache": "no PNG kept: every crop request of every load decodes"
+                if s.crop_cache == 0
+                else f"the {s.crop_cache} most recently used PNGs kept: repeated loads hit",
+            },
             "text_encoder": "none: text search finds descriptions only",
         },
         "how": HOW,
@@ -333,8 +381,10 @@ def table(doc: dict[str, Any]) -> str:
             f"{_ms(p['data_ms']):>24}  {p['url']}"
         )
     live = doc["live"]
+    cache = (doc["cloud"]["decoder_settings"] or {}).get("cache")
     lines += [
         "",
+        f"crops: {doc['cloud']['decoder']}" + (f" (cache: {cache})" if cache else ""),
         f"live: {live['arrived']}/{live['tracks']} arrived; delay p50/p95/max "
         f"{_ms(live['delay_ms'])} ms (seen by the cloud {_ms(live['seen_ms'])}, pushed "
         f"{_ms(live['push_ms'])})",
@@ -358,6 +408,21 @@ def table(doc: dict[str, Any]) -> str:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
+    "--decoder/--no-decoder",
+    default=True,
+    show_default=True,
+    help="Serve rebuilt crops with an untrained decoder for the seeded space (the crops are "
+    "noise; it times the crop route); without it crops are HTML placeholders, no requests.",
+)
+@click.option(
+    "--crop-cache",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="The decoder's PNG cache (decoder.cache_size); 0: every crop request decodes (the "
+    "cold case; the cloud's own default is 1024).",
+)
+@click.option(
     "--chromium",
     type=click.Path(dir_okay=False, path_type=Path),
     default=CHROMIUM,
@@ -379,6 +444,8 @@ def command(
     warmup: int,
     query: str,
     seed: int,
+    decoder: bool,
+    crop_cache: int,
     chromium: Path,
     as_json: bool,
     keep: Path | None,
@@ -386,7 +453,17 @@ def command(
     """The dashboard's server time per page and the live feed's delay, in headless Chromium
     against a real cloud holding N detections (loopback)."""
     s = DashboardSettings(
-        detections, rounds, live_tracks, seed, descriptions, warmup, query, live_every_s, chromium
+        detections,
+        rounds,
+        live_tracks,
+        seed,
+        descriptions,
+        warmup,
+        query,
+        live_every_s,
+        chromium,
+        decoder,
+        crop_cache,
     )
     try:
         require_browser(chromium)

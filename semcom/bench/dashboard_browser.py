@@ -18,6 +18,7 @@ install.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -41,15 +42,20 @@ ALLOWED_HOST: Final = "127.0.0.1"
 LOCAL_SCHEMES: Final = frozenset({"data", "blob", "about", "chrome", "chrome-error", "devtools"})
 STATIC_PREFIX: Final = "/ui/static/"
 STREAM_PATH: Final = "/ui/live/events"
-IMAGES_WAIT_MS: Final = 5000
+CROP_PATH: Final = re.compile(r"/ui/detections/\d+/image")
+IMAGES_WAIT_MS: Final = 10_000
+# Crops are <img loading="lazy">: scrolled to the bottom (two frames for layout) every image
+# starts; then wait until each has loaded or failed, at most waitMs.
 TIMINGS_JS: Final = """async (waitMs) => {
-  const pending = [...document.images].filter(
-    (i) => !i.complete && i.getBoundingClientRect().top < window.innerHeight);
+  window.scrollTo(0, document.documentElement.scrollHeight);
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const pending = [...document.images].filter((i) => !i.complete);
   await Promise.race([
     Promise.all(pending.map((i) => new Promise((done) => {
       i.addEventListener("load", done); i.addEventListener("error", done); }))),
     new Promise((done) => setTimeout(done, waitMs)),
   ]);
+  window.scrollTo(0, 0);
   const app = (e) => {
     const t = (e.serverTiming || []).find((s) => s.name === "app");
     return t ? t.duration : null;
@@ -62,6 +68,8 @@ TIMINGS_JS: Final = """async (waitMs) => {
     dom_ms: nav.domContentLoadedEventEnd - nav.startTime,
     resources: performance.getEntriesByType("resource").map(
       (e) => ({url: e.name, app: app(e), kind: e.initiatorType})),
+    images: [...document.images].map(
+      (i) => ({url: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
   };
 }"""
 
@@ -152,10 +160,13 @@ class PageLoad:
     data_ms: list[float] = field(default_factory=list)  # images, fetches (timed ones)
     static_ms: list[float] = field(default_factory=list)  # /ui/static/ (CSS, the script)
     untimed: list[str] = field(default_factory=list)  # requests without a Server-Timing
+    crop_widths: list[int] = field(default_factory=list)  # each crop <img>: natural width px
+    crops_pending: int = 0  # crop <img>s still loading when the timings were read
 
 
 def load_page(page: Page, url: str) -> PageLoad:
-    """Navigate to ``url`` (until ``load``, then its images in view) and read its timings.
+    """Navigate to ``url`` (until ``load``), scroll to its end, wait until every image has
+    loaded or failed (at most ``IMAGES_WAIT_MS``), and read its timings.
 
     The live feed's event stream is left out: it lasts as long as the page."""
     page.goto(url, wait_until="load")
@@ -171,4 +182,8 @@ def load_page(page: Page, url: str) -> PageLoad:
             load.static_ms.append(float(entry["app"]))
         else:
             load.data_ms.append(float(entry["app"]))
+    for image in got["images"]:
+        if CROP_PATH.fullmatch(urlsplit(str(image["url"])).path):
+            load.crop_widths.append(int(image["width"]) if image["complete"] else 0)
+            load.crops_pending += not image["complete"]
     return load

@@ -21,6 +21,7 @@ FIELDS = {
     "browser", "catalog", "cloud", "how", "machine", "pages", "live", "offsite_requests",
     "offsite_urls", "page_errors", "targets", "worst_page_p95_ms", "complete", "ok", "seconds",
 }  # fmt: skip
+CROP_PAGES = {"live", "explore", "explore_similar", "track"}  # galleries of embedded detections
 
 
 @pytest.mark.slow
@@ -53,6 +54,12 @@ def test_bench_dashboard_small_run_reports_every_page_and_every_live_track(
         assert ms is not None, name
         assert 0 < ms["p50"] <= ms["p95"] <= ms["max"], name
         assert page["static_requests"] >= 2, name  # the stylesheet and the script, every load
+        # the untrained decoder (on by default) serves every crop: each one a timed request
+        assert page["crops_rebuilt"] == page["crop_images"] == page["data_requests"], name
+        if name in CROP_PAGES:
+            assert page["data_requests"] > 0, name
+            assert 0 < page["data_ms"]["p50"] <= page["data_ms"]["max"], name
+    assert doc["cloud"]["decoder"].startswith("untrained (random weights, seed 0)"), where
     assert doc["page_errors"] == [], where
     live = doc["live"]
     assert live["tracks"] == live["arrived"] == 5, where

@@ -121,3 +121,44 @@ def test_a_missing_browser_or_playwright_is_one_clear_error(
     monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # import fails
     with pytest.raises(BrowserUnavailable, match=r"pip install 'semcom\[dashboard-bench\]'"):
         require_browser(tmp_path / "no-chromium")
+
+
+def test_the_bench_decoder_rebuilds_the_seeded_crops_repeatably(
+    seeded_db: tuple[str, Path, object], tmp_path: Path
+) -> None:
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from cloud.catalog import Catalog
+    from cloud.db import make_engine
+    from cloud.decoder.config import DecoderConfig
+    from cloud.decoder.service import open_decode_service
+    from semcom.bench.dashboard_decoder import write_bench_decoder
+    from semcom.bench.dashboard_seed import CODEC, ENCODER
+    from shared.vectors import CodecSet
+
+    url, _db, seeded = seeded_db
+    first = write_bench_decoder(tmp_path / "a.pt", ENCODER, 384, CODEC, seed=0)
+    again = write_bench_decoder(tmp_path / "b.pt", ENCODER, 384, CODEC, seed=0)
+    assert first.space == "bench-synthetic-384"
+    assert "untrained" in first.describe()
+    assert first.to_dict()["trained"] is False
+    assert (first.image_size, first.width) == (64, 16)  # `semcom cloud train-decoder` defaults
+    engine = make_engine(url)
+    pngs = []
+    try:
+        for decoder in (first, again):
+            config = DecoderConfig(checkpoint=decoder.path, cache_size=0)
+            service = open_decode_service(config, Catalog(engine), CodecSet())
+            try:
+                pngs.append(asyncio.run(service.png(seeded.embedded_detection)))
+            finally:
+                service.close()
+    finally:
+        engine.dispose()
+    assert pngs[0] == pngs[1]  # seeded weights: the same crop every run
+    crop = Image.open(io.BytesIO(pngs[0]))
+    assert crop.size == (64, 64)
+    assert len(pngs[0]) > 2000  # varied pixels (conv gain), not one flat grey
