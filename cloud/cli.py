@@ -7,10 +7,13 @@ import logging
 import secrets
 import socket
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from shared.logformat import LOG_FORMATS, LogFormat, console_line, use_log_format
 
 if TYPE_CHECKING:
     from cloud.config import CloudConfig
@@ -91,6 +94,14 @@ def _load(config_path: Path | None, overrides: dict[str, Any]) -> CloudConfig:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Crop decoder checkpoint (semcom cloud train-decoder): GET /v1/detections/{id}/image.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="SEMCOM_LOG_FORMAT",
+    help="Log lines on stderr as text or as JSON objects, one a line [env: SEMCOM_LOG_FORMAT].",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -102,9 +113,12 @@ def serve(
     codebooks: tuple[Path, ...],
     ice_hosts: tuple[str, ...],
     decoder: Path | None,
+    log_format: LogFormat,
 ) -> None:
     """Serve signaling, ingest and the API until SIGINT/SIGTERM."""
     import uvicorn
+
+    use_log_format(log_format)
 
     from cloud.app import create_app
     from cloud.clip_encoder import query_encoders
@@ -149,10 +163,11 @@ def serve(
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     scheme = "https" if config.tls else "http"
     bound = sock.getsockname()[1]
-    click.echo(f"semcom cloud listening on {scheme}://{config.host}:{bound}", err=True)
+    say = partial(console_line, fmt=log_format, source="cloud.serve")
+    click.echo(say(f"semcom cloud listening on {scheme}://{config.host}:{bound}"), err=True)
     who = "an API token" if config.api_tokens else "an API token (none configured: add api_tokens)"
     click.echo(
-        f"semcom cloud dashboard at {scheme}://{config.host}:{bound}/ (sign in with {who})",
+        say(f"semcom cloud dashboard at {scheme}://{config.host}:{bound}/ (sign in with {who})"),
         err=True,
     )
     sys.stderr.flush()
@@ -165,6 +180,8 @@ def serve(
             ws="websockets-sansio",
             ws_max_size=config.ws_max_message_bytes,  # refused before it is read whole
             lifespan="on",
+            # JSON: uvicorn's loggers go through the root logger's JSON lines
+            log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         )
     )
     server.run(sockets=[sock])

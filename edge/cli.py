@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -18,10 +17,8 @@ from edge.export_cli import export_command
 from edge.health_cli import health_options, run_summary
 from edge.spool_cli import spool_group
 from shared.errors import ProtocolError
-from shared.logformat import LogFormat, use_log_format
+from shared.logformat import LogFormat, console_line, use_log_format
 from shared.version import software_version
-
-logger = logging.getLogger(__name__)
 
 
 def _config_options(fn: Any) -> Any:
@@ -252,10 +249,8 @@ def run(
         f"{o.total_messages} messages, {o.total_bytes} bytes -> {_target(agent)}; encoder "
         f"{agent.pipeline.encoder.name} on {agent.pipeline.encoder.execution}{note}"
     )
-    if log_format == "json":  # the same line, with its figures, among the JSON logs
-        logger.info(text, extra={"summary": run_summary(agent, stats)})
-    else:
-        click.echo(text, err=True)
+    figures = run_summary(agent, stats) if log_format == "json" else {}
+    click.echo(console_line(text, log_format, "edge.run", summary=figures), err=True)
 
 
 def _target(agent: Any) -> str:
@@ -361,13 +356,14 @@ def replay(
     if report is not None:
         report.write_text(result.to_json())
     note = " (synthetic vectors)" if synthetic else ""
-    click.echo(
+    text = (
         f"{sum(result.messages.values())} messages ({result.bytes} bytes) in "
         f"{result.elapsed_s:.1f} s; {result.uplink['acked_frames']} acknowledged, "
         f"{result.left_in_spool} left in the spool, {result.quarantined} quarantined "
-        f"(`semcom edge spool quarantine list`){note}",
-        err=True,
+        f"(`semcom edge spool quarantine list`){note}"
     )
+    figures = json.loads(result.to_json()) if log_format == "json" else {}
+    click.echo(console_line(text, log_format, "edge.replay", summary=figures), err=True)
 
 
 @edge.command("show-config")

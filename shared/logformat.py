@@ -53,3 +53,14 @@ def use_log_format(fmt: LogFormat) -> None:
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     for handler in root.handlers:
         handler.setFormatter(formatter)
+
+
+def console_line(message: str, fmt: LogFormat, source: str, **fields: object) -> str:
+    """A line for stderr that is not a log record (a start banner, a run's summary, printed
+    whatever the log level): ``message`` as is, or one JSON object shaped like the log lines
+    (level ``INFO``, logger ``source``) with ``fields`` beside the message."""
+    if fmt != "json":
+        return message
+    record = logging.LogRecord(source, logging.INFO, "", 0, message, (), None)
+    record.__dict__.update(fields)
+    return JsonFormatter().format(record)
