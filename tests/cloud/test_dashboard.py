@@ -371,3 +371,25 @@ def test_the_link_page_draws_what_the_monitor_measured(
         assert "(websocket)" in row.group(0)
         assert "int8" in row.group(0)
         assert "29 msgs" in row.group(0)
+
+
+def test_the_overview_shows_each_edges_capture_rate_and_drops(
+    world: World, searcher: ExactSearcher
+) -> None:
+    monitor = LinkMonitor()
+    monitor.session_opened("edge-a", "s1", "webrtc")
+    monitor.heartbeat("edge-a", Heartbeat(0, 8e3, 0, "f16", 0, {"capture_fps": 24.9, "dropped": 3}))
+    monitor.session_opened("edge-b", "s2", "webrtc")
+    monitor.heartbeat("edge-b", Heartbeat(0, 8e3))  # a replay, or an older edge: no figures
+    with LiveServer(dashboard_app(world, None, searcher, monitor)) as live, browser(live.url) as c:
+        sign_in(c)
+        overview = c.get("/").text
+    rows = {
+        edge: re.search(rf'<tr data-edge="{edge}">.*?</tr>', overview, re.S)
+        for edge in ("edge-a", "edge-b")
+    }
+    assert rows["edge-a"] is not None
+    assert rows["edge-b"] is not None
+    assert "<td>24.9 fps, 3 frames dropped</td>" in rows["edge-a"].group(0)
+    assert "fps" not in rows["edge-b"].group(0)
+    assert '<th scope="col">Capture</th>' in overview
