@@ -29,12 +29,14 @@ def track(
     class_id: int | None = CAR,
     ended: bool = False,
     step_us: int = SECOND,
+    width: float = 0.04,
 ) -> Track:
     """A track whose reference points are ``points`` (one per ``step_us`` from 0 unless
-    ``times_us`` is given)."""
+    ``times_us`` is given); its boxes are ``width`` wide (0: the reference point's x is
+    exactly the point's, with no rounding of the box's centre)."""
     times = list(times_us) if times_us is not None else [i * step_us for i in range(len(points))]
-    return Track(key, [(t, box_at(x, y)) for t, (x, y) in zip(times, points, strict=True)],
-                 class_id, ended)  # fmt: skip
+    boxes = [(t, box_at(x, y, w=width)) for t, (x, y) in zip(times, points, strict=True)]
+    return Track(key, boxes, class_id, ended)
 
 
 def scene(**parts: Any) -> CompiledScene:
@@ -66,8 +68,8 @@ def camera_homography(
 
 def project(h: np.ndarray, ground: np.ndarray) -> np.ndarray:
     """Apply homography ``h`` to points (n, 2)."""
-    pts = np.c_[np.asarray(ground, dtype=np.float64), np.ones(len(ground))] @ h.T
-    return pts[:, :2] / pts[:, 2:]
+    pts: np.ndarray = np.c_[np.asarray(ground, dtype=np.float64), np.ones(len(ground))] @ h.T
+    return np.asarray(pts[:, :2] / pts[:, 2:])
 
 
 def calibration(h: np.ndarray, ground: Sequence[tuple[float, float]]) -> Mapping[str, Any]:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.analytics.engine import analyze_track
+from cloud.analytics.engine import CompiledScene, analyze_track
 from cloud.analytics.events import LineCrossing
+from cloud.analytics.geometry import Track
 from tests.analytics.scripts import SECOND, scene, track
 
 # A line drawn left to right across the image at y = 0.5: its left is up, its right down.
 LINE = {"stop": {"points": [[0.1, 0.5], [0.9, 0.5]]}}
 
 
-def crossings_of(compiled, t) -> list[tuple[str, int, int]]:  # type: ignore[no-untyped-def]
+def crossings_of(compiled: CompiledScene, t: Track) -> list[tuple[str, int, int]]:
     return [
         (e.direction, e.at_us, e.key.ordinal)
         for e in analyze_track(compiled, t)
@@ -153,3 +155,24 @@ def test_random_straight_track_crosses_a_random_line_once(
     assert abs(moment - expected) <= 2
     back = track(points[::-1], step_us=SECOND)
     assert [d for d, _, _ in crossings_of(s, back)] == ["out"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    row=st.integers(1, 19),
+    cells=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30),
+)
+def test_crossings_across_the_whole_frame_alternate_and_balance(
+    row: int, cells: list[tuple[int, int]]
+) -> None:
+    """A line across the whole frame at a grid row: any path (often on the line) crosses it
+    alternately in and out, and in minus out is where it ends up relative to where it began,
+    judged from its first and last samples strictly off the line."""
+    y0 = row / 20
+    s = scene(lines={"l": {"points": [[0.0, y0], [1.0, y0]]}})
+    points = [(x / 20, y / 20) for x, y in cells]
+    found = [d for d, _, _ in crossings_of(s, track(points, width=0))]
+    assert all(a != b for a, b in itertools.pairwise(found))
+    sides = [1 if y > row else -1 for _, y in cells if y != row]  # below the line: right, "in"
+    balance = (sides[-1] - sides[0]) // 2 if sides else 0
+    assert found.count("in") - found.count("out") == balance

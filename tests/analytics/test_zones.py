@@ -26,12 +26,18 @@ def test_entry_exit_and_exact_dwell() -> None:
     entry, exit_ = zone_events(s, track(ACROSS))
     assert isinstance(entry, ZoneEntry)
     assert (entry.zone, entry.at_us, entry.crossed, str(entry.key)) == (
-        "box", 500_000, True, "t1/zone_entry/box/0"
-    )  # fmt: skip
+        "box",
+        500_000,
+        True,
+        "t1/zone_entry/box/0",
+    )
     assert isinstance(exit_, ZoneExit)
     assert (exit_.at_us, exit_.entered_us, exit_.dwell_us, exit_.crossed) == (
-        6_500_000, 500_000, 6_000_000, True
-    )  # fmt: skip
+        6_500_000,
+        500_000,
+        6_000_000,
+        True,
+    )
     assert exit_.key.ordinal == 0
 
 
@@ -89,8 +95,10 @@ def test_stopped_vehicle_in_a_no_stopping_zone() -> None:
     s = scene(zones={"box": NO_STOPPING})
     (stopped,) = [e for e in zone_events(s, track(STANDING)) if isinstance(e, StoppedVehicle)]
     assert (stopped.at_us, stopped.since_us, str(stopped.key)) == (
-        10_500_000, 500_000, "t1/stopped_vehicle/box/0"
-    )  # fmt: skip
+        10_500_000,
+        500_000,
+        "t1/stopped_vehicle/box/0",
+    )
 
 
 def test_stopped_vehicle_needs_the_threshold_reached() -> None:
