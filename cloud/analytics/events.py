@@ -1,7 +1,9 @@
 """What the analytics engine reports about one track: events with deterministic identities.
 
-Every event has a :class:`EventKey` (track, kind, subject, ordinal): the ``ordinal``-th event of
-that kind about that line or zone in that track, counted in time order from 0. The engine only
+Every event has a :class:`EventKey` (track, kind, subject, ordinal). For line crossings the
+ordinal counts that line's crossings by that track in time order from 0 (both directions
+together); for zone events it is the index of the stay in that zone (a stay's entry, exit and
+incidents share it); speed has ordinal 0. The engine only
 reports an event once the track's samples settle it, and a later sample never changes an event
 whose moment lies before it, so re-processing a track, or a longer version of it, yields the
 same keys and values for the events already seen (a store upserts by key and never counts
@@ -33,6 +35,7 @@ class EventKey:
     subject: str
     """The line's or zone's name; empty for per-track events (speed)."""
     ordinal: int
+    """The crossing's index (lines), the stay's index (zones), 0 (speed)."""
 
     def __str__(self) -> str:
         return f"{self.track}/{self.kind}/{self.subject}/{self.ordinal}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ def test_example_scene_validates_and_compiles() -> None:
     (lane,) = [z for z in compiled.zones if z.name == "northbound"]
     assert lane.heading is not None
     assert lane.heading[1] > 0.99
+
+
+def test_readme_example_validates() -> None:
+    text = (EXAMPLE.parent / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    scene = parse_scene(yaml.safe_load(block))
+    assert set(scene.zones) == {"junction_box", "northbound"}
 
 
 def test_yaml_and_json_give_the_same_scene(tmp_path: Path) -> None:
@@ -148,6 +156,19 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
     path.write_text('{"frame": {"width": 10, "height": 10}, "zones": {}, "zones": {}}')
     with pytest.raises(SceneError, match="duplicate key 'zones'"):
         load_scene(path)
+
+
+def test_yaml_anchors_may_be_merged_and_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "scene.yaml"
+    path.write_text(
+        "frame: {width: 16, height: 9}\n"
+        "zones:\n"
+        "  a: &base {polygon: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], stopping_expected: false}\n"
+        "  b: {<<: *base, stopping_expected: true}\n"
+    )
+    zones = load_scene(path).zones
+    assert (zones["a"].stopping_expected, zones["b"].stopping_expected) == (False, True)
+    assert zones["a"].polygon == zones["b"].polygon
 
 
 def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
