@@ -130,11 +130,11 @@ def _meetings(
 def _stops(
     seg: LineString, curve: BaseGeometry, on_a: bool, on_b: bool
 ) -> list[tuple[float, bool]]:
-    """The vertices to put after a segment's start: (fraction along it, on the curve), ending
-    with its end (fraction 1)."""
+    """The vertices to put after the start of a segment that meets the curve: (fraction along
+    it, on the curve), ending with its end (fraction 1)."""
     cuts: list[float] = []
     spans: list[tuple[float, float]] = []
-    if seg.length > 0 and seg.intersects(curve):
+    if seg.length > 0:
         found, spans = _meetings(seg, curve)
         for u in found:
             if (u <= _EPS_U and on_a) or (u >= 1 - _EPS_U and on_b):
@@ -156,14 +156,26 @@ def refine(path: Path, curve: BaseGeometry) -> Refined:
     a vertex halfway along any stretch that joins two points of the curve off it."""
     if len(path) == 0:
         return Refined(xy=path.xy, t=path.t, on=np.zeros(0, dtype=bool))
+    shapely.prepare(curve)  # repeated predicates against the same curve
     on_vertex = [bool(v) for v in shapely.intersects_xy(curve, path.xy[:, 0], path.xy[:, 1])]
     xy: list[FloatArray] = [path.xy[0]]
     t: list[float] = [float(path.t[0])]
     on: list[bool] = [on_vertex[0]]
+    segs: list[LineString] = []
+    hits = np.zeros(0, dtype=bool)
+    if len(path) > 1:
+        made = shapely.linestrings(np.stack([path.xy[:-1], path.xy[1:]], axis=1))
+        segs = list(np.asarray(made, dtype=object))
+        hits = np.asarray(shapely.intersects(made, curve), dtype=bool)
     for i in range(len(path) - 1):
         a, b = path.xy[i], path.xy[i + 1]
         ta, tb = float(path.t[i]), float(path.t[i + 1])
-        for u, is_on in _stops(LineString([a, b]), curve, on_vertex[i], on_vertex[i + 1]):
+        if not hits[i]:  # most segments: nothing to insert
+            xy.append(b)
+            t.append(tb)
+            on.append(on_vertex[i + 1])
+            continue
+        for u, is_on in _stops(segs[i], curve, on_vertex[i], on_vertex[i + 1]):
             xy.append(b if u == 1.0 else a + u * (b - a))
             t.append(tb if u == 1.0 else ta + u * (tb - ta))
             on.append(is_on)
