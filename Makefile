@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= all,dev
 
-.PHONY: demo test lint typecheck imports unit chromium golden clean deploy-manifests
+.PHONY: demo test lint typecheck imports unit chromium golden clean deploy-manifests deploy-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ demo: $(VENV)/.installed-$(EXTRAS)
 	$(DEMO_SETUP)
 	$(BIN)/semcom demo $(DEMO_ARGS)
 
-test: lint typecheck imports deploy-manifests unit
+test: lint typecheck imports deploy-manifests deploy-images unit
 
 lint: $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .
@@ -76,6 +76,17 @@ deploy-manifests: $(VENV)/.installed-$(EXTRAS)
 	    echo "$$dir: $$(grep -c '^kind:' $$out/all.yaml) resources valid for Kubernetes $(K8S_VERSIONS)"; \
 	  done; \
 	fi
+
+# The container images (deploy/edge/Dockerfile, deploy/edge/Dockerfile.jetson,
+# deploy/cloud/Dockerfile), without Docker: hadolint, shellcheck, the Jetson script's --check,
+# and the CPU images' install scripts run for real into temporary prefixes, verified and
+# removed (deploy/check-images.sh). PyTorch's CPU index, the images' default, is out of CI's
+# reach: here torch comes from pip's own index (DEPLOY_TORCH_INDEX_URL empty), the same
+# versions in PyPI's CUDA build, which runs on the CPU too.
+DEPLOY_TORCH_INDEX_URL ?=
+deploy-images: $(VENV)/.installed-$(EXTRAS)
+	PATH="$$PATH:$(abspath $(BIN))" SEMCOM_TORCH_INDEX_URL="$(DEPLOY_TORCH_INDEX_URL)" \
+	  deploy/check-images.sh
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's Chromium through Playwright;
 # no browser is ever downloaded (never `playwright install`). As root (CI), install the
