@@ -85,7 +85,7 @@ fi
 for i in 0 1; do
     side=$([ "$i" = 0 ] && echo edge || echo cloud)
     if [ "${results[$i]}" = 0 ]; then
-        grep -E 'verify|installed' "$work/$side.log" | sed 's/^/    /'
+        grep 'verif' "$work/$side.log" | sed 's/^/    /'
         say "deploy/$side/install.sh into a temporary prefix: ok in $(cat "$work/$side.s") s"
     else
         sed 's/^/    /' "$work/$side.log"

@@ -150,4 +150,4 @@ case $status in
 *) cat "$log" >&2 && semcom_die 1 "semcom cloud serve exited $status after SIGTERM" ;;
 esac
 semcom_log "verify: /healthz 200 on port $port; SIGTERM stopped the server (exit $status)"
-semcom_log "installed semcom[cloud] into $prefix"
+semcom_log "semcom[cloud] in $prefix: verified"

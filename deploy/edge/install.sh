@@ -111,4 +111,4 @@ PY
 SEMCOM_MODELS_DIR="$SEMCOM_WORK/home/models" \
     "$prefix/bin/semcom" edge show-config --config "$source/deploy/edge.example.yaml" >/dev/null
 semcom_log "verify: semcom edge show-config --config deploy/edge.example.yaml: ok"
-semcom_log "installed semcom[edge] into $prefix"
+semcom_log "semcom[edge] in $prefix: verified"
