@@ -113,6 +113,9 @@ log=$SEMCOM_WORK/serve.log
 HF_HUB_OFFLINE=1 SEMCOM_MODELS_DIR="$SEMCOM_WORK/models" "$prefix/bin/semcom" cloud serve \
     --host 127.0.0.1 --port 0 --data-dir "$SEMCOM_WORK/data" >"$log" 2>&1 &
 pid=$!
+# Whatever stops this script also stops the server (and then removes the scratch folder).
+# shellcheck disable=SC2064  # expand now: fixed values
+trap "kill $pid 2>/dev/null || true; rm -rf '$SEMCOM_WORK'" EXIT
 port=""
 for _ in $(seq 1 120); do
     port=$(sed -n 's|^semcom cloud listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$log")
