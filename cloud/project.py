@@ -16,6 +16,8 @@ Rules:
   whatever order they arrive in, as long as both are recent (an LRU of ``recent_boxes``).
 - **Vectors**: every embedding is stored encoded (the source of truth), and also decoded here
   into a :class:`NewVectors` batch for the index, so the index never re-reads the catalog.
+- **Change stamp**: a track inserted, changed, or given a sighting (even a late box inside its
+  span) gets ``updated_us`` = the transaction's time: the analytics runner's change feed.
 """
 
 from __future__ import annotations
@@ -246,14 +248,20 @@ class Projector:
         if best is not None:
             st.class_id = best
 
-    def _flush_tracks(self, conn: Connection, new: list[_Track]) -> None:
-        """Insert the new tracks (ids in order) and update the changed ones."""
+    def _flush_tracks(self, conn: Connection, new: list[_Track], now_us: int) -> set[int]:
+        """Insert the new tracks (ids in order) and update the changed ones, stamping
+        ``updated_us`` with ``now_us``; returns the ids written."""
+        written: set[int] = set()
         if new:
             ids = allocate_ids(conn, tracks, len(new))
             conn.execute(
                 tracks.insert(),
-                [{"id": pk, **st.values()} for pk, st in zip(ids, new, strict=True)],
+                [
+                    {"id": pk, **st.values(), "updated_us": now_us}
+                    for pk, st in zip(ids, new, strict=True)
+                ],
             )
+            written.update(ids)
             for st, pk in zip(new, ids, strict=True):
                 st.pk, st.dirty = pk, False
                 st.votes = st.path = None  # written: not needed again (see _Track)
@@ -271,6 +279,7 @@ class Projector:
                     class_id=bindparam("cls"),
                     class_votes=bindparam("votes"),
                     path=bindparam("box_path"),
+                    updated_us=bindparam("now"),
                 ),
                 [
                     {
@@ -282,6 +291,7 @@ class Projector:
                         "cls": st.class_id,
                         "votes": st.votes,
                         "box_path": st.path,
+                        "now": now_us,
                     }
                     for st in dirty
                 ],
@@ -289,9 +299,20 @@ class Projector:
             for st in dirty:
                 st.dirty = False
                 st.votes = st.path = None
+            written.update(st.pk for st in dirty if st.pk is not None)
         if len(self._tracks) > self.max_tracks:  # keep the newest half; the rest reload on use
             keep = list(self._tracks.items())[len(self._tracks) // 2 :]
             self._tracks = dict(keep)
+        return written
+
+    @staticmethod
+    def _stamp(conn: Connection, sighted: set[int], now_us: int) -> None:
+        """Stamp ``updated_us`` of tracks that got a sighting without another change (a late
+        box inside a track's span): the analytics runner must see them again."""
+        ids = sorted(sighted)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            conn.execute(update(tracks).where(tracks.c.id.in_(chunk)).values(updated_us=now_us))
 
     def _touch(self, st: _Track) -> None:
         if not st.dirty:
@@ -372,8 +393,11 @@ class Projector:
                 ]
             elif isinstance(msg, TrackEnd):
                 self._end_track(self.camera_id(conn, edge_id, msg.camera, now_us), msg)
-        self._flush_tracks(conn, self._created)
+        written = self._flush_tracks(conn, self._created, now_us)
         self._created = []
+        sighted = {o.pk for o in track_of if o is not None and o.pk is not None} - written
+        if sighted:
+            self._stamp(conn, sighted, now_us)
         for row, owner in zip(rows, track_of, strict=True):
             row["track_id"] = owner.pk if owner is not None else None
         ids: list[int] = []

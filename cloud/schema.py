@@ -17,6 +17,10 @@ them in a database (a test checks the two agree). Times are microseconds since t
 - ``descriptions`` (what the describer wrote about a camera and time window) and ``jobs``
   (persisted work such as describer runs). Full-text search of descriptions uses objects
   outside this model, made by migration ``0002`` (see :mod:`cloud.describe.fts`).
+- ``scenes`` (each camera's analytics scenes, newest current, history kept),
+  ``analytics_events`` (what :mod:`cloud.analytics` found in the tracks, once per event key),
+  ``analytics_progress`` (the analytics runner's watermark per camera) and
+  ``alert_dead_letters`` (alerts that could not be delivered), from migration ``0005``.
 """
 
 from __future__ import annotations
@@ -136,8 +140,12 @@ tracks = Table(
     Column("ended", Boolean, nullable=False),
     Column("class_votes", JSON, nullable=True),
     Column("path", JSON, nullable=True),  # sampled boxes [[x1, y1, x2, y2], ...]
+    # when the ingest writer last changed the track or gave it a sighting (its clock, not
+    # capture time): the analytics runner's change feed (migration ``0005``)
+    Column("updated_us", BigInteger, nullable=False, server_default="0"),
     Index(None, "camera_id", "local_id"),
     Index(None, "last_seen_us"),
+    Index(None, "camera_id", "updated_us"),
 )
 
 detections = Table(
@@ -225,6 +233,65 @@ ui_sessions = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
     Index(None, "expires_us"),
+)
+
+scenes = Table(
+    "scenes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("version", String(16), nullable=False),  # cloud.analytics.scene.Scene.version
+    Column("body", JSON, nullable=False),  # the validated scene, defaults filled in
+    Column("created_us", BigInteger, nullable=False),
+    Index(None, "camera_id", "id"),  # the newest row of a camera is its current scene
+)
+
+# No foreign key to tracks: retention deletes tracks, the events (counts) stay.
+analytics_events = Table(
+    "analytics_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("track_id", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),  # cloud.analytics.events.EventKind
+    Column("subject", String(64), nullable=False),  # line or zone name; "" for speed
+    Column("ordinal", Integer, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("class_id", Integer, nullable=True),
+    Column("direction", String(8), nullable=True),  # in / out (line crossings)
+    Column("value", Float, nullable=True),  # speed, dwell (s), wrong-way distance
+    Column("unit", String(16), nullable=True),
+    Column("scene_version", String(16), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("details", JSON, nullable=True),
+    UniqueConstraint("track_id", "kind", "subject", "ordinal"),
+    Index(None, "camera_id", "at_us"),
+    Index(None, "kind", "at_us"),
+)
+
+analytics_progress = Table(
+    "analytics_progress",
+    metadata,
+    Column("camera_id", Id, ForeignKey("cameras.id"), primary_key=True, autoincrement=False),
+    # tracks.updated_us up to which this camera's tracks are analysed
+    Column("watermark_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+alert_dead_letters = Table(
+    "alert_dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("event_id", BigInteger, nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("last_attempt_us", BigInteger, nullable=False),
+    Column("replayed_us", BigInteger, nullable=True),
+    Index(None, "created_us"),
 )
 
 
