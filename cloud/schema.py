@@ -260,8 +260,8 @@ analytics_events = Table(
     Column("class_id", Integer, nullable=True),
     Column("direction", String(8), nullable=True),  # in / out (line crossings)
     Column("value", Float, nullable=True),  # speed, dwell (s), wrong-way distance
-    Column("unit", String(16), nullable=True),
-    Column("scene_version", String(16), nullable=False),
+    Column("unit", String(32), nullable=True),
+    Column("scene_version", String(64), nullable=False),
     Column("created_us", BigInteger, nullable=False),
     Column("details", JSON, nullable=True),
     UniqueConstraint("track_id", "kind", "subject", "ordinal"),
@@ -284,7 +284,7 @@ alert_dead_letters = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("rule", String(128), nullable=False),
     Column("target", String(512), nullable=False),
-    Column("event_id", BigInteger, nullable=True),
+    Column("event_id", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
