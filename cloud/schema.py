@@ -21,6 +21,8 @@ them in a database (a test checks the two agree). Times are microseconds since t
   ``analytics_events`` (what :mod:`cloud.analytics` found in the tracks, once per event key),
   ``analytics_progress`` (the analytics runner's watermark per camera) and
   ``alert_dead_letters`` (alerts that could not be delivered), from migration ``0005``.
+- ``alert_cursors`` and ``alert_quiet``: the alert dispatcher's position in the events and
+  its rules' quiet periods (migration ``0006``).
 """
 
 from __future__ import annotations
@@ -292,6 +294,26 @@ alert_dead_letters = Table(
     Column("last_attempt_us", BigInteger, nullable=False),
     Column("replayed_us", BigInteger, nullable=True),
     Index(None, "created_us"),
+)
+
+# The alert dispatcher's position in analytics_events (cloud.alerts.dispatcher), migration 0006.
+alert_cursors = Table(
+    "alert_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),  # one per dispatcher ("default")
+    Column("event_id", BigInteger, nullable=False),  # the last event id handled
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+# Per alert rule, camera and subject (line or zone), the event time of the last alert: the
+# rule's quiet period runs from it (migration 0006).
+alert_quiet = Table(
+    "alert_quiet",
+    metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("camera_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("subject", String(64), primary_key=True),
+    Column("last_at_us", BigInteger, nullable=False),
 )
 
 
