@@ -14,6 +14,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
+from cloud.alerts.dispatcher import AlertDispatcher
+from cloud.analytics.metrics import AnalyticsMetrics
+from cloud.analytics.runner import AnalyticsRunner
+from cloud.api.alerts import build_alerts_router
+from cloud.api.analytics import AnalyticsService, build_analytics_router
 from cloud.api.decoded import build_decoded_router
 from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
 from cloud.api.descriptions import DescriptionService
@@ -165,6 +170,15 @@ def create_app(
         if config.describer.enabled
         else None
     )
+    analytics = (
+        AnalyticsRunner(s.engine, config.analytics, AnalyticsMetrics(s.metrics.registry))
+        if config.analytics.enabled
+        else None
+    )
+    # alerts on analytics events: only with an `alerts` section (secrets resolved here)
+    alerts = (
+        AlertDispatcher(config.alerts, s.engine, s.metrics.registry) if config.alerts else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -173,6 +187,10 @@ def create_app(
         tasks = [asyncio.create_task(_retain(s.retention))] if s.retention else []
         if describer is not None:
             tasks.append(asyncio.create_task(describer.run(), name="describer"))
+        if analytics is not None:
+            tasks.append(asyncio.create_task(analytics.run(), name="analytics"))
+        if alerts is not None:
+            tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
         try:
             yield
         finally:
@@ -180,10 +198,14 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if analytics is not None:  # its pass may still run in a worker thread
+                await asyncio.to_thread(analytics.stop)
             await live_feed.close()
             await peers.close_all()
             if describer is not None:
                 await describer.aclose()
+            if alerts is not None:
+                await alerts.aclose()
             if decoder is not None:
                 await asyncio.to_thread(decoder.close)
             await asyncio.to_thread(s.writer.stop)
@@ -210,6 +232,8 @@ def create_app(
             partial(build_decoded_router, decoder, None),
             partial(_health_router, peers.__len__),
             partial(build_edges_router, s.link),
+            partial(build_analytics_router, AnalyticsService(s.engine)),
+            *([partial(build_alerts_router, alerts.store, alerts.replay)] if alerts else []),
         ],
     )
     app.include_router(build_api_router(api))
@@ -220,4 +244,6 @@ def create_app(
     app.state.metrics = s.metrics
     app.state.decoder = decoder  # DecodeService | None: png_for(ids) for the describer
     app.state.describer = describer  # DescribeWorker | None (drain() runs due jobs now)
+    app.state.analytics = analytics  # AnalyticsRunner | None (run_once() makes a pass now)
+    app.state.alerts = alerts  # AlertDispatcher | None (step() dispatches new events now)
     return app

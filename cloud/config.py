@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from cloud.alerts.config import AlertsConfig
 from cloud.decoder.config import DecoderConfig
 from cloud.describe.config import DescriberConfig
 from shared import limits, settings
@@ -280,6 +281,11 @@ class CloudConfig(_Model):
     describer: DescriberConfig = Field(
         default_factory=DescriberConfig,
         description="Traffic descriptions per camera and window: an LLM endpoint, or rules.",
+    )
+    alerts: AlertsConfig | None = Field(
+        None,
+        description="Alert rules over analytics events, delivered to signed webhooks and an "
+        "MQTT broker (docs/alerts.md); none: no alerts.",
     )
     retention: str | None = Field(
         None,

@@ -58,9 +58,8 @@ class Catalog:
         return int(key[0])
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    engine = open_database(f"sqlite:///{tmp_path / 'catalog.db'}")
+def seed_cameras(engine: Engine) -> dict[str, int]:
+    """Edges edge-01 and edge-02, cameras edge-01/north, edge-01/south, edge-02/north."""
     ids: dict[str, int] = {}
     with engine.begin() as conn:
         for edge in ("edge-01", "edge-02"):
@@ -83,7 +82,13 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
             ).inserted_primary_key
             assert key is not None
             ids[path] = int(key[0])
-    yield Catalog(engine, ids)
+    return ids
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    engine = open_database(f"sqlite:///{tmp_path / 'catalog.db'}")
+    yield Catalog(engine, seed_cameras(engine))
     engine.dispose()
 
 
