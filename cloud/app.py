@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
-from cloud.alerts.dispatcher import AlertDispatcher
+from cloud.alerts.dispatcher import AlertDispatcher, build_sinks
 from cloud.analytics.metrics import AnalyticsMetrics
 from cloud.analytics.runner import AnalyticsRunner
 from cloud.api.alerts import build_alerts_router
@@ -159,6 +159,8 @@ def create_app(
     """The whole service; ``query_encoder`` and ``text_encoder`` (built from ``config.encoder``
     by the caller, which takes seconds: ``cloud.clip_encoder.query_encoders``) enable search by
     image, and search of crops by text."""
+    # the alerts' targets first: a secret missing from the environment fails before any file
+    sinks = build_sinks(config.alerts) if config.alerts else None
     s = build_services(config)
     peers = PeerRegistry(config, s.ingest, s.metrics)
     digests = {edge: cred.digest() for edge, cred in config.edges.items()}
@@ -175,9 +177,11 @@ def create_app(
         if config.analytics.enabled
         else None
     )
-    # alerts on analytics events: only with an `alerts` section (secrets resolved here)
+    # alerts on analytics events: only with an `alerts` section
     alerts = (
-        AlertDispatcher(config.alerts, s.engine, s.metrics.registry) if config.alerts else None
+        AlertDispatcher(config.alerts, s.engine, s.metrics.registry, sinks=sinks)
+        if config.alerts
+        else None
     )
 
     @asynccontextmanager

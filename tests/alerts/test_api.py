@@ -142,6 +142,7 @@ def test_the_openapi_schema_documents_the_routes(served: tuple[str, Catalog]) ->
 def test_alerts_in_the_cloud_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cloud.yaml"
     path.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
         "alerts:\n"
         "  rules:\n"
         "    - {name: fast, kinds: speed, speed_above: 70, targets: [ops, mqtt]}\n"
@@ -164,4 +165,5 @@ def test_alerts_in_the_cloud_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(
         Exception, match=r"alerts\.mqtt\.password_env: environment variable MQTT_PW"
     ):
-        create_app(config.model_copy(update={"data_dir": tmp_path}))
+        create_app(config)
+    assert not (tmp_path / "data").exists()  # refused before the database is made
