@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= all,dev
 
-.PHONY: demo test lint typecheck imports unit chromium golden clean deploy-manifests deploy-images
+.PHONY: demo test lint typecheck imports unit chromium mosquitto golden clean deploy-manifests deploy-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,7 @@ typecheck: $(VENV)/.installed-$(EXTRAS)
 imports: $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed-$(EXTRAS) chromium
+unit: $(VENV)/.installed-$(EXTRAS) chromium mosquitto
 	$(BIN)/pytest
 
 # The deployment manifests, offline: every kustomize overlay under deploy/k8s/overlays rendered
@@ -103,6 +103,19 @@ chromium:
 	  echo "make: installing Debian's chromium for the browser tests (tests/dashboard)"; \
 	  $(APT_GET) install --no-install-recommends chromium || \
 	  { $(APT_GET) update && $(APT_GET) install --no-install-recommends chromium; }; \
+	fi
+
+# The alerts' MQTT tests (tests/alerts) start Debian's Mosquitto broker on 127.0.0.1: installed
+# the same way (as root, when missing); otherwise one line, and those tests skip saying why.
+MOSQUITTO ?= /usr/sbin/mosquitto
+mosquitto:
+	@if [ -x $(MOSQUITTO) ]; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "make: $(MOSQUITTO) missing (needs root and apt-get to install Debian's mosquitto): the MQTT tests in tests/alerts will skip"; \
+	else \
+	  echo "make: installing Debian's mosquitto for the MQTT tests (tests/alerts)"; \
+	  $(APT_GET) install --no-install-recommends mosquitto || \
+	  { $(APT_GET) update && $(APT_GET) install --no-install-recommends mosquitto; }; \
 	fi
 
 # Rewrite the golden wire fixtures after a deliberate protocol change.
