@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cloud.alerts import cli as alerts_cli
 from shared.logformat import LOG_FORMATS, LogFormat, console_line, use_log_format
 
 if TYPE_CHECKING:
@@ -185,6 +186,9 @@ def serve(
         )
     )
     server.run(sockets=[sock])
+
+
+cloud.add_command(alerts_cli.alerts)
 
 
 @cloud.command()
