@@ -15,7 +15,10 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from cloud.alerts.dispatcher import AlertDispatcher, build_sinks
+from cloud.analytics.metrics import AnalyticsMetrics
+from cloud.analytics.runner import AnalyticsRunner
 from cloud.api.alerts import build_alerts_router
+from cloud.api.analytics import AnalyticsService, build_analytics_router
 from cloud.api.decoded import build_decoded_router
 from cloud.api.deps import ApiDeps, ImageEncoder, TextEncoder
 from cloud.api.descriptions import DescriptionService
@@ -169,6 +172,11 @@ def create_app(
         if config.describer.enabled
         else None
     )
+    analytics = (
+        AnalyticsRunner(s.engine, config.analytics, AnalyticsMetrics(s.metrics.registry))
+        if config.analytics.enabled
+        else None
+    )
     # alerts on analytics events: only with an `alerts` section
     alerts = (
         AlertDispatcher(config.alerts, s.engine, s.metrics.registry, sinks=sinks)
@@ -183,6 +191,8 @@ def create_app(
         tasks = [asyncio.create_task(_retain(s.retention))] if s.retention else []
         if describer is not None:
             tasks.append(asyncio.create_task(describer.run(), name="describer"))
+        if analytics is not None:
+            tasks.append(asyncio.create_task(analytics.run(), name="analytics"))
         if alerts is not None:
             tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
         try:
@@ -192,6 +202,8 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if analytics is not None:  # its pass may still run in a worker thread
+                await asyncio.to_thread(analytics.stop)
             await live_feed.close()
             await peers.close_all()
             if describer is not None:
@@ -224,6 +236,7 @@ def create_app(
             partial(build_decoded_router, decoder, None),
             partial(_health_router, peers.__len__),
             partial(build_edges_router, s.link),
+            partial(build_analytics_router, AnalyticsService(s.engine)),
             *([partial(build_alerts_router, alerts.store, alerts.replay)] if alerts else []),
         ],
     )
@@ -235,5 +248,6 @@ def create_app(
     app.state.metrics = s.metrics
     app.state.decoder = decoder  # DecodeService | None: png_for(ids) for the describer
     app.state.describer = describer  # DescribeWorker | None (drain() runs due jobs now)
+    app.state.analytics = analytics  # AnalyticsRunner | None (run_once() makes a pass now)
     app.state.alerts = alerts  # AlertDispatcher | None (step() dispatches new events now)
     return app

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from cloud.alerts.config import AlertsConfig
+from cloud.analytics.config import AnalyticsConfig
 from cloud.decoder.config import DecoderConfig
 from cloud.describe.config import DescriberConfig
 from shared import limits, settings
@@ -281,6 +282,10 @@ class CloudConfig(_Model):
     describer: DescriberConfig = Field(
         default_factory=DescriberConfig,
         description="Traffic descriptions per camera and window: an LLM endpoint, or rules.",
+    )
+    analytics: AnalyticsConfig = Field(
+        default_factory=AnalyticsConfig,
+        description="Traffic analytics (counting lines, zones, speeds) of cameras with a scene.",
     )
     alerts: AlertsConfig | None = Field(
         None,

@@ -1,0 +1,35 @@
+"""The ``analytics`` section of the cloud configuration (the runner; scenes come by API/CLI)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AnalyticsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True,
+        description="Run the analytics runner inside the service: it analyses the tracks of "
+        "every camera that has a scene (PUT /v1/cameras/{id}/scene) and does nothing otherwise.",
+    )
+    period_s: float = Field(
+        2.0, gt=0, le=3600, description="Seconds between two passes over the changed tracks."
+    )
+    lookback_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Each pass also looks at tracks changed this long before its watermark: "
+        "covers ingest transactions that commit out of their start order (several writers on "
+        "PostgreSQL) and small clock steps; such tracks are analysed again only if changed.",
+    )
+    batch_tracks: int = Field(
+        200, ge=1, le=10_000, description="Tracks analysed and stored per transaction."
+    )
+    max_tracks_per_pass: int = Field(
+        5_000,
+        ge=1,
+        description="Tracks analysed per camera in one pass at most (a backlog continues in "
+        "the next pass, so a pass stays short and shutdown quick).",
+    )
