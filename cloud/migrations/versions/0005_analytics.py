@@ -108,9 +108,7 @@ def upgrade() -> None:
         sa.Column("replayed_us", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_dead_letters")),
     )
-    op.create_index(
-        op.f("ix_alert_dead_letters_created_us"), "alert_dead_letters", ["created_us"]
-    )
+    op.create_index(op.f("ix_alert_dead_letters_created_us"), "alert_dead_letters", ["created_us"])
 
 
 def downgrade() -> None:
