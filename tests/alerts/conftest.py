@@ -85,9 +85,14 @@ def seed_cameras(engine: Engine) -> dict[str, int]:
     return ids
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    engine = open_database(f"sqlite:///{tmp_path / 'catalog.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """The catalog on SQLite, and on a real PostgreSQL (a fresh database per test)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = open_database(url)
     yield Catalog(engine, seed_cameras(engine))
     engine.dispose()
 
