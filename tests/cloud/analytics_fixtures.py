@@ -13,9 +13,14 @@ the image) and a zone ``lot`` in the lower half where stopping is not expected.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from cloud.ingest import Ingest
 from cloud.metrics import CloudMetrics
@@ -153,3 +158,50 @@ def ingest(store: Store, frames: Sequence[bytes]) -> None:
             await asyncio.to_thread(writer.stop)
 
     asyncio.run(main())
+
+
+MINUTE = 60 * S
+# (minute, class, direction) of each track of the traffic world, in start order
+TRAFFIC = (
+    (0, CAR, "in"),
+    (0, CAR, "in"),
+    (0, PERSON, "in"),  # walks on into the lot (zone entry, exit at its end)
+    (1, CAR, "out"),
+    (1, TRUCK, "in"),
+    (3, CAR, "out"),
+    (3, CAR, "out"),
+)
+
+
+def traffic_world(url: str) -> tuple[Engine, int]:
+    """A catalog at ``url`` with :data:`SCENE` on ``cam-a`` and the :data:`TRAFFIC` ingested
+    and analysed (every crossing 3 s after its track starts, tracks 10 s apart within their
+    minute from ``T0``); returns the engine and the camera's id."""
+    from cloud.analytics.config import AnalyticsConfig
+    from cloud.analytics.metrics import AnalyticsMetrics
+    from cloud.analytics.runner import AnalyticsRunner
+    from cloud.analytics.scenes import put_scene, validate_scene
+    from cloud.db import open_database
+    from cloud.schema import cameras
+    from shared.vectors import CodecSet
+
+    engine = open_database(url)
+    store = Store(engine, CodecSet())
+    ingest(store, [])
+    with engine.connect() as conn:
+        camera_id = int(conn.execute(select(cameras.c.id)).scalar_one())
+    put_scene(engine, camera_id, validate_scene(SCENE), time.time_ns() // 1000)
+    road = Road()
+    slot: dict[int, int] = {}
+    for local, (minute, class_id, direction) in enumerate(TRAFFIC, start=1):
+        k = slot[minute] = slot.get(minute, -1) + 1
+        t0 = T0 + minute * MINUTE + k * 10 * S
+        if class_id == PERSON:
+            road.add(local, class_id, (0.7, 0.2), (0.8, 0.8), t0, 6)
+        elif direction == "in":
+            road.add(local, class_id, (0.1 + 0.1 * k, 0.2), (0.1 + 0.1 * k, 0.8), t0, 6)
+        else:
+            road.add(local, class_id, (0.1 + 0.1 * k, 0.8), (0.1 + 0.1 * k, 0.2), t0, 6)
+    ingest(store, road.frames())
+    AnalyticsRunner(engine, AnalyticsConfig(), AnalyticsMetrics(CollectorRegistry())).run_once()
+    return engine, camera_id
