@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from edge.capture import Frame, FrameSource, open_source
 from edge.config import EdgeConfig
 from edge.detect import Detector
-from edge.embed import build_encoder
+from edge.embed import Encoder, build_encoder
 from edge.errors import UplinkRejected
 from edge.health_server import open_health
 from edge.metrics import EdgeMetrics
@@ -45,10 +45,13 @@ def build_agent(
     *,
     sink: MessageSink | None = None,
     max_frames: int | None = None,
+    encoder: Encoder | None = None,
 ) -> Agent:
+    """Every part of an agent; ``sink`` replaces the configured one (and the uplink),
+    ``encoder`` the configured encoder (tools that analyse only boxes and tracks)."""
     source = open_source(config.source)
     detector = Detector(config.detector)
-    encoder = build_encoder(config.encoder)
+    encoder = encoder if encoder is not None else build_encoder(config.encoder)
     up = config.uplink
     ladder = [create_codec(spec, encoder.dim) for spec in (up.ladder if up else ()) or ()]
     codec = ladder[0] if ladder else create_codec(config.codec, encoder.dim)

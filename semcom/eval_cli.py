@@ -9,12 +9,14 @@ from typing import Any
 import click
 
 from semcom.crop_options import crop_source_options
+from semcom.eval_analytics import analytics
 from semcom.eval_llm import llm
 
 
 @click.group("eval")
 def eval_() -> None:
-    """Evaluate the cloud's decoder (and describer) against pixel baselines."""
+    """Evaluate the cloud's decoder (and describer) against pixel baselines, and its traffic
+    analytics on the edge's tracks of a clip."""
 
 
 @eval_.command()
@@ -221,3 +223,4 @@ def _table(r: dict[str, Any], out: Path | None) -> str:
 
 
 eval_.add_command(llm)  # `semcom eval llm` (semcom/eval_llm.py)
+eval_.add_command(analytics)  # `semcom eval analytics` (semcom/eval_analytics.py)

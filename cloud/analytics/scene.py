@@ -329,6 +329,11 @@ def load_scene(path: Path) -> Scene:
             data = json.loads(text, object_pairs_hook=_duplicate_keys)
         else:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.MarkedYAMLError as exc:  # one line: what is wrong, and where
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        raise SceneError(f"scene file {path} cannot be parsed: {what}{where}") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise SceneError(f"scene file {path} cannot be parsed: {exc}") from None
     if not isinstance(data, dict):
