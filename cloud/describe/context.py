@@ -4,8 +4,10 @@
 and derives per track its class, time span, apparent speed (image widths per second, see
 :mod:`cloud.describe.motion`) and how long it has stood still. It also picks the detections
 whose rebuilt crops are shown to a multimodal model: at most ``max_images``, one per track
-first (its largest embedded box), longest tracks first. Everything is plain data; the LLM
-gets :meth:`DescribeContext.prompt_data` as JSON, the rules describer reads the fields.
+first (its largest embedded box), longest tracks first. When the camera has an analytics
+scene, the window's analytics figures come along (:mod:`cloud.describe.figures`). Everything
+is plain data; the LLM gets :meth:`DescribeContext.prompt_data` as JSON, the rules describer
+reads the fields.
 Times are microseconds since the Unix epoch; the window is half-open, ``from <= t < to``.
 """
 
@@ -19,7 +21,9 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.engine import Engine
 
+from cloud.analytics.queries import WindowFigures, window_figures
 from cloud.describe.errors import ContextError
+from cloud.describe.figures import prompt_figures, track_speed
 from cloud.describe.motion import DEFAULT_ASPECT, Observation, apparent_speed, still_for_s
 from cloud.describe.schema import VEHICLES, class_name
 from cloud.schema import cameras, detections, frame_counts, tracks
@@ -85,6 +89,10 @@ class DescribeContext:
     image_ids: tuple[int, ...]  # detections whose rebuilt crops may be shown
     image_labels: dict[int, str]  # detection id -> what the crop is (track, class, time)
     settings: ContextSettings
+    analytics: WindowFigures | None = None  # the scene's figures, when the camera has one
+
+    def track_classes(self) -> dict[int, int]:
+        return {t.id: t.class_id for t in self.tracks}
 
     def stopped(self) -> list[TrackFacts]:
         return [t for t in self.tracks if t.stopped]
@@ -109,7 +117,7 @@ class DescribeContext:
         def box(b: tuple[float, float, float, float]) -> list[float]:
             return [round(v, 3) for v in b]
 
-        return {
+        data: dict[str, Any] = {
             "camera": self.camera,
             "window": {
                 "start_utc_us": self.window.from_us,
@@ -146,6 +154,17 @@ class DescribeContext:
                 "apparent speed is in image widths per second (camera not calibrated)",
             ],
         }
+        if self.analytics is not None:
+            figures = self.analytics
+            for entry in data["tracks"]:
+                entry["measured_speed"] = track_speed(figures, entry["track_id"])
+            data["analytics"] = prompt_figures(figures, self.track_classes(), rel)
+            unit = "km/h" if figures.calibrated else "image widths per second"
+            data["notes"].append(
+                "analytics: counted line crossings, zone entries and incidents of the camera's "
+                f"scene in this window; measured speeds are in {unit}"
+            )
+        return data
 
 
 def build_context(engine: Engine, window: Window, s: ContextSettings) -> DescribeContext:
@@ -199,6 +218,7 @@ def build_context(engine: Engine, window: Window, s: ContextSettings) -> Describ
             )
             .group_by(frame_counts.c.class_id)
         ).all()
+        figures = window_figures(conn, window.camera_id, window.from_us, window.to_us, track_ids)
     size = (int(cam.width), int(cam.height)) if cam.width and cam.height else None
     aspect = size[1] / size[0] if size else DEFAULT_ASPECT
 
@@ -254,6 +274,7 @@ def build_context(engine: Engine, window: Window, s: ContextSettings) -> Describ
         image_ids=image_ids,
         image_labels=labels,
         settings=s,
+        analytics=figures,
     )
 
 

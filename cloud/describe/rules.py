@@ -13,6 +13,11 @@ Its judgements are heuristics for a typical fixed road camera (thresholds in
 - incidents: each stopped vehicle (a vehicle track whose box centre stayed within
   ``stopped_max_move`` image widths for ``stopped_after_s`` or more), and a queue when
   ``queue_min`` vehicles stand still at once.
+
+When the camera has an analytics scene, the scene's incidents in the window (stopped vehicles
+in its zones, wrong-way drivers) are incidents too, and the summary gives the line crossings
+and the vehicles' median measured speed (km/h when the scene is calibrated, labelled image
+widths per second otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import datetime, timezone
 
 from cloud.describe.base import RULES, Described, Usage
 from cloud.describe.context import DescribeContext, TrackFacts
+from cloud.describe.figures import sentences
 from cloud.describe.schema import (
     VEHICLES,
     ClassCounts,
@@ -106,6 +112,7 @@ class RulesDescriber:
             )
             for t in stopped
         ]
+        incidents += _scene_incidents(context, {t.id for t in stopped})
         if len(stopped) >= self.settings.queue_min:
             incidents.append(
                 Incident(
@@ -170,7 +177,40 @@ class RulesDescriber:
         parts.append(traffic + ").")
         if stopped:
             parts.append(f"{_plural(stopped, 'vehicle')} stood still for a long time.")
+        if context.analytics is not None:
+            parts += sentences(context.analytics, context.track_classes())
         if w.reason != "window":
             parts.append(f"Described because: {w.reason}.")
         parts.append("Made by rules from detection metadata (no images were looked at).")
         return " ".join(parts)
+
+
+_SCENE_KINDS = {
+    "stopped_vehicle": (IncidentKind.STOPPED_VEHICLE, "stopped in zone {zone}"),
+    "wrong_way": (IncidentKind.WRONG_WAY, "went the wrong way in zone {zone}"),
+}
+
+
+def _scene_incidents(context: DescribeContext, stopped: set[int]) -> list[Incident]:
+    """The analytics scene's incidents in the window, one per kind and track (a stopped
+    vehicle the rules already report is not reported twice); at most 40."""
+    if context.analytics is None:
+        return []
+    out: list[Incident] = []
+    done: set[tuple[str, int]] = set()
+    for i in context.analytics.incidents:
+        if i.kind not in _SCENE_KINDS or (i.kind, i.track_id) in done or len(out) >= 40:
+            continue
+        if i.kind == "stopped_vehicle" and i.track_id in stopped:
+            continue
+        done.add((i.kind, i.track_id))
+        kind, what = _SCENE_KINDS[i.kind]
+        who = class_name(i.class_id) if i.class_id is not None else "road user"
+        out.append(
+            Incident(
+                kind=kind,
+                description=f"A {who} (track {i.track_id}) {what.format(zone=i.subject)}.",
+                track_ids=[i.track_id],
+            )
+        )
+    return out
