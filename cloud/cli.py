@@ -1,4 +1,4 @@
-"""``semcom cloud``: run the cloud service, make edge tokens."""
+"""``semcom cloud``: run the cloud service, make edge tokens, set analytics scenes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cloud.alerts import cli as alerts_cli
+from cloud.analytics.cli import scene
 from shared.logformat import LOG_FORMATS, LogFormat, console_line, use_log_format
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 @click.group()
 def cloud() -> None:
     """The cloud service: receives, stores and serves what edges send."""
+
+
+cloud.add_command(scene)
 
 
 def _parse_pairs(values: tuple[str, ...], hint: str) -> dict[str, str]:
