@@ -9,5 +9,13 @@
 - :mod:`.events`: the event dataclasses and their deterministic identities;
 - :mod:`.congestion`: a zone's congestion level from occupancy and mean speed.
 
-Nothing here touches the database or the network: a runner feeds it tracks and stores events.
+Those modules touch neither the database nor the network. The runner that applies them to
+what the cloud ingests does:
+
+- :mod:`.scenes`: scenes in the catalog (current per camera, history);
+- :mod:`.samples`: the tracks' change feed and their samples;
+- :mod:`.store`: events upserted by key, the per-camera watermark;
+- :mod:`.runner`: :class:`~.runner.AnalyticsRunner`, the cloud's background task;
+- :mod:`.queries`: events, count series and a window's figures for the API and describer;
+- :mod:`.metrics`, :mod:`.config`, :mod:`.cli` (``semcom cloud scene``).
 """

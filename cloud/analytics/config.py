@@ -27,6 +27,16 @@ class AnalyticsConfig(BaseModel):
     batch_tracks: int = Field(
         200, ge=1, le=10_000, description="Tracks analysed and stored per transaction."
     )
+    long_track_samples: int = Field(
+        2_000,
+        ge=2,
+        description="A track in progress with this many samples (a vehicle parked for "
+        "minutes) is analysed again at most every long_track_every_s, not at every change: "
+        "its events come that much later, and at once when it ends.",
+    )
+    long_track_every_s: float = Field(
+        30.0, ge=0, le=3600, description="See long_track_samples (s)."
+    )
     max_tracks_per_pass: int = Field(
         5_000,
         ge=1,

@@ -10,14 +10,17 @@ makes a *pass* every ``period_s``; each pass goes over every camera with a scene
   analysed; a pass reads the tracks changed since ``watermark - lookback_s`` in
   ``(updated_us, id)`` order, in batches. The lookback covers ingest transactions that commit
   out of their start order (several writers on PostgreSQL) and clock steps; a track seen
-  again with the same ``updated_us`` is skipped (kept in memory). A camera's first watermark
-  is the moment it got its first scene: analytics apply to what changes from then on.
+  again with the same ``updated_us`` is skipped (kept in memory). A camera's analytics begin
+  when it gets its first scene: tracks that changed before are never analysed (neither the
+  lookback nor a reprocessing reaches back past that moment).
 - **Growing tracks**: a track still in progress is analysed again each time it changes, from
   all its samples (:mod:`cloud.analytics.samples`); the engine reports the same settled events
   with the same keys, so storing is an upsert by key (:mod:`cloud.analytics.store`): new
   events are inserted once, the speed row is updated, events already stored stay. A track
   whose history changed (late boxes inside its span) has its stored events brought in line
-  with its latest analysis.
+  with its latest analysis. A long track in progress (``long_track_samples``: a vehicle
+  parked for minutes) is analysed again at most every ``long_track_every_s`` (the watermark
+  waits for it), at once when it ends.
 - **Scene changes**: a new scene applies from the next pass on. Events already stored keep
   their ``scene_version``. A track keeps the scene it was first analysed with once it has
   events: a track that spans the change goes on with its old scene (its version is looked up
@@ -111,6 +114,7 @@ class AnalyticsRunner:
         self._compiled: dict[tuple[int, str], CompiledScene | None] = {}
         self._labels: dict[int, str] = {}
         self._starts: dict[int, int] = {}  # camera -> when it got its first scene
+        self._long: dict[int, int] = {}  # long tracks in progress -> when last analysed
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -195,26 +199,50 @@ class AnalyticsRunner:
         # every track changed at or after mark - lookback (and the first scene)
         position = (max(mark - lookback, start), 0)
         seen = self._seen.setdefault(camera_id, {})
-        newest, analysed = mark, 0
+        newest, saved, analysed = mark, mark, 0
+        held: int | None = None  # the oldest change of a long track left for a later pass
         while analysed < self.config.max_tracks_per_pass and not self._stop.is_set():
             with self.engine.connect() as conn:
                 rows = changed_tracks(conn, camera_id, position, self.config.batch_tracks)
             if not rows:
                 break
             position = rows[-1].position
-            todo = [r for r in rows if seen.get(r.id) != r.updated_us]
-            batch_newest = max(newest, rows[-1].updated_us)
-            if todo or batch_newest > newest:
-                self._batch(camera_id, current, todo, batch_newest, stats)
+            fresh = [r for r in rows if seen.get(r.id) != r.updated_us]
+            flags = [(r, self._later(r)) for r in fresh]
+            later = [r.updated_us for r, wait in flags if wait]
+            todo = [r for r, wait in flags if not wait]
+            held = min([*later, *([held] if held is not None else [])], default=None)
+            newest = max(newest, rows[-1].updated_us)
+            watermark = newest if held is None else min(newest, held)
+            if todo or watermark != saved:
+                self._batch(camera_id, current, todo, watermark, stats)
+                saved = watermark
             for r in todo:
                 seen[r.id] = r.updated_us
-            newest, analysed = batch_newest, analysed + len(todo)
+            analysed += len(todo)
             if len(rows) < self.config.batch_tracks:
                 break
-        for track_id in [t for t, u in seen.items() if u < newest - lookback]:
+        for track_id in [t for t, u in seen.items() if u < saved - lookback]:
             del seen[track_id]
         label = self._labels.get(camera_id, str(camera_id))
         self.metrics.lag.labels(label).set(max(0.0, (self.clock_us() - newest) / 1e6))
+
+    def _later(self, row: ChangedTrack) -> bool:
+        """Whether a long track in progress was analysed too recently to be again now."""
+        if row.ended:
+            return False
+        last = self._long.get(row.id)
+        every = self.config.long_track_every_s * 1e6
+        return last is not None and self.clock_us() - last < every
+
+    def _remember_length(self, row: ChangedTrack, samples: int, now: int) -> None:
+        if not row.ended and samples >= self.config.long_track_samples:
+            self._long[row.id] = now
+        else:
+            self._long.pop(row.id, None)
+        if len(self._long) > 10_000:  # tracks that never ended: forget the oldest
+            for track_id, _ in sorted(self._long.items(), key=lambda kv: kv[1])[:5_000]:
+                del self._long[track_id]
 
     def _scene_for(
         self, camera_id: int, current: CompiledScene, mine: dict[Key, StoredEvent]
@@ -271,6 +299,7 @@ class AnalyticsRunner:
             span = (track.samples[0][0], track.samples[-1][0]) if track.samples else None
             fresh = [event_row(e) for e in events]
             plan(todo, camera_id, row.id, row.class_id, fresh, mine, span, now)
+            self._remember_length(row, len(track.samples), now)
             self.metrics.tracks.labels(label).inc()
             stats.analysed += 1
         with self.engine.begin() as conn:

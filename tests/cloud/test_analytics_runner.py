@@ -257,3 +257,35 @@ def test_incidents_and_tracks_before_the_scene(engine: Engine, store: Store) -> 
     assert Counter(e.kind for e in events(engine)) == kinds
     assert metric(registry, "semcom_analytics_incidents_total", camera="edge-01/cam-a",
                   kind="stopped_vehicle") == 1  # fmt: skip
+
+
+def test_a_long_track_in_progress_is_analysed_less_often(engine: Engine, store: Store) -> None:
+    set_scene(engine, SCENE)
+    now = [time.time_ns() // 1000]
+    runner = AnalyticsRunner(
+        engine,
+        AnalyticsConfig(long_track_samples=5, long_track_every_s=30),
+        AnalyticsMetrics(CollectorRegistry()),
+        clock_us=lambda: now[0],
+    )
+    road = Road()
+    road.add(1, CAR, (0.3, 0.2), (0.3, 0.8), T0, 6)  # crosses at 3 s
+    early = road.frames(until_us=T0 + 2 * S, ends=False)  # 4 samples, then 8
+    ingest(store, early)
+    runner.run_once()
+    middle = road.frames(until_us=T0 + 4 * S, ends=False)[len(early) :]
+    ingest(store, middle)
+    assert runner.run_once().analysed == 1  # 8 samples: long from now on
+    assert crossings(engine) == {("in", CAR): 1}
+    tail = road.frames(ends=False)[len(early) + len(middle) :]
+    ingest(store, tail)
+    assert runner.run_once().analysed == 0  # changed, but analysed 0 s ago: later
+    with engine.connect() as conn:
+        mark = conn.execute(select(analytics_progress.c.watermark_us)).scalar_one()
+        updated = conn.execute(select(tracks.c.updated_us)).scalar_one()
+    assert mark <= updated  # the watermark waits for it
+    now[0] += 31 * S
+    assert runner.run_once().analysed == 1
+    ingest(store, [road.end(road.tracks[0])])  # its end is analysed at once
+    assert runner.run_once().analysed == 1
+    assert crossings(engine) == {("in", CAR): 1}
