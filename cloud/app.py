@@ -148,6 +148,7 @@ def dashboard_deps(
         image_search=api.query_encoder is not None,
         text_crops=api.text_encoder is not None,
         secure_cookies=config.dashboard.secure_cookies,
+        analytics=AnalyticsService(s.engine) if config.analytics.enabled else None,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cloud.api.analytics import AnalyticsService
 from cloud.api.descriptions import DescriptionService
 from cloud.api.service import QueryService
 from cloud.api.text_search import TextSearchService
@@ -45,3 +46,5 @@ class DashboardDeps:
     """Mark cookies Secure (behind TLS); off by default for plain-HTTP loopback use."""
     live_poll_s: float = 0.25
     """How often the live feed looks for new tracks."""
+    analytics: AnalyticsService | None = None
+    """Traffic analytics (the Events page); None: the page says the cloud runs none."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from cloud.dashboard.deps import DashboardDeps
+from cloud.dashboard.events_page import build_events_router
 from cloud.dashboard.explore import build_explore_router
 from cloud.dashboard.live import LiveFeed
 from cloud.dashboard.pages import build_pages_router
@@ -26,6 +27,7 @@ def install_dashboard(app: FastAPI, deps: DashboardDeps) -> LiveFeed:
     app.include_router(build_signin_router(deps, renderer))
     app.include_router(build_pages_router(deps, renderer, feed))
     app.include_router(build_explore_router(deps, renderer))
+    app.include_router(build_events_router(deps, renderer))
     install_handlers(app, renderer)
     app.add_middleware(ServerTiming)
     return feed

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 
 from cloud import schema
+from cloud.api.analytics import AnalyticsService
 from cloud.api.descriptions import DescriptionService
 from cloud.api.docs import APP_DOCS_OFF
 from cloud.api.errors import install_error_handlers
@@ -73,6 +74,7 @@ def dashboard_app(
             sessions=UiSessions(world.engine),
             decoder=None,
             link=link,
+            analytics=AnalyticsService(world.engine),
             connected=lambda: ["edge-a"],
             image_search=True,
             text_crops=False,
@@ -393,3 +395,43 @@ def test_the_overview_shows_each_edges_capture_rate_and_drops(
     assert "<td>24.9 fps, 3 frames dropped</td>" in rows["edge-a"].group(0)
     assert "fps" not in rows["edge-b"].group(0)
     assert '<th scope="col">Capture</th>' in overview
+
+
+def test_the_events_page_lists_analytics_and_charts_a_cameras_lines(
+    signed_in: httpx.Client, world: World
+) -> None:
+    scene = {
+        "frame": {"width": 1280, "height": 720},
+        "lines": {"gate": {"points": [[0, 0.5], [1, 0.5]]}},
+    }
+    stored = AnalyticsService(world.engine).set_scene(2, scene)
+    now_us = time.time_ns() // 1000
+    track_id = next(iter(world.tracks))
+    with world.engine.begin() as conn:
+        top = conn.execute(select(func.max(schema.analytics_events.c.id))).scalar_one() or 0
+        for i, direction in enumerate(["in", "out", "in"]):
+            conn.execute(
+                insert(schema.analytics_events).values(
+                    id=int(top) + 1 + i,
+                    camera_id=2,
+                    track_id=track_id + 100_000 * (i + 1),
+                    kind="line_crossing",
+                    subject="gate",
+                    ordinal=0,
+                    at_us=now_us - (i + 1) * 60_000_000,
+                    class_id=2,
+                    direction=direction,
+                    scene_version=stored.version,
+                    created_us=now_us,
+                )
+            )
+    page = signed_in.get("/events?camera=2")
+    assert page.status_code == 200, page.text[:300]
+    assert page.text.count("<tr data-event=") == 3
+    assert "Line gate: " in page.text
+    assert "2 in" in page.text
+    assert "1 out" in page.text
+    assert '<svg class="chart"' in page.text
+    other = signed_in.get("/events?camera=2&kind=wrong_way")
+    assert "<tr data-event=" not in other.text
+    assert "No events match these filters" in other.text
