@@ -30,46 +30,7 @@ SEMCOM_PROG=deploy/cloud/install.sh
 # shellcheck source=SCRIPTDIR/../lib/install-common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/install-common.sh"
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-prefix="" source="" verify=1 install=1 os_deps=0 user="" clean_apt=0
-while [ $# -gt 0 ]; do
-    case $1 in
-    --prefix) prefix=${2:?--prefix needs a folder} && shift ;;
-    --source) source=${2:?--source needs a folder} && shift ;;
-    --no-verify) verify=0 ;;
-    --verify-only) install=0 ;;
-    --os-deps) os_deps=1 ;;
-    --user) user=${2:?--user needs a name} && shift ;;
-    --clean-apt) clean_apt=1 ;;
-    -h | --help) usage 0 ;;
-    *) semcom_log "unknown argument: $1" && usage 2 >&2 ;;
-    esac
-    shift
-done
-
-if [ "$os_deps" = 1 ]; then
-    semcom_os_setup "" "$user" "" "$clean_apt"
-    exit 0
-fi
-[ -n "$prefix" ] || semcom_die 2 "give --prefix DIR (or --os-deps); --help says more"
-source=${source:-$(semcom_default_source)}
-semcom_check_source "$source"
-semcom_workdir
-
-if [ "$install" = 1 ]; then
-    semcom_make_venv "$prefix"
-    prefix=$(cd "$prefix" && pwd)
-    semcom_install_torch "$prefix"
-    semcom_pin_installed "$prefix" "$SEMCOM_WORK/constraints.txt" torch torchvision
-    semcom_install_project "$prefix" "$source" cloud "$SEMCOM_WORK/constraints.txt"
-else
-    [ -x "$prefix/bin/semcom" ] || semcom_die 2 "--verify-only: no $prefix/bin/semcom"
-    prefix=$(cd "$prefix" && pwd)
-fi
+semcom_install_main "${BASH_SOURCE[0]}" cloud "" "$@"
 
 [ "$verify" = 1 ] || exit 0
 semcom_verify_common "$prefix"

@@ -195,3 +195,53 @@ semcom_os_setup() {
         install -d -m 0755 /models /etc/semcom
     fi
 }
+
+# The steps both CPU install scripts share: their options, --os-deps, the venv and the
+# project's install. Usage: semcom_install_main SCRIPT EXTRA OS_PACKAGES "$@"; sets the
+# globals `prefix` (absolute), `source` (the project tree) and `verify` (1: the caller runs
+# its checks next).
+# shellcheck disable=SC2034 # prefix, source and verify are read by the calling script
+semcom_install_main() {
+    local script=$1 extra=$2 os_packages=$3
+    shift 3
+    local install=1 os_deps=0 user="" clean_apt=0
+    prefix="" source="" verify=1
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --prefix) prefix=${2:?--prefix needs a folder} && shift ;;
+        --source) source=${2:?--source needs a folder} && shift ;;
+        --no-verify) verify=0 ;;
+        --verify-only) install=0 ;;
+        --os-deps) os_deps=1 ;;
+        --user) user=${2:?--user needs a name} && shift ;;
+        --clean-apt) clean_apt=1 ;;
+        -h | --help) semcom_usage "$script" 0 ;;
+        *) semcom_log "unknown argument: $1" && semcom_usage "$script" 2 >&2 ;;
+        esac
+        shift
+    done
+    if [ "$os_deps" = 1 ]; then
+        semcom_os_setup "$os_packages" "$user" "" "$clean_apt"
+        exit 0
+    fi
+    [ -n "$prefix" ] || semcom_die 2 "give --prefix DIR (or --os-deps); --help says more"
+    source=${source:-$(semcom_default_source)}
+    semcom_check_source "$source"
+    semcom_workdir
+    if [ "$install" = 1 ]; then
+        semcom_make_venv "$prefix"
+        prefix=$(cd "$prefix" && pwd)
+        semcom_install_torch "$prefix"
+        semcom_pin_installed "$prefix" "$SEMCOM_WORK/constraints.txt" torch torchvision
+        semcom_install_project "$prefix" "$source" "$extra" "$SEMCOM_WORK/constraints.txt"
+    else
+        [ -x "$prefix/bin/semcom" ] || semcom_die 2 "--verify-only: no $prefix/bin/semcom"
+        prefix=$(cd "$prefix" && pwd)
+    fi
+}
+
+# A script's header comment (lines 2 to `set -euo`) as its help; exits with $2.
+semcom_usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$1"
+    exit "${2:-0}"
+}
