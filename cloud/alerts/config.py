@@ -142,7 +142,7 @@ class AlertRule(_Model):
         None,
         ge=0,
         description="Only speed events whose value, in speed_unit, is above this; events "
-        "measured in another unit do not match.",
+        "measured in another unit do not match. Speeds match once settled (the track ended).",
     )
     speed_unit: SpeedUnit = Field(
         "km/h",

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from cloud.alerts.config import DURATION_KINDS, AlertRule
 from cloud.alerts.model import StoredEvent
 from cloud.alerts.store import QuietKey
+from cloud.analytics.store import SETTLED_SPEED
 
 _SECONDS_PER = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
@@ -29,8 +30,15 @@ def camera_matches(rule: AlertRule, event: StoredEvent) -> bool:
 
 
 def matches(rule: AlertRule, event: StoredEvent) -> bool:
-    """Every filter of ``rule`` holds for ``event`` (an empty filter holds for every event)."""
+    """Every filter of ``rule`` holds for ``event`` (an empty filter holds for every event).
+
+    A speed matches only once settled (its track ended: ordinal ``SETTLED_SPEED``, inserted
+    once per track by the analytics runner): the provisional speed of a track in progress is
+    measured on its first seconds and would both alert falsely and miss a vehicle whose
+    speed over its whole track crosses the threshold later."""
     if event.kind not in rule.kinds or not camera_matches(rule, event):
+        return False
+    if event.kind == "speed" and event.ordinal != SETTLED_SPEED:
         return False
     if rule.subjects and event.subject not in rule.subjects:
         return False

@@ -16,7 +16,8 @@ makes a *pass* every ``period_s``; each pass goes over every camera with a scene
 - **Growing tracks**: a track still in progress is analysed again each time it changes, from
   all its samples (:mod:`cloud.analytics.samples`); the engine reports the same settled events
   with the same keys, so storing is an upsert by key (:mod:`cloud.analytics.store`): new
-  events are inserted once, the speed row is updated, events already stored stay. A track
+  events are inserted once, the speed row is updated (and, once the track has ended,
+  replaced by its settled speed), events already stored stay. A track
   whose history changed (late boxes inside its span) has its stored events brought in line
   with its latest analysis. A long track in progress (``long_track_samples``: a vehicle
   parked for minutes) is analysed again at most every ``long_track_every_s`` (the watermark
@@ -71,6 +72,7 @@ from cloud.analytics.store import (
     event_row,
     plan,
     save_watermark,
+    settle,
     stored_events,
     watermarks,
 )
@@ -297,7 +299,7 @@ class AnalyticsRunner:
                 logger.exception("camera %d: track %d cannot be analysed", camera_id, row.id)
                 continue
             span = (track.samples[0][0], track.samples[-1][0]) if track.samples else None
-            fresh = [event_row(e) for e in events]
+            fresh = settle([event_row(e) for e in events], row.ended)
             plan(todo, camera_id, row.id, row.class_id, fresh, mine, span, now)
             self._remember_length(row, len(track.samples), now)
             self.metrics.tracks.labels(label).inc()

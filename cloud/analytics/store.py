@@ -13,7 +13,13 @@ write; :func:`apply` writes it inside the caller's transaction:
 - an event stored with the same content is left alone (the common case: a growing track
   reports its settled events again);
 - the ``speed`` row is updated whenever its value (or moment) changed: it is recomputed from
-  the whole track each time;
+  the whole track each time. While the track is in progress its key has ordinal 0 (a
+  provisional speed: measured on the first seconds it may be far from the final figure);
+  once the track has ended (:func:`settle`) the speed has ordinal :data:`SETTLED_SPEED`, a
+  new row that replaces the provisional one in the same transaction. So a track has one
+  speed row at a time, and its settled speed is *inserted* exactly once (by key, whatever
+  the order of its boxes and its end): what the alert dispatcher, which follows inserted
+  rows, alerts on. Boxes that arrive after the end correct the settled row in place;
 - a stored event whose content changed, or that the analysis no longer reports although it
   lies within the analysed samples' time span, is updated or deleted. This happens only when
   a track's history was rewritten: boxes that arrive late inside its span (an edge draining
@@ -27,7 +33,7 @@ write; :func:`apply` writes it inside the caller's transaction:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -46,6 +52,8 @@ from cloud.analytics.events import (
 from cloud.schema import analytics_events, analytics_progress
 
 _IN_CHUNK: Final = 500
+#: The ordinal of a track's speed once the track has ended (module docstring).
+SETTLED_SPEED: Final = 1
 Key = tuple[str, str, int]
 """(kind, subject, ordinal): an event's key within its track."""
 
@@ -115,6 +123,14 @@ def event_row(event: Event) -> EventRow:
     )
 
 
+def settle(rows: Sequence[EventRow], ended: bool) -> list[EventRow]:
+    """The rows to store for a track: ``rows`` with, once the track has ended, its speed
+    under ordinal :data:`SETTLED_SPEED` (the engine numbers it 0, growing or not)."""
+    if not ended:
+        return list(rows)
+    return [replace(r, ordinal=SETTLED_SPEED) if r.kind == "speed" else r for r in rows]
+
+
 def stored_events(conn: Connection, track_ids: Iterable[int]) -> dict[int, dict[Key, StoredEvent]]:
     """The stored events of each track, by key."""
     out: dict[int, dict[Key, StoredEvent]] = {}
@@ -179,11 +195,14 @@ def plan(
                  "new_direction": row.direction, "new_value": row.value, "new_unit": row.unit,
                  "new_version": row.scene_version, "new_details": row.details}
             )  # fmt: skip
-    if span is None:
-        return
-    first, last = span
+    speeds = {key for key in fresh if key[0] == "speed"}
     for key, old in stored.items():
-        if key not in fresh and old.row.kind != "speed" and first <= old.row.at_us <= last:
+        if key in fresh:
+            continue
+        if old.row.kind == "speed":
+            if speeds:  # the settled speed replaces the provisional one
+                out.deletes.append(old.id)
+        elif span is not None and span[0] <= old.row.at_us <= span[1]:
             out.deletes.append(old.id)
 
 

@@ -115,7 +115,8 @@ class AnalyticsEvent(_Out):
     kind: EventKindName
     subject: str = Field(description="The line's or zone's name; empty for speed.")
     ordinal: int = Field(
-        description="The crossing's index on that line (lines), the stay's index (zones)."
+        description="The crossing's index on that line (lines), the stay's index (zones); "
+        "speed: 0 while the track is in progress, 1 once it ended (the settled speed)."
     )
     time: datetime = Field(description="When it happened (capture time, UTC).")
     class_id: int | None = Field(description="The track's class (its votes once ended).")

@@ -35,7 +35,8 @@ EVENT = StoredEvent(
     created_us=T0,
     details=None,
 )
-SPEED = replace(EVENT, kind="speed", subject="", direction=None, value=82.5, unit="km/h")
+# a settled speed (its track ended); ordinal 0 is a track in progress's provisional speed
+SPEED = replace(EVENT, kind="speed", subject="", ordinal=1, direction=None, value=82.5, unit="km/h")
 DWELL = replace(EVENT, kind="zone_exit", subject="bus-stop", direction=None, value=150.0, unit="s")
 
 
@@ -64,6 +65,9 @@ def rule(**fields: Any) -> AlertRule:
         ({"kinds": "speed", "speed_above": 82.5}, SPEED, False),  # above, not at
         ({"kinds": "speed", "speed_above": 0.5, "speed_unit": "image_widths/s"}, SPEED, False),
         ({"kinds": "speed", "speed_above": 80}, replace(SPEED, value=None), False),
+        ({"kinds": "speed", "speed_above": 80}, replace(SPEED, ordinal=0), False),
+        ({"kinds": "speed"}, replace(SPEED, ordinal=0), False),  # provisional, any threshold
+        ({"kinds": "speed"}, SPEED, True),
         ({"kinds": ["speed", "line_crossing"], "speed_above": 80}, EVENT, True),  # not a speed
         ({"kinds": "zone_exit", "dwell_above_s": 120}, DWELL, True),
         ({"kinds": "zone_exit", "dwell_above_s": 180}, DWELL, False),
