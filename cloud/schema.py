@@ -23,6 +23,9 @@ them in a database (a test checks the two agree). Times are microseconds since t
   ``alert_dead_letters`` (alerts that could not be delivered), from migration ``0005``.
 - ``alert_cursors`` and ``alert_quiet``: the alert dispatcher's position in the events and
   its rules' quiet periods (migration ``0006``).
+- ``congestion_windows``: per camera, zone and time window, the occupancy, mean speed and
+  congestion level (:mod:`cloud.analytics.congestion_store`), with the analytics runner's
+  closed-window frontier in ``analytics_progress.congestion_us`` (migration ``0007``).
 """
 
 from __future__ import annotations
@@ -248,7 +251,9 @@ scenes = Table(
     Index(None, "camera_id", "id"),  # the newest row of a camera is its current scene
 )
 
-# No foreign key to tracks: retention deletes tracks, the events (counts) stay.
+# No foreign key to tracks: retention deletes tracks when their detections are gone, events by
+# their own time. A zone's congestion change (kind "congestion") belongs to no track: its
+# track_id is minus the camera id (cloud.analytics.congestion_store).
 analytics_events = Table(
     "analytics_events",
     metadata,
@@ -278,6 +283,8 @@ analytics_progress = Table(
     # tracks.updated_us up to which this camera's tracks are analysed
     Column("watermark_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+    # congestion windows ending at or before it are closed (final); migration 0007
+    Column("congestion_us", BigInteger, nullable=True),
 )
 
 alert_dead_letters = Table(
@@ -294,6 +301,28 @@ alert_dead_letters = Table(
     Column("last_attempt_us", BigInteger, nullable=False),
     Column("replayed_us", BigInteger, nullable=True),
     Index(None, "created_us"),
+)
+
+# A zone's congestion per time window, one row per (camera, zone, window start) that had a
+# vehicle in it (cloud.analytics.congestion_store), migration 0007.
+congestion_windows = Table(
+    "congestion_windows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("start_us", BigInteger, nullable=False),  # aligned to the epoch
+    Column("window_us", BigInteger, nullable=False),
+    Column("occupancy", Float, nullable=False),  # mean vehicles present over the window
+    Column("mean_speed", Float, nullable=True),  # none: no vehicle with a measured speed
+    Column("speed_unit", String(32), nullable=False),  # km/h or image_widths/s
+    Column("vehicles", Integer, nullable=False),  # distinct vehicles present
+    Column("level", String(8), nullable=False),  # free, slow, jammed, unknown
+    Column("provisional", Boolean, nullable=False),  # the window is still open
+    Column("scene_version", String(64), nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("camera_id", "zone", "start_us"),
+    Index(None, "start_us"),
 )
 
 # The alert dispatcher's position in analytics_events (cloud.alerts.dispatcher), migration 0006.
