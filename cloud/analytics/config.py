@@ -37,6 +37,22 @@ class AnalyticsConfig(BaseModel):
     long_track_every_s: float = Field(
         30.0, ge=0, le=3600, description="See long_track_samples (s)."
     )
+    congestion_window_s: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description="Length of the congestion windows (s), aligned to the Unix epoch: per "
+        "zone of a scene and window, the occupancy, mean speed, vehicles and level "
+        "(GET /v1/analytics/congestion).",
+    )
+    congestion_max_stay_s: float = Field(
+        3600.0,
+        ge=60,
+        le=86_400,
+        description="A zone stay counts in a congestion window only if it began at most this "
+        "long before the window (s): bounds what each window reads; a vehicle parked longer "
+        "stops counting then.",
+    )
     max_tracks_per_pass: int = Field(
         5_000,
         ge=1,

@@ -56,6 +56,13 @@ class AnalyticsMetrics:
             ["camera"],
             registry=registry,
         )
+        self.congestion = Gauge(
+            "semcom_analytics_congestion_level",
+            "Congestion level of each zone in its newest closed window, by camera and zone: "
+            "0 free, 1 slow, 2 jammed, -1 unknown (vehicles, but none with a speed).",
+            ["camera", "zone"],
+            registry=registry,
+        )
         self.pass_seconds = Histogram(
             "semcom_analytics_pass_seconds",
             "Duration of one runner pass over every camera with a scene (s).",

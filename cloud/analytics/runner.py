@@ -33,6 +33,10 @@ makes a *pass* every ``period_s``; each pass goes over every camera with a scene
   most the in-memory skip list, so the lookback window is analysed again, which stores
   nothing twice. A track the engine cannot analyse is logged, counted and skipped until it
   changes; a stored scene that no longer validates stops that camera's analytics (logged).
+- **Congestion**: in the same transaction as a batch's events, the congestion windows its
+  tracks' zone stays touch (before and after the change) are computed again for the zones of
+  the camera's current scene, and those the newest capture time closes are made final, with
+  their change events (:mod:`cloud.analytics.congestion_store`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cloud.analytics.config import AnalyticsConfig
+from cloud.analytics.congestion_store import LEVEL_VALUES, refresh
+from cloud.analytics.congestion_windows import WindowSpec, touched
 from cloud.analytics.engine import CompiledScene, analyze_track, compile_scene
 from cloud.analytics.metrics import AnalyticsMetrics, class_label
 from cloud.analytics.samples import (
@@ -96,6 +102,10 @@ class PassStats:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    windows: int = 0
+    """Congestion window rows written or deleted."""
+    congestion_changes: int = 0
+    """Congestion-change events inserted."""
 
 
 class AnalyticsRunner:
@@ -117,6 +127,10 @@ class AnalyticsRunner:
         self._labels: dict[int, str] = {}
         self._starts: dict[int, int] = {}  # camera -> when it got its first scene
         self._long: dict[int, int] = {}  # long tracks in progress -> when last analysed
+        self._gauged: dict[int, set[str]] = {}  # camera -> zones with a congestion gauge
+        self._windows = WindowSpec(
+            config.congestion_window_s * 1_000_000, round(config.congestion_max_stay_s * 1e6)
+        )
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -246,6 +260,16 @@ class AnalyticsRunner:
             for track_id, _ in sorted(self._long.items(), key=lambda kv: kv[1])[:5_000]:
                 del self._long[track_id]
 
+    def _gauge(self, camera_id: int, label: str, latest: dict[str, str]) -> None:
+        """Set each zone's congestion gauge; zones gone from the scene lose theirs."""
+        if not latest:
+            return
+        for zone in self._gauged.get(camera_id, set()) - set(latest):
+            self.metrics.congestion.remove(label, zone)
+        for zone, level in latest.items():
+            self.metrics.congestion.labels(label, zone).set(LEVEL_VALUES[level])
+        self._gauged[camera_id] = set(latest)
+
     def _scene_for(
         self, camera_id: int, current: CompiledScene, mine: dict[Key, StoredEvent]
     ) -> CompiledScene | None:
@@ -286,6 +310,8 @@ class AnalyticsRunner:
         now = self.clock_us()
         todo = Plan()
         label = self._labels.get(camera_id, str(camera_id))
+        windows: dict[str, set[int]] = {}  # zone -> congestion windows touched
+        newest = 0  # the newest capture time seen
         for row in rows:
             mine = stored.get(row.id, {})
             compiled = self._scene_for(camera_id, current, mine)
@@ -301,12 +327,24 @@ class AnalyticsRunner:
             span = (track.samples[0][0], track.samples[-1][0]) if track.samples else None
             fresh = settle([event_row(e) for e in events], row.ended)
             plan(todo, camera_id, row.id, row.class_id, fresh, mine, span, now)
+            last = max(row.last_seen_us, span[1] if span else 0)
+            newest = max(newest, last)
+            for group in ([s.row for s in mine.values()], fresh):
+                for zone, starts in touched(group, last, self._windows).items():
+                    windows.setdefault(zone, set()).update(starts)
             self._remember_length(row, len(track.samples), now)
             self.metrics.tracks.labels(label).inc()
             stats.analysed += 1
         with self.engine.begin() as conn:
             inserted = apply(conn, todo)
             save_watermark(conn, camera_id, watermark_us, now)
+            congestion = None
+            if newest and current.zones:
+                congestion = refresh(conn, camera_id, current, windows, newest, self._windows, now)
+        if congestion is not None:
+            stats.windows += congestion.windows
+            stats.congestion_changes += len(congestion.changes)
+            self._gauge(camera_id, label, congestion.latest)
         stats.inserted += len(inserted)
         stats.updated += len(todo.updates)
         stats.deleted += len(todo.deletes)
