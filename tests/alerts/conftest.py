@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -135,9 +136,9 @@ class Receiver:
         return [r for r in self.received if r.status == 200]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    recv = Receiver(secret=b"receiver-secret")
+@contextmanager
+def serving(recv: Receiver) -> Iterator[Receiver]:
+    """``recv`` served on 127.0.0.1, a free port (``recv.url``), until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -154,10 +155,18 @@ def receiver() -> Iterator[Receiver]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     recv.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    yield recv
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield recv
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving(Receiver(secret=b"receiver-secret")) as recv:
+        yield recv
 
 
 # -- a real Mosquitto broker
