@@ -72,7 +72,7 @@ def check_batch(
     classes: NDArray[np.integer],
     ts_us: NDArray[np.integer],
 ) -> Batch:
-    """The add() contract: equal lengths, right width, finite non-zero vectors.
+    """The add() contract: equal lengths, right width, finite non-zero vectors, ids >= 0.
 
     The rows come back sorted by id, each id once (its first row).
     """
@@ -82,6 +82,9 @@ def check_batch(
     for name, col in (("ids", id_col), ("cameras", cams), ("classes", cls), ("ts_us", ts)):
         if len(col) != len(x):
             raise InvalidBatch(f"add: {len(x)} vectors but {len(col)} {name}")
+    if len(id_col) and int(id_col.min()) < 0:
+        # Catalog ids are positive; Qdrant's point ids are unsigned 64-bit integers.
+        raise InvalidBatch(f"add: ids must not be negative, got {int(id_col.min())}")
     if len(id_col) > 1 and not bool((id_col[1:] > id_col[:-1]).all()):
         _, first = np.unique(id_col, return_index=True)  # sorted ids, first row of each
         id_col, x, cams, cls, ts = id_col[first], x[first], cams[first], cls[first], ts[first]
@@ -106,7 +109,9 @@ def check_queries(space: str, dim: int, queries: NDArray[np.floating], k: int) -
 
 
 def check_ids(ids: NDArray[np.integer]) -> I64:
-    return np.unique(np.asarray(ids).astype(np.int64, copy=False).ravel())
+    """Sorted distinct ids to remove; negative ones are dropped (no index can hold them)."""
+    unique = np.unique(np.asarray(ids).astype(np.int64, copy=False).ravel())
+    return unique[unique >= 0]
 
 
 def space_key(space: str) -> str:
