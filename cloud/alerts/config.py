@@ -17,6 +17,10 @@ Example::
           subjects: [bus-stop]
           dwell_above_s: 120
           targets: [ops]
+        - name: jams
+          kinds: [congestion]             # a zone's level changed (per closed window)
+          levels: [jammed, free]          # to jammed, and back to free (cleared)
+          targets: [ops]
       webhooks:
         ops:
           url: https://ops.example.org/semcom
@@ -53,9 +57,17 @@ from pydantic import (
 from cloud.describe.schema import COCO_NAMES
 
 EventKind = Literal[
-    "line_crossing", "zone_entry", "zone_exit", "speed", "stopped_vehicle", "wrong_way"
+    "line_crossing",
+    "zone_entry",
+    "zone_exit",
+    "speed",
+    "stopped_vehicle",
+    "wrong_way",
+    "congestion",
 ]
 EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+#: The levels a zone's congestion changes to (``direction`` of a ``congestion`` event).
+CongestionLevel = Literal["free", "slow", "jammed"]
 #: Kinds whose ``value`` is a duration (dwell in a zone, time stopped).
 DURATION_KINDS: Final = frozenset({"zone_exit", "stopped_vehicle"})
 SpeedUnit = Literal["km/h", "image_widths/s"]
@@ -117,7 +129,7 @@ class AlertRule(_Model):
     kinds: Annotated[tuple[EventKind, ...], BeforeValidator(_listify)] = Field(
         min_length=1,
         description="Event kinds that match: line_crossing, zone_entry, zone_exit, speed, "
-        "stopped_vehicle, wrong_way (one or a list).",
+        "stopped_vehicle, wrong_way, congestion (a zone's level changed; one or a list).",
     )
     cameras: Annotated[tuple[CameraRef, ...], BeforeValidator(_listify)] = Field(
         (),
@@ -137,6 +149,11 @@ class AlertRule(_Model):
     )
     directions: Annotated[tuple[Literal["in", "out"], ...], BeforeValidator(_listify)] = Field(
         (), description="Line-crossing directions that match (in, out); empty: both."
+    )
+    levels: Annotated[tuple[CongestionLevel, ...], BeforeValidator(_listify)] = Field(
+        (),
+        description="Congestion events whose new level is one of these match (free: a jam "
+        "cleared, slow, jammed); empty: every level.",
     )
     speed_above: float | None = Field(
         None,
@@ -180,6 +197,11 @@ class AlertRule(_Model):
         if self.directions and "line_crossing" not in self.kinds:
             raise ValueError(
                 f"rule {self.name}: directions apply to line_crossing events, and kinds "
+                f"({', '.join(self.kinds)}) has none"
+            )
+        if self.levels and "congestion" not in self.kinds:
+            raise ValueError(
+                f"rule {self.name}: levels apply to congestion events, and kinds "
                 f"({', '.join(self.kinds)}) has none"
             )
         if len(set(self.targets)) != len(self.targets):

@@ -46,6 +46,8 @@ def matches(rule: AlertRule, event: StoredEvent) -> bool:
         return False
     if rule.directions and event.kind == "line_crossing" and event.direction not in rule.directions:
         return False
+    if rule.levels and event.kind == "congestion" and event.direction not in rule.levels:
+        return False
     if rule.speed_above is not None and event.kind == "speed":
         if event.unit != rule.speed_unit or event.value is None:
             return False

@@ -37,7 +37,8 @@ def _event(m: RowMapping) -> StoredEvent:
     return StoredEvent(
         id=m["id"],
         camera=Camera(m["camera_id"], m["edge_id"], m["camera_name"]),
-        track_id=m["track_id"],
+        # a zone's congestion change belongs to no track (stored as minus the camera id)
+        track_id=m["track_id"] if m["track_id"] > 0 else None,
         kind=m["kind"],
         subject=m["subject"] or "",
         ordinal=m["ordinal"],

@@ -38,6 +38,9 @@ EVENT = StoredEvent(
 # a settled speed (its track ended); ordinal 0 is a track in progress's provisional speed
 SPEED = replace(EVENT, kind="speed", subject="", ordinal=1, direction=None, value=82.5, unit="km/h")
 DWELL = replace(EVENT, kind="zone_exit", subject="bus-stop", direction=None, value=150.0, unit="s")
+# a zone's level changed to jammed (no track, no class; value: the window's occupancy)
+JAM = replace(EVENT, kind="congestion", subject="queue", track_id=None, class_id=None,
+              direction="jammed", value=2.5, unit="vehicles")  # fmt: skip
 
 
 def rule(**fields: Any) -> AlertRule:
@@ -77,6 +80,14 @@ def rule(**fields: Any) -> AlertRule:
             True,
         ),
         ({"kinds": "zone_exit", "dwell_above_s": 120}, replace(DWELL, unit=None), False),
+        ({"kinds": "congestion"}, JAM, True),
+        ({"kinds": "congestion", "levels": ["jammed", "free"]}, JAM, True),
+        ({"kinds": "congestion", "levels": "slow"}, JAM, False),
+        ({"kinds": "congestion", "levels": "free"}, replace(JAM, direction="free"), True),
+        ({"kinds": "congestion", "subjects": "queue"}, JAM, True),
+        ({"kinds": "congestion", "classes": "car"}, JAM, False),  # no class
+        ({"kinds": ["congestion", "line_crossing"], "levels": "slow"}, EVENT, True),
+        ({"kinds": "line_crossing"}, JAM, False),
     ],
 )
 def test_matching(fields: dict[str, Any], event: StoredEvent, expected: bool) -> None:
@@ -186,6 +197,14 @@ def test_the_dispatcher_suppresses_repeats_and_remembers_across_restarts(
             "dwell_above_s applies to zone_exit and stopped_vehicle events",
         ),
         ({"rules": [{"name": "a", "kinds": "speeding", "targets": "x"}]}, "kinds"),
+        (
+            {"rules": [{"name": "a", "kinds": "speed", "levels": "jammed", "targets": "x"}]},
+            "rule a: levels apply to congestion events, and kinds (speed) has none",
+        ),
+        (
+            {"rules": [{"name": "a", "kinds": "congestion", "levels": "stuck", "targets": "x"}]},
+            "levels",
+        ),
         (
             {"rules": [{"name": "a", "kinds": "speed", "classes": ["carriage"], "targets": "x"}]},
             "unknown class name 'carriage'",
