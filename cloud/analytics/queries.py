@@ -1,6 +1,8 @@
-"""The read side of the analytics events: pages, count series, a window's figures.
+"""The read side of the analytics events: pages, count series, a window's figures, and the
+congestion windows.
 
-Plain SQLAlchemy Core over ``analytics_events`` (SQLite and PostgreSQL alike); each function
+Plain SQLAlchemy Core over ``analytics_events`` and ``congestion_windows`` (SQLite and
+PostgreSQL alike); each function
 takes the caller's connection. Times are microseconds since the Unix epoch and filters are
 half-open (``from_us <= at_us < to_us``). Event lists are newest first, paged by keyset on
 ``(at_us desc, id desc)`` with the catalog's opaque cursor (:func:`cloud.catalog.encode_cursor`).
@@ -17,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
 from cloud.analytics.scenes import current_scene
 from cloud.catalog import decode_cursor, encode_cursor
-from cloud.schema import analytics_events, cameras
+from cloud.schema import analytics_events, cameras, congestion_windows
 
 _IN_CHUNK: Final = 500
 INCIDENT_KINDS: Final = ("stopped_vehicle", "wrong_way")
@@ -29,7 +31,8 @@ class EventRecord:
     camera_id: int
     camera: str
     edge_id: str
-    track_id: int
+    track_id: int | None
+    """None for an event of no track (a zone's congestion change)."""
     kind: str
     subject: str
     ordinal: int
@@ -78,7 +81,8 @@ def events_page(
     items = [
         EventRecord(
             id=int(r.id), camera_id=int(r.camera_id), camera=str(r.camera),
-            edge_id=str(r.edge_id), track_id=int(r.track_id), kind=str(r.kind),
+            edge_id=str(r.edge_id), track_id=int(r.track_id) if r.track_id > 0 else None,
+            kind=str(r.kind),
             subject=str(r.subject), ordinal=int(r.ordinal), at_us=int(r.at_us),
             class_id=None if r.class_id is None else int(r.class_id), direction=r.direction,
             value=None if r.value is None else float(r.value), unit=r.unit,
@@ -190,3 +194,66 @@ def window_figures(
         incidents=incidents,
         speeds=speeds,
     )
+
+
+@dataclass(frozen=True)
+class CongestionRecord:
+    """A stored congestion window (:mod:`cloud.analytics.congestion_store`)."""
+
+    id: int
+    camera_id: int
+    zone: str
+    start_us: int
+    window_us: int
+    occupancy: float
+    mean_speed: float | None
+    speed_unit: str
+    vehicles: int
+    level: str
+    provisional: bool
+    scene_version: str
+    updated_us: int
+
+
+def congestion_page(
+    conn: Connection,
+    camera_id: int,
+    zone: str | None,
+    from_us: int | None,
+    to_us: int | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[CongestionRecord], str | None]:
+    """A page of the camera's congestion windows starting in ``[from_us, to_us)``, newest
+    first (keyset on ``(start_us desc, id desc)``), and the next page's cursor (None: last
+    page). :class:`cloud.catalog_records.InvalidCursor` for a cursor this API did not make."""
+    w = congestion_windows.c
+    where: list[ColumnElement[bool]] = [w.camera_id == camera_id]
+    if zone is not None:
+        where.append(w.zone == zone)
+    if from_us is not None:
+        where.append(w.start_us >= from_us)
+    if to_us is not None:
+        where.append(w.start_us < to_us)
+    if cursor:
+        start, last_id = decode_cursor(cursor)
+        where.append(or_(w.start_us < start, and_(w.start_us == start, w.id < last_id)))
+    rows = conn.execute(
+        select(congestion_windows)
+        .where(*where)
+        .order_by(w.start_us.desc(), w.id.desc())
+        .limit(limit + 1)
+    ).all()
+    items = [
+        CongestionRecord(
+            id=int(r.id), camera_id=int(r.camera_id), zone=str(r.zone),
+            start_us=int(r.start_us), window_us=int(r.window_us), occupancy=float(r.occupancy),
+            mean_speed=None if r.mean_speed is None else float(r.mean_speed),
+            speed_unit=str(r.speed_unit), vehicles=int(r.vehicles), level=str(r.level),
+            provisional=bool(r.provisional), scene_version=str(r.scene_version),
+            updated_us=int(r.updated_us),
+        )
+        for r in rows[:limit]
+    ]  # fmt: skip
+    more = len(rows) > limit
+    return items, encode_cursor(items[-1].start_us, items[-1].id) if more and items else None

@@ -10,6 +10,8 @@
 - ``GET /v1/analytics/counts``: crossings of a line per direction, or entries of a zone, per
   class and time bucket (``bucket`` like ``5m``, at most :data:`MAX_BUCKETS` buckets, aligned
   to the epoch).
+- ``GET /v1/analytics/congestion``: a camera's congestion windows (one zone, or all), newest
+  first, keyset-paged like events (:mod:`cloud.analytics.congestion_store`).
 
 Token-protected like the rest of the API (mounted through ``ApiDeps.extra_routes``); blocking
 work runs in worker threads.
@@ -39,6 +41,8 @@ from cloud.analytics.scenes import (
 )
 from cloud.api.analytics_schemas import (
     AnalyticsEvent,
+    CongestionPage,
+    CongestionWindow,
     Counts,
     EventKindName,
     EventPage,
@@ -56,7 +60,14 @@ from cloud.config import parse_age
 
 MAX_BUCKETS: Final = 2000
 DEFAULT_SPAN_US: Final = 24 * 3600 * 1_000_000
-DEFAULT_KINDS: Final = ("line_crossing", "zone_entry", "zone_exit", "stopped_vehicle", "wrong_way")
+DEFAULT_KINDS: Final = (
+    "line_crossing",
+    "zone_entry",
+    "zone_exit",
+    "stopped_vehicle",
+    "wrong_way",
+    "congestion",
+)
 _NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such camera, or no scene for it."}
@@ -192,6 +203,36 @@ class AnalyticsService:
             )
         return Counts.of(camera_id, (line, zone), start, bucket_us, n, rows)
 
+    def congestion(
+        self,
+        camera_id: int,
+        zone: str | None,
+        from_us: int | None,
+        to_us: int | None,
+        limit: int,
+        cursor: str | None,
+    ) -> CongestionPage:
+        if from_us is not None and to_us is not None and from_us >= to_us:
+            raise InvalidParameter("from", "must be before `to`")
+        self._camera(camera_id)
+        try:
+            with self.engine.connect() as conn:
+                _lines, zones = subjects(conn, camera_id)
+                if not zones:
+                    raise NotFound(f"camera {camera_id} has no scene with a zone (PUT one)")
+                if zone is not None and zone not in zones:
+                    raise InvalidParameter(
+                        "zone", f"camera {camera_id} has no zone {zone!r} ({_names(zones)})"
+                    )
+                items, next_cursor = queries.congestion_page(
+                    conn, camera_id, zone, from_us, to_us, limit, cursor
+                )
+        except InvalidCursor as exc:
+            raise InvalidParameter("cursor", str(exc)) from None
+        return CongestionPage(
+            items=[CongestionWindow.of(r) for r in items], next_cursor=next_cursor
+        )
+
 
 def _names(names: set[str]) -> str:
     return "its scenes have: " + ", ".join(sorted(names)) if names else "none in its scenes"
@@ -249,7 +290,7 @@ def build_analytics_router(
     async def events(
         kind: Annotated[
             list[EventKindName] | None,
-            Query(max_length=6, description="Kinds (repeatable); default: every kind but speed."),
+            Query(max_length=7, description="Kinds (repeatable); default: every kind but speed."),
         ] = None,
         camera: Cameras = None,
         class_: Classes = None,
@@ -258,8 +299,8 @@ def build_analytics_router(
         limit: PageSize = 100,
         cursor: Cursor = None,
     ) -> EventPage:
-        """Line crossings, zone entries and exits, incidents (and speeds when asked for),
-        newest first, one page at a time (follow `next_cursor`)."""
+        """Line crossings, zone entries and exits, incidents, zones' congestion changes (and
+        speeds when asked for), newest first, one page at a time (follow `next_cursor`)."""
         kinds: list[str] | None = list(kind) if kind else None
         return await asyncio.to_thread(
             service.events, kinds, camera, class_, from_, to, limit, cursor
@@ -288,5 +329,25 @@ def build_analytics_router(
         return await asyncio.to_thread(
             service.counts, camera, line, zone, class_, from_, to, bucket
         )
+
+    @router.get(
+        "/v1/analytics/congestion",
+        response_model=CongestionPage,
+        responses=_NOT_FOUND,
+        tags=["analytics"],
+    )
+    async def congestion(
+        camera: Annotated[CameraId, Query(description="The camera.")],
+        zone: Subject = None,
+        from_: From = None,
+        to: To = None,
+        limit: PageSize = 100,
+        cursor: Cursor = None,
+    ) -> CongestionPage:
+        """Congestion per zone and time window (occupancy, mean speed, vehicles, level; open
+        windows marked provisional), windows starting in [`from`, `to`), newest first, one
+        page at a time (follow `next_cursor`). A window without an item had no vehicle in the
+        zone."""
+        return await asyncio.to_thread(service.congestion, camera, zone, from_, to, limit, cursor)
 
     return router

@@ -1,5 +1,5 @@
-"""Response models of the analytics routes (:mod:`cloud.api.analytics`): scenes, events and
-count series. Times are ISO 8601 in UTC, like the rest of the API."""
+"""Response models of the analytics routes (:mod:`cloud.api.analytics`): scenes, events,
+count series and congestion windows. Times are ISO 8601 in UTC, like the rest of the API."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.analytics.queries import EventRecord
+from cloud.analytics.queries import CongestionRecord, EventRecord
 from cloud.analytics.scenes import StoredScene
 from cloud.api.params import to_datetime
 from cloud.describe.schema import class_name
 
 EventKindName = Literal[
-    "line_crossing", "zone_entry", "zone_exit", "speed", "stopped_vehicle", "wrong_way"
+    "line_crossing",
+    "zone_entry",
+    "zone_exit",
+    "speed",
+    "stopped_vehicle",
+    "wrong_way",
+    "congestion",
 ]
+LevelName = Literal["free", "slow", "jammed", "unknown"]
 
 
 class _Out(BaseModel):
@@ -111,27 +118,35 @@ class AnalyticsEvent(_Out):
     camera_id: int
     camera: str = Field(description="The camera's name on its edge.")
     edge_id: str
-    track_id: int = Field(description="The track (/v1/tracks/{id}, while retention keeps it).")
+    track_id: int | None = Field(
+        description="The track (/v1/tracks/{id}, while retention keeps it); null for a "
+        "zone's congestion change, which belongs to no track."
+    )
     kind: EventKindName
     subject: str = Field(description="The line's or zone's name; empty for speed.")
     ordinal: int = Field(
         description="The crossing's index on that line (lines), the stay's index (zones); "
-        "speed: 0 while the track is in progress, 1 once it ended (the settled speed)."
+        "speed: 0 while the track is in progress, 1 once it ended (the settled speed); "
+        "congestion: the window's index (start / length)."
     )
     time: datetime = Field(description="When it happened (capture time, UTC).")
     class_id: int | None = Field(description="The track's class (its votes once ended).")
     class_name: str | None
-    direction: Literal["in", "out"] | None = Field(description="Line crossings: in or out.")
+    direction: Literal["in", "out", "free", "slow", "jammed"] | None = Field(
+        description="Line crossings: in or out; congestion: the zone's new level."
+    )
     value: float | None = Field(
         description="speed: the track's median speed; zone_exit: dwell; stopped_vehicle: time "
-        "stopped; wrong_way: the backward distance reached (see `unit`)."
+        "stopped; wrong_way: the backward distance reached; congestion: the window's "
+        "occupancy (see `unit`)."
     )
-    unit: str | None = Field(description="km/h, image_widths/s, s, m or image_widths.")
+    unit: str | None = Field(description="km/h, image_widths/s, s, m, image_widths or vehicles.")
     scene_version: str = Field(description="The scene that found it.")
     created: datetime = Field(description="When it was stored.")
     details: dict[str, Any] = Field(
         description="Kind-specific: crossed (zone_entry, zone_exit), entered_us and dwell_us "
-        "(zone_exit), since_us (stopped_vehicle), segments (speed)."
+        "(zone_exit), since_us (stopped_vehicle), segments (speed); level, previous, "
+        "window_s, vehicles, mean_speed, speed_unit (congestion)."
     )
 
     @classmethod
@@ -228,3 +243,80 @@ class Counts(_Out):
             series=series,
             totals=totals,
         )
+
+
+class CongestionWindow(_Out):
+    """A zone's congestion in one time window (docs/architecture.md: analytics)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "camera_id": 3,
+                    "zone": "queue",
+                    "start": "2026-11-24T10:00:00Z",
+                    "end": "2026-11-24T10:01:00Z",
+                    "window_s": 60.0,
+                    "occupancy": 2.5,
+                    "mean_speed": 3.2,
+                    "speed_unit": "km/h",
+                    "vehicles": 4,
+                    "level": "jammed",
+                    "provisional": False,
+                    "scene_version": "831cc44137ba9551",
+                    "updated": "2026-11-24T10:01:02.5Z",
+                }
+            ]
+        }
+    )
+
+    camera_id: int
+    zone: str
+    start: datetime = Field(description="Start of the window (aligned to the epoch).")
+    end: datetime = Field(description="End of the window (exclusive).")
+    window_s: float = Field(description="Length of the window (s).")
+    occupancy: float = Field(description="Vehicles present on average over the window.")
+    mean_speed: float | None = Field(
+        description="Mean of the present vehicles' speeds (see `speed_unit`); null when none "
+        "has a measured speed."
+    )
+    speed_unit: Literal["km/h", "image_widths/s"]
+    vehicles: int = Field(description="Distinct vehicles present during the window.")
+    level: LevelName = Field(
+        description="free, slow or jammed by the zone's thresholds; unknown: enough vehicles "
+        "but none with a measured speed."
+    )
+    provisional: bool = Field(
+        description="The window is still open (the camera's data have not reached its end "
+        "yet): its figures may change."
+    )
+    scene_version: str = Field(description="The scene whose thresholds gave the level.")
+    updated: datetime = Field(description="When the figures were last computed.")
+
+    @classmethod
+    def of(cls, r: CongestionRecord) -> CongestionWindow:
+        return cls(
+            camera_id=r.camera_id,
+            zone=r.zone,
+            start=to_datetime(r.start_us),
+            end=to_datetime(r.start_us + r.window_us),
+            window_s=r.window_us / 1e6,
+            occupancy=r.occupancy,
+            mean_speed=r.mean_speed,
+            speed_unit=r.speed_unit,  # the runner stores these values only (validated here)
+            vehicles=r.vehicles,
+            level=r.level,
+            provisional=r.provisional,
+            scene_version=r.scene_version,
+            updated=to_datetime(r.updated_us),
+        )
+
+
+class CongestionPage(_Out):
+    items: list[CongestionWindow] = Field(
+        description="Newest window first; a window without a row had no vehicle in the zone "
+        "(free, occupancy 0)."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null: this is the last page."
+    )

@@ -1,10 +1,11 @@
 """The Events page: traffic analytics in the dashboard.
 
 ``GET /events`` lists what the analytics runner found (line crossings, zone entries and exits,
-stopped vehicles, wrong-way driving), newest first, a page at a time, filtered by camera,
-kind, class and time from the URL; with one camera chosen, each of its scene's lines gets a
-chart of crossings per class and direction over the last hour (``AnalyticsService.counts``,
-the same figures as ``GET /v1/analytics/counts``).
+stopped vehicles, wrong-way driving, a zone's congestion level changing: no track, the new
+level in the direction column), newest first, a page at a time, filtered by camera, kind
+(the kinds of ``DEFAULT_KINDS`` and speed), class and time from the URL; with one camera
+chosen, each of its scene's lines gets a chart of crossings per class and direction over
+the last hour (``AnalyticsService.counts``, the same figures as ``GET /v1/analytics/counts``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ OPERATIONS = (
     "GET /v1/cameras/{camera_id}/scenes",
     "GET /v1/events",
     "GET /v1/analytics/counts",
+    "GET /v1/analytics/congestion",
 )
 RUNS = [
     (label, mode)

@@ -435,3 +435,42 @@ def test_the_events_page_lists_analytics_and_charts_a_cameras_lines(
     other = signed_in.get("/events?camera=2&kind=wrong_way")
     assert "<tr data-event=" not in other.text
     assert "No events match these filters" in other.text
+
+
+def test_the_events_page_shows_a_zones_congestion_change(
+    signed_in: httpx.Client, world: World
+) -> None:
+    """A congestion change belongs to no track: no track link, its new level shown."""
+    scene = {
+        "frame": {"width": 1280, "height": 720},
+        "zones": {"queue": {"polygon": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]}},
+    }
+    stored = AnalyticsService(world.engine).set_scene(2, scene)
+    now_us = time.time_ns() // 1000
+    with world.engine.begin() as conn:
+        top = conn.execute(select(func.max(schema.analytics_events.c.id))).scalar_one() or 0
+        conn.execute(
+            insert(schema.analytics_events).values(
+                id=int(top) + 1,
+                camera_id=2,
+                track_id=-2,
+                kind="congestion",
+                subject="queue",
+                ordinal=now_us // 60_000_000,
+                at_us=now_us // 60_000_000 * 60_000_000,
+                direction="jammed",
+                value=2.5,
+                unit="vehicles",
+                scene_version=stored.version,
+                created_us=now_us,
+                details={"level": "jammed", "previous": "free"},
+            )
+        )
+    page = signed_in.get("/events?camera=2&kind=congestion")
+    assert page.status_code == 200, page.text[:300]
+    assert '<option value="congestion" selected>congestion</option>' in page.text
+    [row] = re.findall(r"<tr data-event=.*?</tr>", page.text, re.S)
+    assert "<td>queue</td>" in row
+    assert "jammed 2.50 vehicles" in row
+    assert "<td>-</td>" in row
+    assert "/tracks/" not in row
