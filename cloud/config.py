@@ -295,8 +295,8 @@ class CloudConfig(_Model):
     retention: str | None = Field(
         None,
         pattern=r"^\d+(\.\d+)?\s*(s|m|h|d)$",
-        description="Delete detections, embeddings, tracks and counts older than this "
-        "(e.g. 30d, 12h); none: keep everything.",
+        description="Delete detections, embeddings, tracks, counts, analytics events and "
+        "congestion windows older than this (e.g. 30d, 12h); none: keep everything.",
     )
     writer_max_pending: int = Field(
         20_000,

@@ -2,7 +2,9 @@
 
 Runs in chunks (short write transactions, so ingest keeps committing in between). Deleted, by
 capture time: detections with their embeddings, frame counts, tracks last seen before the
-cut-off, descriptions whose window ended before it, and journal frames. The journal's
+cut-off, descriptions whose window ended before it, analytics events (crossings, zone stays,
+speeds, incidents, congestion changes) that happened before it, congestion windows that ended
+before it, and journal frames. The journal's
 watermarks stay, so a frame resent after its deletion is still recognised as a repeat; frames
 older than the cut-off that arrive late are acknowledged but not added to the catalog.
 """
@@ -18,6 +20,8 @@ from sqlalchemy.engine import Engine
 
 from cloud.metrics import CloudMetrics
 from cloud.schema import (
+    analytics_events,
+    congestion_windows,
     descriptions,
     detections,
     embeddings,
@@ -99,6 +103,30 @@ class Retention:
                 ),
                 lambda conn, ids: (
                     conn.execute(delete(descriptions).where(descriptions.c.id.in_(ids))).rowcount
+                ),
+            ),
+            "analytics_events": self._chunks(
+                lambda conn: _ids(
+                    conn, select(analytics_events.c.id).where(analytics_events.c.at_us < cut)
+                ),
+                lambda conn, ids: (
+                    conn.execute(
+                        delete(analytics_events).where(analytics_events.c.id.in_(ids))
+                    ).rowcount
+                ),
+            ),
+            "congestion_windows": self._chunks(
+                lambda conn: _ids(
+                    conn,
+                    select(congestion_windows.c.id).where(
+                        congestion_windows.c.start_us < cut,
+                        congestion_windows.c.start_us + congestion_windows.c.window_us <= cut,
+                    ),
+                ),
+                lambda conn, ids: (
+                    conn.execute(
+                        delete(congestion_windows).where(congestion_windows.c.id.in_(ids))
+                    ).rowcount
                 ),
             ),
         }

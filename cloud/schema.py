@@ -260,7 +260,7 @@ analytics_events = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("camera_id", Id, ForeignKey("cameras.id"), nullable=False),
     Column("track_id", BigInteger, nullable=False),
-    Column("kind", String(32), nullable=False),  # cloud.analytics.events.EventKind
+    Column("kind", String(32), nullable=False),  # cloud.analytics.events.EventKind, congestion
     Column("subject", String(64), nullable=False),  # line or zone name; "" for speed
     Column("ordinal", Integer, nullable=False),
     Column("at_us", BigInteger, nullable=False),
@@ -274,6 +274,7 @@ analytics_events = Table(
     UniqueConstraint("track_id", "kind", "subject", "ordinal"),
     Index(None, "camera_id", "at_us"),
     Index(None, "kind", "at_us"),
+    Index(None, "at_us"),  # retention (migration 0007)
 )
 
 analytics_progress = Table(

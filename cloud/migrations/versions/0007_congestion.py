@@ -8,6 +8,7 @@ Create Date: 2026-12-04 10:00:00
   present: occupancy, mean speed and unit, vehicles, level, provisional (still open).
 - ``analytics_progress.congestion_us``: congestion windows ending at or before it are closed.
   Existing rows get none: the runner starts closing windows from the next data it sees.
+- an index on ``analytics_events.at_us``: retention deletes events by their time.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def upgrade() -> None:
     op.create_index(op.f("ix_congestion_windows_start_us"), "congestion_windows", ["start_us"])
     with op.batch_alter_table("analytics_progress", schema=None) as batch_op:
         batch_op.add_column(sa.Column("congestion_us", sa.BigInteger(), nullable=True))
+    op.create_index(op.f("ix_analytics_events_at_us"), "analytics_events", ["at_us"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_analytics_events_at_us"), table_name="analytics_events")
     with op.batch_alter_table("analytics_progress", schema=None) as batch_op:
         batch_op.drop_column("congestion_us")
     op.drop_index(op.f("ix_congestion_windows_start_us"), table_name="congestion_windows")
