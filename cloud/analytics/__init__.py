@@ -16,6 +16,9 @@ what the cloud ingests does:
 - :mod:`.samples`: the tracks' change feed and their samples;
 - :mod:`.store`: events upserted by key, the per-camera watermark;
 - :mod:`.runner`: :class:`~.runner.AnalyticsRunner`, the cloud's background task;
-- :mod:`.queries`: events, count series and a window's figures for the API and describer;
+- :mod:`.congestion_windows`, :mod:`.congestion_store`: each zone's congestion per time
+  window from the stored stays, its rows and its change events;
+- :mod:`.queries`: events, count series, a window's figures and congestion windows for the
+  API and describer;
 - :mod:`.metrics`, :mod:`.config`, :mod:`.cli` (``semcom cloud scene``).
 """

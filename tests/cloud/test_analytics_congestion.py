@@ -234,3 +234,22 @@ def test_windows_are_exact_late_data_updates_them_and_changes_alert_once(
 def rows_of(engine: Engine, k: int) -> tuple[float, int, str, bool]:
     r = windows(engine)[k]
     return r.occupancy, r.vehicles, r.level, r.provisional
+
+
+def test_a_calibrated_scene_measures_in_kmh(engine: Engine, store: Store) -> None:
+    """100 m per image width and height: a car moving 2k/65535 widths per second drives at
+    2k/65535 * 100 * 3.6 km/h; the zone's default km/h thresholds (slow below 20, jammed
+    below 5, with 2 vehicles on average) make two such crawling cars a jam."""
+    corners = [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9)]
+    points = [{"image": [x, y], "ground": [100 * x, 100 * y]} for x, y in corners]
+    scene = {
+        "frame": {"width": 1280, "height": 720},
+        "zones": {"queue": {"polygon": ZONE}},
+        "calibration": {"points": points},
+    }
+    set_scene(engine, scene)
+    send(store, 0, car(1, T0, 60, 0.3, JAM), car(2, T0, 60, 0.4, JAM))
+    new_runner(engine)[0].run_once()
+    row = windows(engine)[0]
+    assert (row.occupancy, row.vehicles, row.level, row.speed_unit) == (2.0, 2, "jammed", "km/h")
+    assert row.mean_speed == pytest.approx(speed(JAM) * 100 * 3.6, rel=1e-6)
