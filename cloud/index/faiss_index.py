@@ -43,7 +43,6 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,22 +258,6 @@ class FaissIndex:
         with self._rw.read():
             self._check_open()
             return self._plan(where, k)[0]
-
-    def raw_search(
-        self, where: SearchFilter | None, k: int = 10
-    ) -> tuple[Plan, Callable[[F32], tuple[F32, I64]]]:
-        """The plan and the bare faiss call it makes, the filter already evaluated.
-
-        For ``semcom bench index`` (the library bound: our query path minus faiss). The call
-        reads the index in place: use it only while nothing is added or removed.
-        """
-        with self._rw.read():
-            self._check_open()
-            chosen, cand = self._plan(where, k)
-            cols, index = self._columns, self._faiss
-        if chosen.route in ("exact", "empty"):  # empty: no positions, no hits
-            return chosen, lambda q: ops.exact(q, k, cand, cols)
-        return chosen, lambda q: self._index_search(q, k, chosen, cand, cols, index)
 
     @property
     def structure(self) -> Structure:
