@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from cloud.schema import bulk_insert
@@ -35,19 +36,43 @@ class Frame:
     frame: bytes
 
 
+def lock_edge(conn: Connection, edge_id: str) -> int | None:
+    """Lock the edge's watermark row for the rest of the transaction; returns its watermark.
+
+    Several replicas may store frames of one edge at once (an old session not yet noticed
+    dead, and the new one). Each reads the watermark row and the frames after it, then writes
+    the row back: without the lock the later writer computed it from a snapshot lacking the
+    other's frames and lowered the watermark and ``max_seq`` (a replaced spool then numbered
+    new frames onto stored seqs: lost as repeats). With it, writers of one edge take turns
+    and each sees the frames the other committed (PostgreSQL's READ COMMITTED reads a fresh
+    snapshot per statement). A missing row is made first, so there is one to lock. SQLite
+    has one writer at a time anyway (``FOR UPDATE`` is not rendered there).
+    """
+    locked = select(watermarks.c.watermark).where(watermarks.c.edge_id == edge_id)
+    locked = locked.with_for_update()
+    row = conn.execute(locked).first()
+    if row is None and conn.dialect.name == "postgresql":
+        conn.execute(
+            pg_insert(watermarks)
+            .values(edge_id=edge_id, watermark=0)
+            .on_conflict_do_nothing(index_elements=[watermarks.c.edge_id])
+        )
+        row = conn.execute(locked).first()
+    return int(row[0]) if row is not None else None
+
+
 def insert_new(
     conn: Connection, edge_id: str, items: Sequence[Frame]
 ) -> tuple[list[int], list[int]]:
     """Insert the frames not stored yet; returns (new seqs, repeated seqs), both sorted.
 
     A seq at or below the watermark counts as stored even when retention has deleted it since.
+    Takes the edge's lock (:func:`lock_edge`) first.
     """
     unique = {i.seq: i for i in items}
     if not unique:
         return [], []
-    mark = conn.execute(
-        select(watermarks.c.watermark).where(watermarks.c.edge_id == edge_id)
-    ).scalar()
+    mark = lock_edge(conn, edge_id)
     old = {s for s in unique if mark is not None and s <= mark}
     existing = old | set(
         conn.execute(

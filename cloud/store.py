@@ -85,7 +85,20 @@ class Store:
         self._reset.set()
 
     def register(self, edge_id: str, hello: Hello, accepted: Sequence[VectorCodec]) -> Space:
-        """Record the edge, its cameras, its embedding space and codecs (on every Hello)."""
+        """Record the edge, its cameras, its embedding space and codecs (on every Hello).
+
+        Two replicas may register the same new edge (or space, or codec) at once: the later
+        insert's key conflict rolls back, and the retry finds the rows.
+        """
+        for attempt in range(3):
+            try:
+                return self._register(edge_id, hello, accepted)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _register(self, edge_id: str, hello: Hello, accepted: Sequence[VectorCodec]) -> Space:
         now = time.time_ns() // 1_000
         name = space_name(hello.encoder, hello.embedding_dim, hello.random_init_encoder)
         info = {
@@ -289,8 +302,9 @@ def _why(exc: BaseException) -> str:
 
 
 def _by_edge(requests: Sequence[WriteRequest]) -> list[list[tuple[int, WriteRequest]]]:
-    """(position, request) pairs grouped by edge and space, in order of first appearance."""
+    """(position, request) pairs grouped by edge and space, ordered by edge id: replicas
+    that store the same edges in one transaction lock them in the same order (no deadlock)."""
     groups: dict[tuple[str, str], list[tuple[int, WriteRequest]]] = {}
     for i, req in enumerate(requests):
         groups.setdefault((req.edge_id, req.space.name), []).append((i, req))
-    return list(groups.values())
+    return [groups[key] for key in sorted(groups)]
