@@ -93,7 +93,8 @@ class VectorIndex(Protocol):
         ...
 
     def save(self) -> None:
-        """Persist atomically (temporary files + ``os.replace``); no-op for a server backend."""
+        """Persist what is not yet durable: faiss writes its files atomically (temporary files
+        + ``os.replace``); Qdrant, which persists every write itself, records ``last_id``."""
         ...
 
     def close(self) -> None: ...
@@ -122,6 +123,11 @@ class IndexSettings:
     qdrant_api_key: str | None = None
     qdrant_shards: int = 1  # shard_number of new collections (a cluster: ~ nodes x 2)
     qdrant_replicas: int = 1  # replication_factor of new collections
+    # write_consistency_factor of new collections: replicas that acknowledge a write
+    qdrant_write_consistency: int = 1
+    qdrant_timeout_s: int = 10  # per request to the server (qdrant-client takes whole seconds)
+    qdrant_prefer_grpc: bool = False  # gRPC (qdrant_grpc_port) instead of REST for data calls
+    qdrant_grpc_port: int = 6334
     # Drop what is stored for the space when opening (a rebuild from the catalog follows).
     recreate: bool = False
     # faiss index structure. auto: exhaustive Flat up to flat_max vectors, IVF above (fp16).
@@ -153,10 +159,18 @@ class IndexSettings:
             "hnsw_ef_search": self.hnsw_ef_search,
             "qdrant_shards": self.qdrant_shards,
             "qdrant_replicas": self.qdrant_replicas,
+            "qdrant_write_consistency": self.qdrant_write_consistency,
+            "qdrant_timeout_s": self.qdrant_timeout_s,
+            "qdrant_grpc_port": self.qdrant_grpc_port,
         }
         for name, value in positive.items():
             if value < 1:
                 raise InvalidSettings(name, f"must be at least 1, got {value}")
+        if self.qdrant_write_consistency > self.qdrant_replicas:
+            reason = f"must not exceed qdrant_replicas ({self.qdrant_replicas})"
+            raise InvalidSettings("qdrant_write_consistency", reason)
+        if self.qdrant_grpc_port > 65_535:
+            raise InvalidSettings("qdrant_grpc_port", f"not a port: {self.qdrant_grpc_port}")
         if self.nlist is not None and self.nlist < 1:
             raise InvalidSettings("nlist", f"must be at least 1, got {self.nlist}")
         if self.exact_max_candidates < 0:

@@ -160,12 +160,8 @@ def test_remove_and_retention(backend: Backend) -> None:
         assert_matches_brute(index.search(q, 10, where), d, q, 10, where, alive)
 
 
-def test_adding_an_id_again_keeps_the_first(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
+def test_adding_an_id_again_keeps_the_first(backend: Backend) -> None:
     """An id held is not added again (the protocol): its vector and attributes stay."""
-    if backend.kind == "qdrant":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Qdrant upserts overwrite"))
     d = make_data(N)
     index = fill(backend.open(DIM), d, batch=300)
     again = make_data(50, seed=7)  # other vectors, then other attributes, under held ids
@@ -233,10 +229,7 @@ def test_spaces_never_mix(backend: Backend) -> None:
     assert {h.id for row in b.search(q, 200) for h in row} == set(b_data.ids.tolist())
 
 
-def test_persistence_across_reopen(backend: Backend, request: pytest.FixtureRequest) -> None:
-    if backend.kind == "qdrant":
-        reason = "Qdrant's last_id is the highest id held at opening"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_persistence_across_reopen(backend: Backend) -> None:
     d = make_data(N)
     index = backend.open(DIM)
     fill(index, Data(*d.rows(slice(0, N // 2))), batch=200)
