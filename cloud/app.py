@@ -61,6 +61,12 @@ def index_settings(config: CloudConfig) -> IndexSettings:
         path=config.data_dir / ("qdrant" if idx.backend == "qdrant" else "index"),
         qdrant_url=idx.qdrant_url,
         qdrant_api_key=idx.qdrant_api_key.get_secret_value() if idx.qdrant_api_key else None,
+        qdrant_timeout_s=idx.qdrant_timeout_s,
+        qdrant_prefer_grpc=idx.qdrant_prefer_grpc,
+        qdrant_grpc_port=idx.qdrant_grpc_port,
+        qdrant_shards=idx.qdrant_shards,
+        qdrant_replicas=idx.qdrant_replicas,
+        qdrant_write_consistency=idx.qdrant_write_consistency,
         flat_max=idx.flat_max,
         kind=idx.kind,
     )

@@ -96,11 +96,50 @@ class IndexConfig(_Model):
         description="faiss index type; auto: exact below flat_max vectors, IVF above.",
     )
     flat_max: int = Field(20_000, ge=1, description="auto: largest exact (Flat) index.")
-    qdrant_url: str | None = Field(None, description="e.g. http://qdrant:6333")
-    qdrant_api_key: SecretStr | None = None
+    qdrant_url: str | None = Field(
+        None,
+        description="A Qdrant server or cluster, e.g. http://qdrant:6333 (https with an API "
+        "key); none: Qdrant's local mode under the data directory (tests, small sites).",
+    )
+    qdrant_api_key: SecretStr | None = Field(
+        None, description="The server's service.api_key (sent on every request); none: no key."
+    )
+    qdrant_timeout_s: int = Field(
+        10, ge=1, description="Seconds a request to the Qdrant server may take (whole seconds)."
+    )
+    qdrant_prefer_grpc: bool = Field(
+        False, description="Talk gRPC (qdrant_grpc_port) to the server instead of REST."
+    )
+    qdrant_grpc_port: int = Field(6334, ge=1, le=65535, description="The server's gRPC port.")
+    qdrant_shards: int = Field(
+        1,
+        ge=1,
+        description="shard_number of collections created (fixed at creation): on a cluster of "
+        "N nodes about 2 x N.",
+    )
+    qdrant_replicas: int = Field(
+        1,
+        ge=1,
+        description="replication_factor of collections created (2 survives losing a node).",
+    )
+    qdrant_write_consistency: int = Field(
+        1,
+        ge=1,
+        description="write_consistency_factor of collections created: replicas that must "
+        "acknowledge a write (at most qdrant_replicas).",
+    )
     save_every_s: float = Field(
         30.0, gt=0, description="Persist the faiss index at most this often (and at shutdown)."
     )
+
+    @model_validator(mode="after")
+    def _consistency_within_replicas(self) -> IndexConfig:
+        if self.qdrant_write_consistency > self.qdrant_replicas:
+            raise ValueError(
+                f"qdrant_write_consistency ({self.qdrant_write_consistency}) exceeds "
+                f"qdrant_replicas ({self.qdrant_replicas}): no write could be acknowledged"
+            )
+        return self
 
 
 def _split_commas(value: Any) -> Any:
