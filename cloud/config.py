@@ -129,7 +129,10 @@ class IndexConfig(_Model):
         "acknowledge a write (at most qdrant_replicas).",
     )
     save_every_s: float = Field(
-        30.0, gt=0, description="Persist the faiss index at most this often (and at shutdown)."
+        30.0,
+        gt=0,
+        description="Save the index at most this often and at shutdown (faiss: its files; "
+        "Qdrant, which persists every write: the highest id added).",
     )
 
     @model_validator(mode="after")

@@ -5,8 +5,8 @@ per cent), and queries may be anything non-zero: both are normalised here, in fl
 score is a cosine. Ids are catalog detection ids and may come in any order: the writer's batches
 are grouped by codec, an embedding can join a box row stored earlier, and PostgreSQL draws ids
 from a sequence whose order is not the commit order. A batch is therefore sorted by id here and
-an id given twice is kept once; the backends skip (faiss) or overwrite (Qdrant) ids they hold,
-so adding the same catalog rows again is harmless.
+an id given twice is kept once; the backends skip ids they hold (faiss by its columns, Qdrant
+by insert-only upserts), so adding the same catalog rows again is harmless.
 """
 
 from __future__ import annotations
