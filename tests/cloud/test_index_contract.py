@@ -12,6 +12,7 @@ its ``full_scan_threshold`` and small filtered candidate sets exactly).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,34 +292,42 @@ def test_searches_during_adds(backend: Backend) -> None:
     stop = threading.Event()
     where = FILTERS["combined"]
     allowed = set(d.ids[filter_mask(where, d.cameras, d.classes, d.ts)].tolist())
-    known = set(d.ids.tolist())
-    answers = [0]
+    added: set[int] = set()  # grows before each add: whatever a search sees is in it
+    searching = threading.Barrier(3)  # both searchers have answered once before adds start
 
-    def search(w: SearchFilter | None, admitted: set[int]) -> None:
+    def search(w: SearchFilter | None, admitted: set[int] | None) -> None:
+        first = True
         try:
-            while not stop.is_set():
+            while first or not stop.is_set():
                 for row in index.search(queries(2), 5, w):
-                    assert {h.id for h in row} <= admitted
+                    found = {h.id for h in row}
+                    assert found <= added
+                    assert admitted is None or found <= admitted
                     scores = [h.score for h in row]
                     assert scores == sorted(scores, reverse=True)
-                answers[0] += 1
+                if first:
+                    first = False
+                    searching.wait(timeout=60)
         except BaseException as exc:
             errors.append(exc)
+            searching.abort()
 
     threads = [
-        threading.Thread(target=search, args=(None, known)),
+        threading.Thread(target=search, args=(None, None)),
         threading.Thread(target=search, args=(where, allowed)),
     ]
     for t in threads:
         t.start()
     try:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a searcher failed: see errors
+            searching.wait(timeout=60)
         for batch in shuffled_batches(d, 16):
+            added.update(batch[0].tolist())
             index.add(*batch)
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert not errors, errors[0]
-    assert answers[0] > 0
     q = queries()
     assert_matches_brute(index.search(q, 10, where), d, q, 10, where, None)
