@@ -7,13 +7,16 @@ PostgreSQL is chosen by URL (``postgresql+psycopg://user:pass@host/db``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -71,10 +74,36 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) for a lock ``name``: the same
+    on every replica, and unlikely to meet another application's keys."""
+    digest = hashlib.blake2b(f"semcom:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: one replica at a time brings the schema up to date (a session advisory
+    lock on a connection of its own, freed at once if the process dies). Replicas started
+    together on a new database otherwise hung, each creating tables in its own transaction
+    and waiting on the others'. SQLite: one process owns the file; nothing to take."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    key = advisory_key("migrations")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
 def upgrade(engine: Engine) -> None:
     """Apply every pending migration (a new database gets the whole schema)."""
     try:
-        command.upgrade(alembic_config(engine), "head")
+        with migration_lock(engine):
+            command.upgrade(alembic_config(engine), "head")
     except Exception as exc:  # driver errors differ per backend; the URL is what users fix
         raise DatabaseError(
             f"cannot prepare the database {engine.url.render_as_string(hide_password=True)}: {exc}"
