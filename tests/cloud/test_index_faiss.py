@@ -77,8 +77,12 @@ def test_planner_routes() -> None:
     assert (unfiltered.route, unfiltered.nprobe) == ("index", 16)
     assert plan(ivf, 2_000, 10, s, filtered=True).route == "exact"
     one_percent = plan(ivf, 10_000, 10, s, filtered=True)
-    assert (one_percent.route, one_percent.nprobe) == ("index", 160)
-    assert plan(ivf, 100_000, 10, s, filtered=True).nprobe == 51
+    assert (one_percent.route, one_percent.nprobe) == ("index", 51)  # 16 x 0.01^-1/4
+    assert plan(ivf, 100_000, 10, s, filtered=True).nprobe == 29
+    assert plan(ivf, 500_000, 10, s, filtered=True).nprobe == 20
+    # a very selective filter: 16 matches per hit expected in the probed lists, 160 for k 10
+    forced = IndexSettings(nprobe=16, exact_max_candidates=0, exact_cost_ratio=1e9)
+    assert plan(Shape("ivf", 10_000_000, 4096), 5_000, 10, forced, filtered=True).nprobe == 132
     # Flat has no faiss structure: always exact, filtered or not
     assert plan(Shape("flat", 1_000_000), 10_000, 10, s, filtered=True).route == "exact"
     assert plan(Shape("flat", 1_000_000), 100_000, 10, s, filtered=True).route == "exact"
