@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -102,9 +104,7 @@ def test_post_filtering_misses_what_a_selective_filter_admits(
     for f in kinds:
         found[f.name] = []
         for i in range(f.count):
-            rows = baseline.post_filtered(
-                b, w.queries[i : i + 1], 10, 10, lambda r, f=f, i=i: f.admits(i, w, r)
-            )
+            rows = baseline.post_filtered(b, w.queries[i : i + 1], 10, 10, partial(f.admits, i, w))
             assert len(rows) <= 10
             assert f.admits(i, w, rows).all()
             found[f.name].append(w.ids[rows].tolist())
@@ -113,3 +113,13 @@ def test_post_filtering_misses_what_a_selective_filter_admits(
     assert recall["50%"] >= 0.8  # a top 100 holds ~50 that pass
     assert recall["1%"] < 0.3  # ... and ~1 that passes a 1 % filter
     assert recall["0.1%"] < 0.1
+
+
+def test_hnsw_baseline_tunes_ef_search(w: data.Workload, truth: data.Truth) -> None:
+    b = baseline.build(w.base, "hnsw", seed=0)
+    assert type(b.index).__name__ == "IndexHNSWFlat"
+    baseline.tune(b, w.queries, truth.ids["none"], w.ids, 10, target=0.95)
+    assert b.reached
+    assert b.knob == "efSearch"
+    assert b.index.hnsw.efSearch == b.value
+    assert max(r for _, r in b.tuning) >= 0.95
