@@ -94,12 +94,17 @@ class Space:
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sighting:
     camera_id: int
     ts_us: int
     message: Embedding
+    space: Space  # the embedding space of its edge
     detection_id: int = 0
+
+
+#: One edge's new messages for :meth:`Projector.apply_many`: (edge id, its space, messages).
+EdgeBatch = tuple[str, Space, Sequence[Received]]
 
 
 @dataclass(slots=True)
@@ -146,6 +151,30 @@ class _Lru(OrderedDict[tuple[int, int, int], int]):
         self.move_to_end(key)
         if len(self) > self.size:
             self.popitem(last=False)
+
+
+#: The rows of one camera's tracks with the given tracker ids, oldest first (built once:
+#: an expanding IN spares SQLAlchemy coercing and caching each id anew per statement).
+_TRACKS_OF = (
+    select(
+        tracks.c.id,
+        tracks.c.local_id,
+        tracks.c.first_seen_us,
+        tracks.c.last_seen_us,
+        tracks.c.ended,
+        tracks.c.class_id,
+    )
+    .where(
+        tracks.c.camera_id == bindparam("camera"),
+        tracks.c.local_id.in_(bindparam("locals", expanding=True)),
+    )
+    .order_by(tracks.c.id)
+)
+_STAMP = (
+    update(tracks)
+    .where(tracks.c.id.in_(bindparam("ids", expanding=True)))
+    .values(updated_us=bindparam("now"))
+)
 
 
 class Projector:
@@ -202,18 +231,7 @@ class Projector:
             if (camera, local) not in self._tracks:
                 missing[camera].add(local)
         for camera, locals_ in missing.items():
-            found = conn.execute(
-                select(
-                    tracks.c.id,
-                    tracks.c.local_id,
-                    tracks.c.first_seen_us,
-                    tracks.c.last_seen_us,
-                    tracks.c.ended,
-                    tracks.c.class_id,
-                )
-                .where(tracks.c.camera_id == camera, tracks.c.local_id.in_(sorted(locals_)))
-                .order_by(tracks.c.id)
-            ).all()
+            found = conn.execute(_TRACKS_OF, {"camera": camera, "locals": sorted(locals_)}).all()
             for pk, local, first, last, ended, cls in found:  # ascending: the latest wins
                 self._tracks[(camera, int(local))] = _Track(
                     int(pk), camera, int(local), int(first), int(last), bool(ended), cls
@@ -311,8 +329,7 @@ class Projector:
         box inside a track's span): the analytics runner must see them again."""
         ids = sorted(sighted)
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            conn.execute(update(tracks).where(tracks.c.id.in_(chunk)).values(updated_us=now_us))
+            conn.execute(_STAMP, {"ids": ids[start : start + 500], "now": now_us})
 
     def _touch(self, st: _Track) -> None:
         if not st.dirty:
@@ -325,6 +342,15 @@ class Projector:
         self, conn: Connection, edge_id: str, space: Space, items: Sequence[Received], now_us: int
     ) -> NewVectors:
         """Write the catalog rows of ``items`` (new messages of one edge)."""
+        got = self.apply_many(conn, [(edge_id, space, items)], now_us)
+        return got[0] if got else NewVectors(space.name)
+
+    def apply_many(
+        self, conn: Connection, batches: Sequence[EdgeBatch], now_us: int
+    ) -> list[NewVectors]:
+        """Write the catalog rows of several edges' new messages (a group commit's) at once:
+        each kind of row in one statement for all of them, not one per edge (on a busy cloud
+        that was most of the writer's statements). Returns the vectors per space."""
         rows: list[dict[str, object]] = []
         keys: list[tuple[int, int, int] | None] = []
         embedded: list[tuple[int, _Sighting]] = []  # (index into rows, sighting)
@@ -333,18 +359,21 @@ class Projector:
         batch_keys: dict[tuple[int, int, int], int] = {}  # sightings of this batch -> row
         track_of: list[_Track | None] = []  # per row
         wanted: set[tuple[int, int]] = set()
-        for item in items:  # one query for every track this batch names
-            msg = item.message
-            if isinstance(msg, Detections):
-                camera = self.camera_id(conn, edge_id, msg.camera, now_us)
-                wanted.update((camera, t) for t in msg.track_ids if t)
-            elif isinstance(msg, (Embedding, TrackEnd)):
-                wanted.add((self.camera_id(conn, edge_id, msg.camera, now_us), msg.track_id))
+        work: list[tuple[str, Space, Received, int]] = []  # with the message's camera id
+        for edge_id, space, items in batches:  # one query per camera for the tracks named
+            for item in items:
+                msg = item.message
+                if isinstance(msg, (Detections, Embedding, TrackEnd, FrameCounts)):
+                    camera = self.camera_id(conn, edge_id, msg.camera, now_us)
+                    work.append((edge_id, space, item, camera))
+                if isinstance(msg, Detections):
+                    wanted.update((camera, t) for t in msg.track_ids if t)
+                elif isinstance(msg, (Embedding, TrackEnd)):
+                    wanted.add((camera, msg.track_id))
         self._load_tracks(conn, wanted)
-        for item in items:
+        for edge_id, space, item, camera in work:
             msg, ts = item.message, item.capture_ts_us
             if isinstance(msg, Detections):
-                camera = self.camera_id(conn, edge_id, msg.camera, now_us)
                 for box, cls, conf, local in zip(
                     msg.boxes, msg.class_ids, msg.confidences, msg.track_ids, strict=True
                 ):
@@ -357,21 +386,20 @@ class Projector:
                     rows.append(_row(edge_id, item.seq, camera, ts, cls, conf, box, False))
                     keys.append(key)
             elif isinstance(msg, Embedding):
-                camera = self.camera_id(conn, edge_id, msg.camera, now_us)
                 key = (camera, msg.track_id, ts)
                 if key in batch_keys:  # its box came earlier in this batch: share the row
                     n = batch_keys[key]
                     if not rows[n]["has_embedding"]:
                         rows[n]["has_embedding"] = True
-                        embedded.append((n, _Sighting(camera, ts, msg)))
+                        embedded.append((n, _Sighting(camera, ts, msg, space)))
                     continue
                 box_row = self._boxes.get(key)
                 if box_row is not None:
-                    attach.append(_Sighting(camera, ts, msg, box_row))
+                    attach.append(_Sighting(camera, ts, msg, space, box_row))
                     continue
                 track_of.append(self._track(camera, msg.track_id, ts, msg.class_id))
                 batch_keys[key] = len(rows)
-                embedded.append((len(rows), _Sighting(camera, ts, msg)))
+                embedded.append((len(rows), _Sighting(camera, ts, msg, space)))
                 rows.append(
                     _row(
                         edge_id,
@@ -386,13 +414,12 @@ class Projector:
                 )
                 keys.append(key)
             elif isinstance(msg, FrameCounts):
-                camera = self.camera_id(conn, edge_id, msg.camera, now_us)
                 counts += [
                     {"camera_id": camera, "ts_us": ts, "class_id": c, "count": n}
                     for c, n in msg.counts.items()
                 ]
             elif isinstance(msg, TrackEnd):
-                self._end_track(self.camera_id(conn, edge_id, msg.camera, now_us), msg)
+                self._end_track(camera, msg)
         written = self._flush_tracks(conn, self._created, now_us)
         self._created = []
         sighted = {o.pk for o in track_of if o is not None and o.pk is not None} - written
@@ -424,19 +451,19 @@ class Projector:
                 self._embedded.put(key, a.detection_id)
         for n, a in embedded:
             a.detection_id = ids[n]
-        return self._embeddings(conn, space, [a for _, a in embedded] + attach)
+        return self._embeddings(conn, [a for _, a in embedded] + attach)
 
-    def _embeddings(self, conn: Connection, space: Space, found: list[_Sighting]) -> NewVectors:
-        out = NewVectors(space.name)
+    def _embeddings(self, conn: Connection, found: list[_Sighting]) -> list[NewVectors]:
+        """Embedding rows of every sighting in one statement; decoded vectors per space."""
         if not found:
-            return out
+            return []
         bulk_insert(
             conn,
             embeddings,
             [
                 {
                     "detection_id": a.detection_id,
-                    "space_id": space.id,
+                    "space_id": a.space.id,
                     "codec": a.message.codec,
                     "reason": int(a.message.reason),
                     "code": a.message.code,
@@ -444,18 +471,20 @@ class Projector:
                 for a in found
             ],
         )
-        by_codec: dict[int, list[_Sighting]] = defaultdict(list)
+        groups: dict[tuple[str, int], list[_Sighting]] = defaultdict(list)
         for a in found:
-            by_codec[a.message.codec].append(a)
-        for fp, group in by_codec.items():
+            groups[(a.space.name, a.message.codec)].append(a)
+        out: dict[str, NewVectors] = {}
+        for (space, fp), group in groups.items():
             codes = np.frombuffer(b"".join(a.message.code for a in group), np.uint8)
             vectors = self.codecs.resolve(fp).decode(codes.reshape(len(group), -1))
-            out.ids += [a.detection_id for a in group]
-            out.vectors.append(vectors)
-            out.cameras += [a.camera_id for a in group]
-            out.classes += [a.message.class_id for a in group]
-            out.ts_us += [a.ts_us for a in group]
-        return out
+            got = out.setdefault(space, NewVectors(space))
+            got.ids += [a.detection_id for a in group]
+            got.vectors.append(vectors)
+            got.cameras += [a.camera_id for a in group]
+            got.classes += [a.message.class_id for a in group]
+            got.ts_us += [a.ts_us for a in group]
+        return list(out.values())
 
 
 def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:

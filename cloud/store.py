@@ -240,34 +240,48 @@ class Store:
             self.projector.forget()
         try:
             with self.engine.begin() as conn:
-                for group in _by_edge(requests):
-                    results.update(self._write_edge(conn, group, now, vectors))
+                groups = _by_edge(requests)
+                new = [self._journal(conn, group) for group in groups]
+                batches = [
+                    (group[0][1].edge_id, group[0][1].space, self._fresh(group, seqs))
+                    for group, seqs in zip(groups, new, strict=True)
+                ]
+                batches = [b for b in batches if b[2]]
+                for got in self.projector.apply_many(conn, batches, now) if batches else []:
+                    if len(got):
+                        vectors.setdefault(got.space, NewVectors(got.space)).extend(got)
+                for group, seqs in zip(groups, new, strict=True):
+                    results.update(self._finish(conn, group, seqs))
         except BaseException:
             self.projector.forget()
             raise
         return [results[i] for i in range(len(requests))], list(vectors.values())
 
-    def _write_edge(
-        self,
-        conn: Connection,
-        group: list[tuple[int, WriteRequest]],
-        now: int,
-        vectors: dict[str, NewVectors],
-    ) -> dict[int, WriteResult]:
-        """The requests of one edge (and space) in one go: fewer statements per frame."""
-        edge_id, space = group[0][1].edge_id, group[0][1].space
+    @staticmethod
+    def _journal(conn: Connection, group: list[tuple[int, WriteRequest]]) -> list[int]:
+        """Journal the frames of one edge's requests; returns the seqs new to the journal.
+
+        Every edge's frames are journaled first, then the catalog rows of all of them are
+        written together (:meth:`Projector.apply_many`: a few statements per group commit
+        rather than per edge), then each edge's watermark moves (:meth:`_finish`)."""
         frames = [f for _, req in group for f in req.frames]
-        new, _repeated = journal.insert_new(conn, edge_id, frames)
+        return journal.insert_new(conn, group[0][1].edge_id, frames)[0]
+
+    def _fresh(self, group: list[tuple[int, WriteRequest]], new: list[int]) -> list[Received]:
+        """The decoded messages of the new seqs, less those older than retention's horizon."""
         messages = {seq: m for _, req in group for seq, m in req.messages.items()}
-        fresh = [
+        return [
             m
             for s in new
             if (m := messages.get(s)) is not None and m.capture_ts_us >= self.horizon_us
         ]
-        if fresh:
-            got = self.projector.apply(conn, edge_id, space, fresh, now)
-            if len(got):
-                vectors.setdefault(got.space, NewVectors(got.space)).extend(got)
+
+    @staticmethod
+    def _finish(
+        conn: Connection, group: list[tuple[int, WriteRequest]], new: list[int]
+    ) -> dict[int, WriteResult]:
+        """Advance one edge's watermark; each request's stored seqs and repeats."""
+        edge_id = group[0][1].edge_id
         fresh_seqs = set(new)
         spool_id = None  # the incarnation whose frames were just stored (the latest request's)
         for _, req in group:
