@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
@@ -24,6 +24,22 @@ from cloud.schema import journal_watermarks as watermarks
 # Bounded work per store when seqs are missing (an edge spool evicted them): the watermark then
 # advances across at most this many stored seqs per call.
 _ADVANCE_SCAN = 10_000
+
+
+# The hot statements, built once (SQLAlchemy then neither rebuilds nor re-keys them per call,
+# and an expanding IN does not coerce each seq): they run per edge in every group commit.
+_STORED = select(frames.c.seq).where(
+    frames.c.edge_id == bindparam("edge"), frames.c.seq.in_(bindparam("seqs", expanding=True))
+)
+_MARKS = select(watermarks.c.watermark, watermarks.c.max_seq).where(
+    watermarks.c.edge_id == bindparam("edge")
+)
+_FOLLOWING = (
+    select(frames.c.seq)
+    .where(frames.c.edge_id == bindparam("edge"), frames.c.seq > bindparam("mark"))
+    .order_by(frames.c.seq)
+    .limit(_ADVANCE_SCAN)
+)
 
 
 @dataclass(frozen=True)
@@ -74,13 +90,8 @@ def insert_new(
         return [], []
     mark = lock_edge(conn, edge_id)
     old = {s for s in unique if mark is not None and s <= mark}
-    existing = old | set(
-        conn.execute(
-            select(frames.c.seq).where(
-                frames.c.edge_id == edge_id, frames.c.seq.in_([s for s in unique if s not in old])
-            )
-        ).scalars()
-    )
+    asked = [s for s in unique if s not in old]
+    existing = old | set(conn.execute(_STORED, {"edge": edge_id, "seqs": asked}).scalars())
     now = time.time_ns() // 1_000
     new = [i for s, i in sorted(unique.items()) if s not in existing]
     if new:
@@ -126,17 +137,10 @@ def advance(
     recorded here, in the transaction that stored them (never at Hello time: see "A reset or
     replaced spool" in docs/wire.md).
     """
-    state = conn.execute(
-        select(watermarks.c.watermark, watermarks.c.max_seq).where(watermarks.c.edge_id == edge_id)
-    ).first()
+    state = conn.execute(_MARKS, {"edge": edge_id}).first()
     row = int(state[0]) if state is not None else None
     mark = row if row is not None else 0
-    following = conn.execute(
-        select(frames.c.seq)
-        .where(frames.c.edge_id == edge_id, frames.c.seq > mark)
-        .order_by(frames.c.seq)
-        .limit(_ADVANCE_SCAN)
-    ).scalars()
+    following = conn.execute(_FOLLOWING, {"edge": edge_id, "mark": mark}).scalars()
     for seq in following:
         if seq != mark + 1:
             break
