@@ -72,8 +72,16 @@ class Box:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Box:
+        """The box of an 8-byte wire form; :class:`InvalidMessage` if its corners are out of
+        order. Its coordinates are already in range and quantised (k / 65535), so only the
+        order is checked here (every received box passes here: the cloud's hot loop)."""
         x1, y1, x2, y2 = _BOX_STRUCT.unpack(data)
-        return cls(x1 / BOX_UNITS, y1 / BOX_UNITS, x2 / BOX_UNITS, y2 / BOX_UNITS)
+        if x2 < x1 or y2 < y1:
+            return cls(x1 / BOX_UNITS, y1 / BOX_UNITS, x2 / BOX_UNITS, y2 / BOX_UNITS)  # raises
+        box = object.__new__(cls)
+        for name, units in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2)):
+            object.__setattr__(box, name, units / BOX_UNITS)
+        return box
 
 
 @dataclass(frozen=True, slots=True)
