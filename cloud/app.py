@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -40,6 +41,7 @@ from cloud.describe.store import DescriptionStore
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
 from cloud.ingest import Ingest
+from cloud.leases import Leases
 from cloud.linkmon import LinkMonitor
 from cloud.metrics import CloudMetrics
 from cloud.peers import PeerRegistry
@@ -108,14 +110,11 @@ def build_services(config: CloudConfig) -> Services:
     return Services(engine, codecs, metrics, store, indexer, writer, ingest, retention, link)
 
 
-async def _retain(retention: Retention) -> None:
-    period = min(3600.0, max(10.0, retention.max_age_s / 100))
-    while True:
-        try:
-            await asyncio.to_thread(retention.run_once)
-        except Exception:
-            logger.exception("retention run failed; retrying in %.0f s", period)
-        await asyncio.sleep(period)
+def _alerts_term(alerts: AlertDispatcher) -> Coroutine[Any, Any, None]:
+    """A new term of the led alert dispatcher: it starts from the cursor the last leader
+    saved, not from the one it kept in memory when this replica last led."""
+    alerts._cursor = None  # the dispatcher reads the saved cursor (and quiet periods) again
+    return alerts.run()
 
 
 def _health_router(sessions: Callable[[], int], route_class: type[APIRoute]) -> APIRouter:
@@ -184,6 +183,8 @@ def create_app(
         if config.analytics.enabled
         else None
     )
+    # retention, analytics and alerts run on one replica at a time (cloud/leases.py)
+    leases = Leases(s.engine, s.metrics.registry)
     # alerts on analytics events: only with an `alerts` section
     alerts = (
         AlertDispatcher(config.alerts, s.engine, s.metrics.registry, sinks=sinks)
@@ -195,13 +196,20 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         s.indexer.start()
         s.writer.start()
-        tasks = [asyncio.create_task(_retain(s.retention))] if s.retention else []
-        if describer is not None:
+        tasks = []
+        if s.retention:  # deletes on one replica; each replica cuts its own index
+            retain = leases.led("retention", s.retention.run)
+            tasks.append(asyncio.create_task(retain, name="retention"))
+            follow = s.retention.follow(partial(leases.leads, "retention"))
+            tasks.append(asyncio.create_task(follow, name="retention-follow"))
+        if describer is not None:  # every replica: jobs are claimed with SKIP LOCKED
             tasks.append(asyncio.create_task(describer.run(), name="describer"))
         if analytics is not None:
-            tasks.append(asyncio.create_task(analytics.run(), name="analytics"))
+            led = leases.led("analytics", analytics.run)
+            tasks.append(asyncio.create_task(led, name="analytics"))
         if alerts is not None:
-            tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
+            led = leases.led("alerts", partial(_alerts_term, alerts))
+            tasks.append(asyncio.create_task(led, name="alerts"))
         try:
             yield
         finally:
@@ -221,6 +229,7 @@ def create_app(
                 await asyncio.to_thread(decoder.close)
             await asyncio.to_thread(s.writer.stop)
             await asyncio.to_thread(s.indexer.stop)
+            leases.close()
             s.engine.dispose()
 
     app = FastAPI(
@@ -257,4 +266,5 @@ def create_app(
     app.state.describer = describer  # DescribeWorker | None (drain() runs due jobs now)
     app.state.analytics = analytics  # AnalyticsRunner | None (run_once() makes a pass now)
     app.state.alerts = alerts  # AlertDispatcher | None (step() dispatches new events now)
+    app.state.leases = leases  # Leases: which of the led tasks this replica runs
     return app

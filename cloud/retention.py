@@ -11,6 +11,7 @@ older than the cut-off that arrive late are acknowledged but not added to the ca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,33 @@ class Retention:
         self.max_age_s = max_age_s
         self.metrics = metrics
         self.on_cutoff = on_cutoff
+
+    @property
+    def period_s(self) -> float:
+        """How often retention runs: a hundredth of the age, between 10 s and an hour."""
+        return min(3600.0, max(10.0, self.max_age_s / 100))
+
+    async def run(self) -> None:
+        """:meth:`run_once` every :attr:`period_s` until cancelled (on one replica: it is led,
+        see :mod:`cloud.leases`)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:
+                logger.exception("retention run failed; retrying in %.0f s", self.period_s)
+            await asyncio.sleep(self.period_s)
+
+    async def follow(self, leads: Callable[[], bool]) -> None:
+        """On every replica while another leads retention: cut this replica's own index and
+        ingest horizon at the same age (``on_cutoff``); the leader's :meth:`run_once` deletes
+        the rows and cuts its own."""
+        while True:
+            if not leads():
+                try:
+                    await asyncio.to_thread(self.on_cutoff, self.cutoff_us())
+                except Exception:
+                    logger.exception("trimming the index to the retention age failed")
+            await asyncio.sleep(self.period_s)
 
     def cutoff_us(self, now_s: float | None = None) -> int:
         return int(((time.time() if now_s is None else now_s) - self.max_age_s) * 1e6)
