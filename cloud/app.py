@@ -95,7 +95,15 @@ def build_services(config: CloudConfig) -> Services:
     codecs = CodecSet(load_codebook(path) for path in config.codebooks)
     metrics = CloudMetrics()
     store = Store(engine, codecs)
-    indexer = Indexer(engine, codecs, index_settings(config), metrics, config.index.save_every_s)
+    indexer = Indexer(
+        engine,
+        codecs,
+        index_settings(config),
+        metrics,
+        config.index.save_every_s,
+        follow_s=config.index.follow_period_s(config.database),
+        follow_grace_s=config.index.follow_grace_s,
+    )
     writer = Writer(store, metrics, indexer.put, config.writer_max_pending)
     retention = None
     if config.retention:

@@ -134,6 +134,26 @@ class IndexConfig(_Model):
         description="Save the index at most this often and at shutdown (faiss: its files; "
         "Qdrant, which persists every write: the highest id added).",
     )
+    follow_s: float | None = Field(
+        None,
+        ge=0,
+        description="Read the vectors other replicas stored into this replica's index this "
+        "often (s); 0: never. Default: 1 s on PostgreSQL with a per-replica index (faiss, "
+        "or Qdrant's local mode); never on SQLite or with a Qdrant server (one for all).",
+    )
+    follow_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="Following: how long a lower id may still commit after a higher one was "
+        "seen (s); a transaction slower than this is indexed by the hourly reconcile.",
+    )
+
+    def follow_period_s(self, database: str) -> float:
+        """``follow_s``, or its default for this database and index backend."""
+        if self.follow_s is not None:
+            return self.follow_s
+        one_for_all = self.backend == "qdrant" and self.qdrant_url is not None
+        return 0.0 if database.startswith("sqlite") or one_for_all else 1.0
 
     @model_validator(mode="after")
     def _consistency_within_replicas(self) -> IndexConfig:

@@ -24,6 +24,13 @@ space) is the catalog's count minus the index's, counted by the indexer after it
 every ``count_every_s`` (1 s) and at most 5 % of the time, and so within about a second of it
 draining; never per scrape. ``semcom cloud reindex`` rebuilds from scratch.
 
+With several replicas on one PostgreSQL, each replica's index also follows the catalog
+(``follow_s`` > 0, :mod:`cloud.index_follow`): every ``follow_s`` it reads the embeddings
+other replicas stored and adds them like the writer's batches, a reconcile ``follow_grace_s``
+after the start's and then every ``RECONCILE_EVERY_S`` catches the rare transaction that
+committed later than the follower's grace. ``semcom_index_staleness_seconds`` is how old the
+catalog view the index reflects is: a vector any replica committed before that is searchable.
+
 The indexer is also the API's searcher: :meth:`search` finds the space's index and queries it.
 """
 
@@ -45,6 +52,7 @@ from sqlalchemy.engine import Engine
 from cloud.catalog_vectors import CatalogVectors, SpaceRow
 from cloud.index import Hit, IndexSettings, SearchFilter, VectorIndex
 from cloud.index import open_index as open_vector_index
+from cloud.index_follow import CatalogFollower
 from cloud.metrics import CloudMetrics
 from cloud.project import NewVectors
 from shared.vectors import CodecSet
@@ -56,6 +64,7 @@ RETRY_FIRST_S: Final = 0.5  # a failed add (or reconcile) is retried after this,
 RETRY_MAX_S: Final = 30.0  # ...up to this
 MAX_HELD: Final = 100_000  # failed vectors kept in memory; beyond, a reconcile reads them back
 COUNT_DUTY: Final = 20.0  # the missing gauge's count waits 20x its own duration (<= 5 % busy)
+RECONCILE_EVERY_S: Final = 3600.0  # following the catalog: a full reconcile this often
 
 OpenIndex = Callable[[IndexSettings, str, int], VectorIndex]
 
@@ -75,6 +84,8 @@ class Indexer:
         *,
         count_every_s: float = 1.0,
         open_index: OpenIndex = open_vector_index,
+        follow_s: float = 0.0,
+        follow_grace_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.codecs = codecs
@@ -94,6 +105,12 @@ class Indexer:
         self.catalog = CatalogVectors(engine, codecs)
         self.rejected = 0  # vectors with no direction, never indexed
         self.failures = 0  # failed adds and reconciles (each retried)
+        #: other replicas' vectors: read from the catalog every follow_s (0: not followed)
+        self.follow_s = follow_s
+        self.follower = CatalogFollower(self.catalog, follow_grace_s) if follow_s > 0 else None
+        self._synced_at = time.monotonic()  # start of the last follow poll fully indexed
+        if self.follower is not None:
+            metrics.index_staleness.set_function(lambda: time.monotonic() - self._synced_at)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -196,14 +213,29 @@ class Indexer:
         last_save = time.monotonic()
         count_at: float | None = None  # when to count the catalog for the missing gauge
         next_count = 0.0  # not before: count_every_s, and 5 % of the time at most
+        follow_at = 0.0  # the next follow poll (after the start's reconcile)
+        reconcile_at: float | None = None  # following: the next full reconcile
+        polled: float | None = None  # start of a follow poll not fully indexed yet
         stopping = False
         while True:
             now = time.monotonic()
             due = [t for t in (count_at,) if t is not None]
             if self.catching_up or held:
                 due.append(retry_at)
+            if self.follower is not None and not self.catching_up:
+                due += [follow_at, *([reconcile_at] if reconcile_at is not None else [])]
             timeout = None if not due else max(0.0, min(due) - now)
             stopping |= self._take(held, timeout)
+            if self.follower is not None and not self.catching_up and not stopping:
+                now = time.monotonic()
+                if reconcile_at is None:  # the start's reconcile is done: once more after
+                    reconcile_at = now + self.follower.grace_s  # the grace, then hourly
+                elif now >= reconcile_at:
+                    self.catching_up = True
+                    reconcile_at = now + RECONCILE_EVERY_S
+                if now >= follow_at and not self.catching_up:
+                    polled = self._follow(held) or polled
+                    follow_at = time.monotonic() + self.follow_s
             if (self.catching_up or held) and (stopping or time.monotonic() >= retry_at):
                 if self._work(held):
                     delay = RETRY_FIRST_S
@@ -212,6 +244,8 @@ class Indexer:
                     delay = min(2 * delay, RETRY_MAX_S)
                 count_at = count_at or max(time.monotonic(), next_count)
             self._settle(held)
+            if polled is not None and not held and not self.catching_up:
+                self._synced_at, polled = polled, None  # that poll's vectors are all in
             if stopping:
                 break
             if count_at is not None and time.monotonic() >= count_at:
@@ -242,12 +276,35 @@ class Indexer:
         while True:  # merge whatever queued meanwhile: fewer, larger adds
             if item is None:
                 return True
+            if self.follower is not None:
+                self.follower.saw(item)
             for b in item:
                 held.setdefault(b.space, NewVectors(b.space)).extend(b)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return False
+
+    def _follow(self, held: dict[str, NewVectors]) -> float | None:
+        """Read what other replicas stored into ``held`` (pending, like the writer's batches);
+        returns when the read began, None when it failed (retried at the next poll)."""
+        assert self.follower is not None
+        started = time.monotonic()
+        try:
+            batches = self.follower.poll()
+        except Exception:
+            self.failures += 1
+            logger.exception("reading other replicas' vectors from the catalog failed")
+            return None
+        n = sum(len(b) for b in batches)
+        if n:
+            with self._lock:
+                self._pending += n
+                self._idle.clear()
+            self.metrics.index_lag.set(self._pending)
+            for b in batches:
+                held.setdefault(b.space, NewVectors(b.space)).extend(b)
+        return started
 
     def _work(self, held: dict[str, NewVectors]) -> bool:
         """Reconcile if due, else add what is held; True when nothing failed."""
@@ -376,6 +433,8 @@ class Indexer:
         self, space: SpaceRow, index: VectorIndex, progress: Callable[[int], None] | None
     ) -> int:
         stored = self.catalog.ids(space.id)
+        if self.follower is not None:
+            self.follower.start_at(space.name, int(stored[-1]) if len(stored) else 0)
         held = index.ids()
         gone = np.setdiff1d(held, stored, assume_unique=True)
         if len(gone):

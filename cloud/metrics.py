@@ -88,6 +88,13 @@ class CloudMetrics:
         self.index_lag = Gauge(
             "semcom_index_pending_vectors", "Committed vectors not indexed yet.", registry=r
         )
+        self.index_staleness = Gauge(
+            "semcom_index_staleness_seconds",
+            "Replicas following the catalog: how old the catalog view the index reflects is "
+            "(a vector any replica committed before that is searchable here); bounded by "
+            "index.follow_s plus one poll's duration.",
+            registry=r,
+        )
         self.index_missing = Gauge(
             "semcom_index_missing_vectors",
             "Embeddings in the catalog but not in the index, by space (0 once converged; "
