@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cloud.linkseries import BucketSeries, LinkSample, Weighted, weighted_quantiles
@@ -196,15 +196,26 @@ class LinkMonitor:
         self, edge_id: str, nbytes: int, capture_ts_us: int, codec_id: str | None = None
     ) -> None:
         """A data frame of ``nbytes`` (on the wire) arrived; ``codec_id``: an embedding's."""
+        self.data_many(edge_id, [(nbytes, capture_ts_us, codec_id)])
+
+    def data_many(self, edge_id: str, frames: Sequence[tuple[int, int, str | None]]) -> None:
+        """Data frames that arrived together (one batch): (bytes, capture time us, codec id
+        or None) each, recorded as :meth:`data` records them, under one lock acquisition.
+
+        Ingest parses several edges' batches at once in worker threads; taking the lock per
+        frame made them queue on it (most of their time on a busy cloud)."""
+        if not frames:
+            return
         with self._lock:
             now = self.clock()
             edge = self._edge(edge_id, now)
             edge.last_message = now
-            if codec_id:
-                edge.rung_from_codec = codec_id
-            rung = edge.update_rung(now)
-            latency_ms = max(0.0, (now - capture_ts_us) / 1e3)  # a clock behind: 0, not < 0
-            edge.series.data(now, nbytes, latency_ms, rung)
+            for nbytes, capture_ts_us, codec_id in frames:
+                if codec_id:
+                    edge.rung_from_codec = codec_id
+                rung = edge.update_rung(now)
+                latency_ms = max(0.0, (now - capture_ts_us) / 1e3)  # a clock behind: 0, not < 0
+                edge.series.data(now, nbytes, latency_ms, rung)
 
     def heartbeat(self, edge_id: str, beat: Heartbeat) -> None:
         """The edge's heartbeat: its backlog, rate and (protocol v3) link health and health

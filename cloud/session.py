@@ -147,6 +147,19 @@ class EdgeSession:
             raw = unpack_batch(data) if data.startswith(BATCH_MAGIC) else [data]
         except DecodeError as exc:
             return [self._error(ErrorCode.BAD_MESSAGE, f"bad batch: {exc}")], None
+        arrived: list[tuple[int, int, str | None]] = []  # for the link monitor, in one go
+        try:
+            return self._frames(raw, replies, arrived)
+        finally:
+            self.link.data_many(self.edge_id, arrived)
+
+    def _frames(
+        self, raw: list[bytes], replies: list[bytes], arrived: list[tuple[int, int, str | None]]
+    ) -> tuple[list[bytes], WriteRequest | None]:
+        """:meth:`parse`'s loop over the frames of one message; the data frames accepted for
+        storing are listed in ``arrived`` (bytes, capture time, codec id) for the link
+        monitor, which takes them in one call (a lock taken per frame made the threads that
+        parse several edges' messages queue on it)."""
         request: WriteRequest | None = None
         for frame in raw:
             self.stats.received += 1
@@ -178,6 +191,8 @@ class EdgeSession:
             if isinstance(env.message, Heartbeat):
                 self.edge_backlog = env.message.backlog
                 self.last_heartbeat = env.message
+                self.link.data_many(self.edge_id, arrived)  # in order: the data before it
+                arrived.clear()
                 self.link.heartbeat(self.edge_id, env.message)
                 replies.append(self._reply(Heartbeat(0, 0.0, 0, "", 0)))  # liveness for the edge
                 continue
@@ -198,7 +213,7 @@ class EdgeSession:
                     replies.append(self._error(problem[0], problem[1], env.seq))
                     continue
                 codec_id = self.codecs.resolve(env.message.codec).codec_id
-            self.link.data(self.edge_id, len(frame), env.capture_ts_us, codec_id)
+            arrived.append((len(frame), env.capture_ts_us, codec_id))
             if request is None:
                 spool_id = self.hello.spool_id if self.hello is not None else ""
                 request = WriteRequest(self.edge_id, self.space, spool_id=spool_id)
