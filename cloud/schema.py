@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -51,6 +52,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.exc import DBAPIError
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -348,19 +350,35 @@ alert_quiet = Table(
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
-    """Insert many rows of plain columns (no JSON) in one executemany.
+    """Insert many rows of plain columns (no JSON) in one go, inside ``conn``'s transaction.
 
-    On SQLite the statement goes straight to the driver: SQLAlchemy's per-row parameter
-    processing was a third of the ingest writer's time. Other databases take the Core path.
+    SQLite: one executemany straight to the driver (SQLAlchemy's per-row parameter processing
+    was a third of the ingest writer's time). PostgreSQL with psycopg: ``COPY ... FROM STDIN``
+    on the same connection (a quarter of an executemany's client CPU per row, and less server
+    work); its errors are raised as SQLAlchemy's (:class:`~sqlalchemy.exc.IntegrityError` for
+    a key conflict, ...), as a Core insert raises them. Other databases take the Core path.
     """
     if not rows:
         return
-    if conn.dialect.name != "sqlite":
-        conn.execute(table.insert(), list(rows))
-        return
     cols = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    if len(cols) == 1:
-        conn.exec_driver_sql(sql, [(r[cols[0]],) for r in rows])
-    else:  # itemgetter of several keys returns the tuple, in C
-        conn.exec_driver_sql(sql, list(map(itemgetter(*cols), rows)))
+    # itemgetter of several keys returns the tuple, in C
+    values = [(r[cols[0]],) for r in rows] if len(cols) == 1 else list(map(itemgetter(*cols), rows))
+    names = ", ".join(cols)
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(cols))
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
+    elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy(conn, f"COPY {table.name} ({names}) FROM STDIN", values)
+    else:
+        conn.execute(table.insert(), list(rows))
+
+
+def _copy(conn: Connection, sql: str, values: Sequence[Sequence[object]]) -> None:
+    dbapi = conn.dialect.loaded_dbapi
+    driver: Any = conn.connection.driver_connection  # a psycopg.Connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in values:
+                copy.write_row(row)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
