@@ -22,6 +22,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.codec import decode
 from shared.errors import DecodeError
@@ -106,6 +107,50 @@ def read_catalog(db: Path, edge_id: str) -> CatalogLedger:
             (edge_id,),
         ).fetchone()[0]
         all_embeddings = conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    return _ledger(journal, det_rows, emb_rows, count_rows, all_embeddings)
+
+
+def read_catalog_url(url: str, edge_id: str) -> CatalogLedger:
+    """:func:`read_catalog` of any catalog by SQLAlchemy URL (PostgreSQL shared by replicas)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    edge = {"edge": edge_id}
+    try:
+        with engine.connect() as conn:
+            journal = conn.execute(
+                text("SELECT seq, frame FROM journal_frames WHERE edge_id = :edge"), edge
+            ).all()
+            per_seq = "SELECT seq, COUNT(*) FROM detections WHERE edge_id = :edge GROUP BY seq"
+            det_rows = {int(seq): int(n) for seq, n in conn.execute(text(per_seq), edge).all()}
+            emb_rows = conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM embeddings JOIN detections ON detections.id = "
+                    "embeddings.detection_id WHERE detections.edge_id = :edge"
+                ),
+                edge,
+            ).scalar_one()
+            count_rows = conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM frame_counts JOIN cameras ON cameras.id = "
+                    "frame_counts.camera_id WHERE cameras.edge_id = :edge"
+                ),
+                edge,
+            ).scalar_one()
+            all_embeddings = conn.execute(text("SELECT COUNT(*) FROM embeddings")).scalar_one()
+    finally:
+        engine.dispose()
+    rows = [(int(seq), bytes(frame)) for seq, frame in journal]
+    return _ledger(rows, det_rows, emb_rows, count_rows, all_embeddings)
+
+
+def _ledger(
+    journal: list[tuple[int, bytes]] | list[Any],
+    det_rows: dict[Any, Any],
+    emb_rows: int,
+    count_rows: int,
+    all_embeddings: int,
+) -> CatalogLedger:
     ledger = CatalogLedger({int(seq) for seq, _ in journal}, embeddings=int(all_embeddings))
     seen: Counter[tuple[object, ...]] = Counter()
     det_excess = 0
