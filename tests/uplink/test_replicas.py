@@ -11,8 +11,8 @@ What was stored is read from the database and the edge's spool once the processe
 - an edge streaming through the balancer to replica A, A SIGKILLed mid-stream, the balancer
   moves it to B: every seq the spool produced stored once, no catalog row twice, nothing
   left in the spool; meanwhile a vector stored through A is found by B's ``/v1/search``
-  within the stated bound (``index.follow_s`` plus one poll), and retention and analytics
-  are led by exactly one replica, by B once A is dead;
+  within the stated bound (``index.follow_s`` plus one poll), and retention, analytics and
+  alerts are led by exactly one replica, by B once A is dead;
 - two sessions of one edge at once, on A and on B (two edge processes draining copies of one
   spool: an old session not yet noticed dead and the new one): every message stored once,
   both edges acknowledged everything, nothing refused or quarantined;
@@ -61,6 +61,7 @@ API_TOKEN = "bench-api-token"  # CloudSpec's default API client
 FOLLOW_S = 1.0  # index.follow_s: the default on PostgreSQL
 #: the stated staleness bound is follow_s plus one poll; the margin is for 2 shared CPUs
 SEARCH_BOUND_S = FOLLOW_S + 2.0
+LED = ("retention", "analytics", "alerts")  # the tasks one replica runs
 LEASE_MOVE_S = 15.0  # a dead leader's lease: its session ends with it, then one 2 s check
 FAST_LINK: dict[str, Any] = {
     "heartbeat_s": 0.5,
@@ -198,7 +199,8 @@ def test_an_edge_moved_to_another_replica_mid_stream_stores_everything_once(
 ) -> None:
     url, engine = catalog
     with Children() as children:
-        a, b = replicas(children, tmp_path, url, a_first=True)
+        alerts = {"alerts": {"poll_s": 0.5}}  # a dispatcher (no rules): led like the others
+        a, b = replicas(children, tmp_path, url, alerts, a_first=True)
         balancer = LinkCut("127.0.0.1", a.spec.port)
         balancer.start()
         try:
@@ -227,14 +229,14 @@ def test_an_edge_moved_to_another_replica_mid_stream_stores_everything_once(
             assert staleness <= SEARCH_BOUND_S
 
             # the led tasks run on one replica: A, which started first
-            for lease in ("retention", "analytics"):
+            for lease in LED:
                 assert leaders([a, b], lease) == ["a"], lease
 
             before = stored_frames(engine)
             a.kill()  # mid-stream
             balancer.cloud = ("127.0.0.1", b.spec.port)  # the balancer's health check
             wait_for("frames stored through B", lambda: stored_frames(engine) > before + 20, 60)
-            for lease in ("retention", "analytics"):
+            for lease in LED:
                 wait_for(
                     f"B to lead {lease}",
                     lambda lease=lease: leaders([b], lease) == ["b"],  # type: ignore[misc]
