@@ -152,6 +152,17 @@ async def pipelined(
             replier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await replier
+        _drop_replies(inflight)
+
+
+def _drop_replies(inflight: asyncio.Queue[Awaitable[list[bytes]] | None]) -> None:
+    """The connection ended with messages still in flight: their frames are stored (or not)
+    by the writer all the same, but their replies have nowhere to go; close the coroutines
+    that would have awaited them (never awaited, each was a RuntimeWarning)."""
+    while not inflight.empty():
+        pending = inflight.get_nowait()
+        if asyncio.iscoroutine(pending):
+            pending.close()
 
 
 class Ingest:

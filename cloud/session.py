@@ -7,7 +7,9 @@ Rules:
 - the first message must be ``Hello``; its codecs are checked (``CodecSet.accept``) and the
   answer is ``HelloAck`` (the stored watermark, the spool incarnation it belongs to and the
   next seq never stored) or a fatal ``Error`` naming the problem; a frame of another protocol
-  version gets a fatal ``VERSION_MISMATCH``;
+  version gets a fatal ``VERSION_MISMATCH``; a Hello the database cannot register now (busy,
+  down) gets a non-fatal ``INTERNAL`` Error without a seq and ends the session (the edge
+  reconnects; none of its frames is refused);
 - a frame that does not decode, claims another edge id, or names a codec the edge did not
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
@@ -246,15 +248,21 @@ class EdgeSession:
             return self._error(ErrorCode.CODEC_MISMATCH, str(exc), fatal=True), False
         except CodecError as exc:
             return self._error(ErrorCode.UNKNOWN_CODEC, str(exc), fatal=True), False
-        self.hello = hello
-        self.space = self.store.register(self.edge_id, hello, accepted)
+        try:
+            space = self.store.register(self.edge_id, hello, accepted)
+            # The journal's record, as stored: the spool incarnation changes only when a frame
+            # of the new one is stored (docs/wire.md, "A reset or replaced spool").
+            state = self.store.journal_state(self.edge_id)
+        except Exception as exc:  # the database is busy or down: no session, no frame refused
+            logger.error("edge %s: registering its Hello failed: %s", self.edge_id, exc)
+            return self.refuse(
+                ErrorCode.INTERNAL, "the cloud cannot register the edge now; reconnect later"
+            ), False
+        self.hello, self.space = hello, space
         if hello.random_init_encoder:
             logger.warning(
                 "edge %s runs a RANDOM-INIT encoder: its embeddings carry no meaning", self.edge_id
             )
-        # The journal's record, as stored: the spool incarnation changes only when a frame of
-        # the new one is stored (docs/wire.md, "A reset or replaced spool").
-        state = self.store.journal_state(self.edge_id)
         ack = HelloAck(
             self.session_id,
             state.watermark,

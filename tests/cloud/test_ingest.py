@@ -136,6 +136,40 @@ def test_a_pipelined_connection_acks_every_message_in_order(store: Store) -> Non
     assert journal.count(store.engine, "e") == 40
 
 
+def test_a_connection_lost_with_messages_in_flight_leaves_nothing_unawaited(
+    store: Store,
+) -> None:
+    """The peer goes away (``send`` fails) while messages wait for their commit: their frames
+    are stored all the same, and no reply coroutine is left unawaited (a RuntimeWarning, an
+    error under this suite's filterwarnings)."""
+    import gc
+
+    metrics = CloudMetrics()
+    writer = Writer(store, metrics)
+    ingest = Ingest(store, writer, metrics)
+    incoming = iter([hello("e"), *(counts("e", 2 * i + 1, 2 * i + 2) for i in range(8))])
+
+    async def main() -> None:
+        writer.start()
+        live = ingest.open("e")
+
+        async def receive() -> bytes | None:
+            return next(incoming, None)
+
+        async def send(_frame: bytes) -> None:
+            raise ConnectionResetError("the peer went away")
+
+        try:
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(pipelined(live, receive, send, depth=4), 30)
+        finally:
+            await asyncio.to_thread(writer.stop)
+
+    asyncio.run(main())
+    gc.collect()
+    assert journal.count(store.engine, "e") <= 16
+
+
 def test_a_closed_writer_refuses_without_storing(store: Store) -> None:
     writer = Writer(store, CloudMetrics())
     writer.stop()

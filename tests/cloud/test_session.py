@@ -189,3 +189,26 @@ def test_heartbeats_are_answered_and_never_stored(store: Store) -> None:
     assert isinstance(answer, Heartbeat)
     assert session.edge_backlog == 12
     assert stored(store, "edge-01") == 0
+
+
+def test_a_hello_the_database_cannot_register_ends_the_session_without_refusing_frames(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy or down database at Hello time (SQLite's lock under heavy ingest): a non-fatal
+    INTERNAL Error without a seq and the session ends, so the edge reconnects and sends again;
+    no data frame gets an Error naming its seq (the edge would set it aside)."""
+    from sqlalchemy.exc import OperationalError
+
+    def busy(*_args: object) -> Space:
+        raise OperationalError("INSERT INTO edges ...", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "register", busy)
+    session = EdgeSession("edge-01", "s1", store)
+    got = replies(session, pack_batch([hello(), embedding(1), embedding(2)]))
+    assert len(got) == 1
+    error = got[0]
+    assert isinstance(error, Error)
+    assert (error.code, error.fatal, error.ref_seq) == (ErrorCode.INTERNAL, False, 0)
+    assert session.closed
+    assert replies(session, embedding(3)) == []
+    assert stored(store, "edge-01") == 0
