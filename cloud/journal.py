@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, String, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
@@ -30,6 +30,9 @@ _ADVANCE_SCAN = 10_000
 # and an expanding IN does not coerce each seq): they run per edge in every group commit.
 _STORED = select(frames.c.seq).where(
     frames.c.edge_id == bindparam("edge"), frames.c.seq.in_(bindparam("seqs", expanding=True))
+)
+_VERSION = select(literal_column("xmin::text", String())).where(
+    watermarks.c.edge_id == bindparam("edge")
 )
 _MARKS = select(watermarks.c.watermark, watermarks.c.max_seq).where(
     watermarks.c.edge_id == bindparam("edge")
@@ -75,6 +78,17 @@ def lock_edge(conn: Connection, edge_id: str) -> int | None:
         )
         row = conn.execute(locked).first()
     return int(row[0]) if row is not None else None
+
+
+def row_version(conn: Connection, edge_id: str) -> str | None:
+    """PostgreSQL: the version of the edge's watermark row (its ``xmin``, the transaction that
+    last wrote it: every store of new frames does); None on SQLite (one writer). A replica
+    that finds another version than the one it left knows another replica stored frames of
+    this edge since, and that its caches of the edge's rows are stale."""
+    if conn.dialect.name != "postgresql":
+        return None
+    found = conn.execute(_VERSION, {"edge": edge_id}).scalar()
+    return str(found) if found is not None else None
 
 
 def insert_new(

@@ -205,6 +205,16 @@ class Projector:
         self._boxes.clear()
         self._embedded.clear()
 
+    def forget_edge(self, edge_id: str) -> None:
+        """Drop what is cached of one edge's tracks and sightings: another replica stored
+        frames of this edge since this one last did (:func:`cloud.journal.row_version`), so
+        the cached spans and ends may be stale and must be read again."""
+        cams = {cam for (edge, _), cam in self._cameras.items() if edge == edge_id}
+        self._tracks = {key: st for key, st in self._tracks.items() if key[0] not in cams}
+        for lru in (self._boxes, self._embedded):
+            for key in [k for k in lru if k[0] in cams]:
+                del lru[key]
+
     # ---------------------------------------------------------------- lookups
 
     def camera_id(self, conn: Connection, edge_id: str, name: str, now_us: int) -> int:

@@ -77,6 +77,8 @@ class Store:
         self.codecs = codecs
         self.projector = projector or Projector(codecs)
         self.horizon_us = 0  # retention's cut-off: older frames are journaled, not catalogued
+        #: PostgreSQL: edge -> the version of its watermark row this replica's last write left
+        self._versions: dict[str, str] = {}
         self._reset = threading.Event()
 
     def set_horizon(self, ts_us: int) -> None:
@@ -238,6 +240,7 @@ class Store:
         if self._reset.is_set():
             self._reset.clear()
             self.projector.forget()
+        versions: dict[str, str | None] = {}  # edge -> its watermark row's version, as left
         try:
             with self.engine.begin() as conn:
                 groups = _by_edge(requests)
@@ -252,20 +255,30 @@ class Store:
                         vectors.setdefault(got.space, NewVectors(got.space)).extend(got)
                 for group, seqs in zip(groups, new, strict=True):
                     results.update(self._finish(conn, group, seqs))
+                    edge_id = group[0][1].edge_id
+                    versions[edge_id] = journal.row_version(conn, edge_id)
         except BaseException:
             self.projector.forget()
+            self._versions.clear()
             raise
+        self._versions.update((e, v) for e, v in versions.items() if v is not None)
         return [results[i] for i in range(len(requests))], list(vectors.values())
 
-    @staticmethod
-    def _journal(conn: Connection, group: list[tuple[int, WriteRequest]]) -> list[int]:
+    def _journal(self, conn: Connection, group: list[tuple[int, WriteRequest]]) -> list[int]:
         """Journal the frames of one edge's requests; returns the seqs new to the journal.
 
         Every edge's frames are journaled first, then the catalog rows of all of them are
         written together (:meth:`Projector.apply_many`: a few statements per group commit
-        rather than per edge), then each edge's watermark moves (:meth:`_finish`)."""
+        rather than per edge), then each edge's watermark moves (:meth:`_finish`). When
+        another replica stored frames of the edge since this one last did, the projector's
+        caches of the edge are dropped first (it would write stale track spans back)."""
+        edge_id = group[0][1].edge_id
         frames = [f for _, req in group for f in req.frames]
-        return journal.insert_new(conn, group[0][1].edge_id, frames)[0]
+        new = journal.insert_new(conn, edge_id, frames)[0]  # holds the edge's lock from here
+        found = journal.row_version(conn, edge_id)
+        if found is not None and self._versions.get(edge_id, found) != found:
+            self.projector.forget_edge(edge_id)
+        return new
 
     def _fresh(self, group: list[tuple[int, WriteRequest]], new: list[int]) -> list[Received]:
         """The decoded messages of the new seqs, less those older than retention's horizon."""

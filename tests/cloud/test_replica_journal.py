@@ -1,4 +1,4 @@
-"""Two replicas storing frames of one edge at once, on one real PostgreSQL.
+"""Two replicas storing frames of one edge at once, or in turns, on one real PostgreSQL.
 
 Each replica has its own engine and :class:`~cloud.store.Store` (as two ``semcom cloud serve``
 processes do). The journal's watermark row is read, then written, in the storing transaction:
@@ -6,6 +6,10 @@ without a lock a second replica computed it from a snapshot that lacked the firs
 frames and wrote it back over the first's, lowering the watermark and the highest seq stored.
 A lower ``max_seq`` is a loss: a replaced spool is told to number its frames after it, and
 its new frames land on seqs already stored, where they count as repeats.
+
+Each replica's projector caches the tracks it wrote; when another replica wrote frames of the
+same edge in between (the edge moved, or two of its sessions overlap), that cache is stale and
+must not be written back or used to decide which track a sighting continues.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
@@ -21,11 +26,22 @@ from sqlalchemy.engine import Engine
 from cloud import journal
 from cloud.db import open_database
 from cloud.journal import Frame
-from cloud.schema import journal_frames
+from cloud.project import Received
+from cloud.schema import journal_frames, tracks
 from cloud.store import Store, WriteRequest, WriteResult
 from shared.codec import encode
-from shared.messages import CameraInfo, CodecRef, Envelope, FrameCounts, Hello, MessageType
-from shared.vectors import CodecSet, create_codec
+from shared.geometry import Box
+from shared.messages import (
+    CameraInfo,
+    CodecRef,
+    Embedding,
+    EmitReason,
+    Envelope,
+    FrameCounts,
+    Hello,
+    MessageType,
+)
+from shared.vectors import CodecSet, create_codec, fingerprint
 
 pytestmark = pytest.mark.postgres
 
@@ -194,3 +210,55 @@ def test_many_overlapping_sessions_store_every_seq_once(replicas: tuple[Store, S
     assert set(new) == set(range(1, last + 1))
     state = journal.state(a.engine, EDGE)
     assert state.watermark == state.max_seq == last
+
+
+# ---------------------------------------------------------------- tracks across replicas
+
+S = 1_000_000
+BOX = Box(0.1, 0.1, 0.2, 0.3)
+
+
+def sighting(store: Store, seq: int, tracker: int, ts: int) -> None:
+    """An embedding of ``tracker`` at ``ts``, stored through ``store`` (one replica)."""
+    code = F16.encode(np.full(DIM, 0.25, np.float32)).tobytes()
+    msg = Embedding("cam-a", tracker, EmitReason.FIRST_SIGHT, 2, 0.8, BOX, fingerprint(F16), code)
+    body = encode(Envelope(EDGE, seq, ts, ts, msg))
+    req = request(store, range(0))
+    req.frames.append(Frame(seq, int(MessageType.EMBEDDING), ts, body))
+    req.messages[seq] = Received(seq, ts, msg)
+    (result,), _ = store.write([req])
+    assert result.stored == [seq]
+
+
+def spans(engine: Engine, tracker: int) -> list[tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(tracks.c.first_seen_us, tracks.c.last_seen_us)
+            .where(tracks.c.local_id == tracker)
+            .order_by(tracks.c.id)
+        ).all()
+    return [(int(a) - T0, int(b) - T0) for a, b in rows]
+
+
+def test_a_replica_does_not_write_a_track_back_from_its_stale_cache(
+    replicas: tuple[Store, Store],
+) -> None:
+    """Replica A caches a track, B extends it, A adds a sighting inside the old span: A's
+    update must not shrink the track to what A last knew."""
+    a, b = replicas
+    sighting(a, 1, 5, T0)
+    sighting(b, 2, 5, T0 + 10 * S)
+    sighting(a, 3, 5, T0 + 5 * S)
+    assert spans(a.engine, 5) == [(0, 10 * S)]  # was [(0, 5 s)]: B's extension lost
+
+
+def test_a_replica_continues_the_track_another_replica_opened(
+    replicas: tuple[Store, Store],
+) -> None:
+    """A tracker id seen again after a gap opens a new track on B; A, which cached the old
+    one, must continue B's track, not open a third."""
+    a, b = replicas
+    sighting(a, 1, 7, T0)
+    sighting(b, 2, 7, T0 + 40 * S)  # past the 30 s gap: a new track
+    sighting(a, 3, 7, T0 + 41 * S)
+    assert spans(a.engine, 7) == [(0, 0), (40 * S, 41 * S)]  # was three tracks
