@@ -1,19 +1,29 @@
 """``semcom bench ingest``: RoI messages per second, from encoded bytes to committed and indexed.
 
-The cloud's real ingest path, without a network: several edges' sessions (``LiveSession``:
-decode and validate with ``shared``, the group-committing writer: journal + catalog rows in
-one SQLite transaction, ack after commit) feed the indexer (faiss; exact below its threshold,
-IVF above, trained on the way). The clock stops when the last vector is in the index.
+Two modes:
+
+- ``--transport websocket|webrtc``: real sessions against real ``semcom cloud serve``
+  processes (one on SQLite, or ``--replicas`` on one PostgreSQL) from a load generator process
+  speaking the uplink's protocol (:mod:`semcom.bench.ingest_server`): committed messages/s
+  counted in the journal, ack latency, CPU per 1,000 messages of each side, and the ledger
+  (produced, stored, lost, duplicated) read from the catalog;
+- ``--transport none`` (the default): the cloud's ingest path in this process, without a
+  network: several edges' sessions (``LiveSession``: decode and validate with ``shared``, the
+  group-committing writer: journal + catalog rows in one SQLite transaction, ack after commit)
+  feed the indexer (faiss; exact below its threshold, IVF above, trained on the way). The
+  clock stops when the last vector is in the index.
 
 The messages are ``Embedding`` messages (one RoI each: vector code, box, class, confidence,
-track id, timestamps), batched as an edge batches them (<= 60,000 bytes per data-channel
-message). Their vectors are a clustered synthetic distribution (a Gaussian mixture on a
-low-rank subspace plus noise, unit-normalised), stated in the output.
+track id, timestamps; :mod:`semcom.bench.ingest_stream`), batched as an edge batches them
+(<= 60,000 bytes per data-channel message). Their vectors are a clustered synthetic
+distribution (a Gaussian mixture on a low-rank subspace plus noise, unit-normalised), stated
+in the output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
@@ -26,63 +36,17 @@ import numpy as np
 from cloud.app import build_services
 from cloud.config import load_config
 from cloud.ingest import LiveSession, pipelined
-from shared.codec import encode
-from shared.framing import pack_batch
-from shared.geometry import Box
-from shared.messages import CameraInfo, CodecRef, Embedding, EmitReason, Envelope, Hello
-from shared.synthetic import ClusteredSpec, clustered_embeddings, describe
-from shared.vectors import VectorCodec, create_codec, fingerprint
+from semcom.bench.ingest_server import ServerSettings, run_server
+from semcom.bench.ingest_stream import batches, edge_stream, vectors
+from shared.synthetic import ClusteredSpec, describe
+from shared.vectors import create_codec
 
 BATCH_BYTES = 60_000
 
 
-def _edge_stream(
-    edge: str, n: int, codec: VectorCodec, vectors: np.ndarray, rng: np.random.Generator
-) -> tuple[bytes, list[bytes]]:
-    hello = Hello(
-        "bench",
-        "yolo11n",
-        "vit_bench",
-        codec.dim,
-        (CodecRef(codec.codec_id, codec.content_hash),),
-        tuple(CameraInfo(f"cam-{c}", 1920, 1080, 25.0) for c in range(4)),
-        False,
-    )
-    t0 = 1_700_000_000_000_000
-    codes = codec.encode(vectors)
-    fp = fingerprint(codec)
-    frames = []
-    for i in range(n):
-        x, y = rng.uniform(0, 0.8, 2)
-        msg = Embedding(
-            f"cam-{(i // 8) % 4}",
-            1 + i // 8,
-            EmitReason.DRIFT if i % 8 else EmitReason.FIRST_SIGHT,
-            int(rng.integers(0, 8)),
-            float(rng.uniform(0.3, 1.0)),
-            Box(x, y, x + 0.1, y + 0.15),
-            fp,
-            codes[i].tobytes(),
-        )
-        ts = t0 + i * 40_000
-        frames.append(encode(Envelope(edge, i + 1, ts, ts, msg)))
-    batches: list[bytes] = []
-    current: list[bytes] = []
-    size = 0
-    for f in frames:
-        if size + len(f) + 8 > BATCH_BYTES and current:
-            batches.append(pack_batch(current))
-            current, size = [], 0
-        current.append(f)
-        size += len(f) + 8
-    if current:
-        batches.append(pack_batch(current))
-    return encode(Envelope(edge, 0, t0, t0, hello)), batches
-
-
-async def _feed(live: LiveSession, hello: bytes, batches: list[bytes]) -> None:
+async def _feed(live: LiveSession, hello: bytes, data: list[bytes]) -> None:
     """One edge's connection, served as the transports serve it (``pipelined``)."""
-    messages = iter([hello, *batches])
+    messages = iter([hello, *data])
 
     async def receive() -> bytes | None:
         return next(messages, None)
@@ -101,12 +65,12 @@ def run(n: int, dim: int, codec_spec: str, edges: int, seed: int, workdir: Path)
     rng = np.random.default_rng(seed)
     per_edge = n // edges
     click.echo(f"encoding {per_edge * edges} messages for {edges} edges...", err=True)
-    streams = [
-        _edge_stream(
-            f"edge-{e}", per_edge, codec, clustered_embeddings(per_edge, spec, seed + e), rng
-        )
-        for e in range(edges)
-    ]
+    every = vectors(per_edge * edges, dim, seed)
+    streams = []
+    for e in range(edges):
+        mine = every[e * per_edge : (e + 1) * per_edge]
+        stream = edge_stream(f"edge-{e}", mine, codec, rng)
+        streams.append((stream.hello, batches(stream.frames, BATCH_BYTES)))
     wire_bytes = sum(len(b) for _, bs in streams for b in bs)
 
     async def main() -> float:
@@ -163,22 +127,155 @@ def run(n: int, dim: int, codec_spec: str, edges: int, seed: int, workdir: Path)
     }
 
 
+def _server_settings(
+    transport: str,
+    n: int,
+    dim: int,
+    codec_spec: str,
+    edges: int,
+    seed: int,
+    replicas: int,
+    db: str,
+    db_url: str | None,
+    batch_bytes: int,
+    window_bytes: int,
+    cuts: int,
+    rate: float,
+    deadline_s: float,
+) -> ServerSettings:
+    if db_url is not None:
+        db = "postgresql"
+    if replicas > 1 and db != "postgresql":
+        raise click.BadParameter("replicas share one PostgreSQL: add --db postgresql")
+    return ServerSettings(
+        transport,
+        edges,
+        n // edges,
+        dim,
+        codec_spec,
+        seed,
+        replicas,
+        db,
+        db_url,
+        batch_bytes,
+        window_bytes,
+        cuts,
+        rate,
+        deadline_s,
+    )
+
+
+def _print_server(report: dict[str, Any]) -> None:
+    lat = report["ack_latency_ms"]
+    click.echo(
+        f"{report['stored']} of {report['produced']} RoI messages stored from {report['edges']} "
+        f"{report['transport']} sessions on {report['replicas']} cloud(s), {report['db']}: "
+        f"{report['messages_per_s']:.0f} msg/s committed; ack p50 {lat['p50']} ms, "
+        f"p99 {lat['p99']} ms"
+    )
+    click.echo(f"  CPU s per 1,000 messages: {report['cpu_s_per_1000']}")
+    click.echo(f"  machine meanwhile: {report['machine']}")
+    click.echo(
+        f"  lost {report['lost']}, duplicated {report['duplicated']}, "
+        f"reconnects {report['reconnects']}, cloud errors {report['cloud_errors']}"
+    )
+
+
 @click.command()
+@click.option(
+    "--transport",
+    type=click.Choice(["none", "websocket", "webrtc"]),
+    default="none",
+    show_default=True,
+    help="none: the ingest path in this process, no network; websocket/webrtc: a load "
+    "generator process with real sessions against `semcom cloud serve` process(es).",
+)
 @click.option("--n", "n", default=200_000, show_default=True, help="RoI messages in all.")
 @click.option("--dim", default=384, show_default=True, help="Embedding dimension.")
 @click.option("--codec", "codec_spec", default="int8", show_default=True, help="f32/f16/int8.")
 @click.option("--edges", default=4, show_default=True, help="Concurrent edge sessions.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--replicas", type=click.IntRange(1, 8), default=1, show_default=True, help="Clouds.")
+@click.option("--db", type=click.Choice(["sqlite", "postgresql"]), default="sqlite")
+@click.option(
+    "--db-url",
+    default=None,
+    help="An existing PostgreSQL (SQLAlchemy URL) instead of a "
+    "throwaway cluster; this run's edges get fresh ids.",
+)
+@click.option("--batch-bytes", default=60_000, show_default=True, help="Per data message.")
+@click.option("--window-bytes", default=262_144, show_default=True, help="Unacked per session.")
+@click.option(
+    "--cuts",
+    default=0,
+    show_default=True,
+    help="Connections each session drops on purpose (unacknowledged frames are sent again).",
+)
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    help="New messages/s per session (0: as fast "
+    "as the send window allows: a saturation run, whose ack latency is mostly queueing).",
+)
+@click.option("--deadline-s", default=900.0, show_default=True, help="For the sending phase.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(n: int, dim: int, codec_spec: str, edges: int, seed: int, as_json: bool) -> None:
-    """Ingest throughput: encoded RoI messages -> committed (SQLite) and indexed (faiss)."""
+@click.option(
+    "--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the run's files here."
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    transport: str,
+    n: int,
+    dim: int,
+    codec_spec: str,
+    edges: int,
+    seed: int,
+    replicas: int,
+    db: str,
+    db_url: str | None,
+    batch_bytes: int,
+    window_bytes: int,
+    cuts: int,
+    rate: float,
+    deadline_s: float,
+    as_json: bool,
+    keep: Path | None,
+) -> None:
+    """Ingest throughput: RoI messages -> committed (journal + catalog) and indexed (faiss)."""
     if n < edges:
         raise click.BadParameter("need at least one message per edge", param_hint="--n")
-    with tempfile.TemporaryDirectory(prefix="semcom-bench-ingest-") as tmp:
-        report = run(n, dim, codec_spec, edges, seed, Path(tmp))
+    if transport == "none" and (replicas > 1 or db != "sqlite" or db_url or cuts or rate):
+        raise click.BadParameter(
+            "--replicas, --db, --db-url, --cuts and --rate need real sessions (--transport)"
+        )
+    with contextlib.ExitStack() as stack:
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            workdir = keep
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="semcom-bench-ingest-"))
+            workdir = Path(tmp)
+        if transport == "none":
+            report = run(n, dim, codec_spec, edges, seed, workdir)
+        else:
+            settings = _server_settings(
+                transport, n, dim, codec_spec, edges, seed, replicas, db, db_url,
+                batch_bytes, window_bytes, cuts, rate, deadline_s,
+            )  # fmt: skip
+            report = run_server(settings, workdir)
     if as_json:
         click.echo(json.dumps(report))
-        return
+    elif transport != "none":
+        _print_server(report)
+    else:
+        _print_inprocess(report, dim, edges)
+    if transport != "none" and not report["ok"]:
+        ctx.exit(1)
+
+
+def _print_inprocess(report: dict[str, Any], dim: int, edges: int) -> None:
     click.echo(
         f"{report['messages']} RoI messages ({report['codec']}, {dim}-d) from {edges} edges: "
         f"{report['messages_per_s']:.0f} msg/s committed and indexed "
