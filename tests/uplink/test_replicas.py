@@ -38,7 +38,7 @@ from cloud import journal
 from cloud.db import make_engine, open_database
 from cloud.describe.jobs import JobQueue
 from cloud.describe.runner import KIND
-from cloud.schema import descriptions, embeddings, jobs, journal_frames
+from cloud.schema import cameras, descriptions, embeddings, jobs, journal_frames, tracks
 from semcom.bench.fault_audit import read_catalog_url, read_spool
 from semcom.bench.linkcut import LinkCut
 from semcom.bench.procs import (
@@ -50,6 +50,8 @@ from semcom.bench.procs import (
     SyntheticStream,
     free_port,
 )
+from shared.codec import decode
+from shared.messages import Detections, Embedding, TrackEnd
 from tests.cloud.describe_fixtures import T0, fill_scene
 
 pytestmark = [pytest.mark.uplink, pytest.mark.postgres]
@@ -179,6 +181,41 @@ def audit(url: str, produced: set[int]) -> None:
     assert ledger.duplicates == dict.fromkeys(ledger.duplicates, 0)
     assert ledger.catalog_missing == dict.fromkeys(ledger.catalog_missing, 0)
     assert ledger.undecodable == 0
+
+
+def tracks_sent(engine: Engine) -> dict[tuple[str, int], tuple[int, int]]:
+    """(camera, tracker id) -> (first, last) capture time of its sightings, from the frames
+    the journal holds (the synthetic scene never reuses a tracker id)."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    with engine.connect() as conn:
+        frames = conn.execute(select(journal_frames.c.frame)).scalars().all()
+    for frame in frames:
+        env = decode(bytes(frame))
+        msg = env.message
+        seen: list[tuple[str, int, int]] = []
+        if isinstance(msg, Embedding):
+            seen = [(msg.camera, msg.track_id, env.capture_ts_us)]
+        elif isinstance(msg, Detections):
+            seen = [(msg.camera, t, env.capture_ts_us) for t in msg.track_ids if t]
+        elif isinstance(msg, TrackEnd):  # the cloud extends a track to its end's last time
+            seen = [(msg.camera, msg.track_id, msg.last_seen_us)]
+        for camera, tracker, ts in seen:
+            first, last = spans.get((camera, tracker), (ts, ts))
+            spans[(camera, tracker)] = (min(first, ts), max(last, ts))
+    return spans
+
+
+def track_rows(engine: Engine) -> dict[tuple[str, int], tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(cameras.c.name, tracks.c.local_id, tracks.c.first_seen_us,
+                   tracks.c.last_seen_us).join(cameras, cameras.c.id == tracks.c.camera_id)
+        ).all()  # fmt: skip
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for name, local, first, last in rows:
+        assert (name, local) not in out, f"tracker {local} of {name} split in two tracks"
+        out[(str(name), int(local))] = (int(first), int(last))
+    return out
 
 
 def report(edge: EdgeChild) -> dict[str, Any]:
@@ -318,6 +355,8 @@ def test_two_sessions_of_one_edge_on_two_replicas_store_every_message_once(
     audit(url, produced.produced)
     state = journal.state(engine, EDGE)  # what the next HelloAck says, on either replica
     assert state.watermark == state.max_seq == max(produced.produced)
+    # one track per tracker id, with the span its sightings give, whichever replica wrote it
+    assert track_rows(engine) == tracks_sent(engine)
     for cloud in (a, b):
         assert "cannot be stored" not in cloud.log_since_start()
 
