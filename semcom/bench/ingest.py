@@ -32,6 +32,7 @@ from typing import Any, cast
 
 import click
 import numpy as np
+import yaml
 
 from cloud.app import build_services
 from cloud.config import load_config
@@ -142,6 +143,7 @@ def _server_settings(
     cuts: int,
     rate: float,
     deadline_s: float,
+    cloud_settings: tuple[str, ...],
 ) -> ServerSettings:
     if db_url is not None:
         db = "postgresql"
@@ -162,7 +164,16 @@ def _server_settings(
         cuts,
         rate,
         deadline_s,
+        dict(_setting(v) for v in cloud_settings),
     )
+
+
+def _setting(value: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (a dotted config key, a YAML value) -> (key, value)."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{value!r}: expected KEY=VALUE", param_hint="--cloud-setting")
+    return key.strip(), yaml.safe_load(raw)
 
 
 def _print_server(report: dict[str, Any]) -> None:
@@ -219,6 +230,14 @@ def _print_server(report: dict[str, Any]) -> None:
     "as the send window allows: a saturation run, whose ack latency is mostly queueing).",
 )
 @click.option("--deadline-s", default=900.0, show_default=True, help="For the sending phase.")
+@click.option(
+    "--cloud-setting",
+    "cloud_settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A cloud config key for this run (dotted, YAML value; repeatable), e.g. "
+    "describer.enabled=false. Default: the cloud's defaults.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the run's files here."
@@ -240,15 +259,19 @@ def command(
     cuts: int,
     rate: float,
     deadline_s: float,
+    cloud_settings: tuple[str, ...],
     as_json: bool,
     keep: Path | None,
 ) -> None:
     """Ingest throughput: RoI messages -> committed (journal + catalog) and indexed (faiss)."""
     if n < edges:
         raise click.BadParameter("need at least one message per edge", param_hint="--n")
-    if transport == "none" and (replicas > 1 or db != "sqlite" or db_url or cuts or rate):
+    if transport == "none" and (
+        replicas > 1 or db != "sqlite" or db_url or cuts or rate or cloud_settings
+    ):
         raise click.BadParameter(
-            "--replicas, --db, --db-url, --cuts and --rate need real sessions (--transport)"
+            "--replicas, --db, --db-url, --cuts, --rate and --cloud-setting need real sessions "
+            "(--transport)"
         )
     with contextlib.ExitStack() as stack:
         if keep is not None:
@@ -262,7 +285,7 @@ def command(
         else:
             settings = _server_settings(
                 transport, n, dim, codec_spec, edges, seed, replicas, db, db_url,
-                batch_bytes, window_bytes, cuts, rate, deadline_s,
+                batch_bytes, window_bytes, cuts, rate, deadline_s, cloud_settings,
             )  # fmt: skip
             report = run_server(settings, workdir)
     if as_json:

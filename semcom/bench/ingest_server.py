@@ -28,8 +28,8 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,6 +64,8 @@ class ServerSettings:
     cuts: int
     rate: float  # new messages/s per session; 0: as fast as the window allows
     deadline_s: float
+    #: cloud config keys set for this run (dotted, e.g. {"describer.enabled": False})
+    cloud_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -79,6 +81,18 @@ def _database(s: ServerSettings, workdir: Path) -> Iterator[tuple[str, str, int 
                 yield pg.url, f"{pg.version}: throwaway cluster, fsync on", pg.postmaster_pid
         except PostgresUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"a.b": v} -> {"a": {"b": v}}: config keys as the cloud's YAML file holds them."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
 
 
 def _index_vectors(clouds: list[CloudChild]) -> list[int]:
@@ -150,7 +164,7 @@ def run_server(s: ServerSettings, workdir: Path) -> dict[str, Any]:
     with _database(s, workdir) as (url, db_note, db_pid), Children() as kids:
         clouds = []
         for r in range(s.replicas):
-            settings = {"database": url}
+            settings = {**_nested(s.cloud_settings), "database": url}
             spec = CloudSpec(workdir / f"cloud-{r}", free_port(), tokens, settings=settings)
             cloud = CloudChild(spec)
             kids.add(cloud)
@@ -239,6 +253,7 @@ def _report(
             + (f"{s.rate:g} new messages/s per session" if s.rate else "as fast as that allows")
         ),
         "rate_per_session": s.rate or None,
+        "cloud_settings": dict(s.cloud_settings) or "defaults (describer and analytics on)",
         "messages_per_s": round(stored / span, 1) if span > 0 else 0.0,
         "commit_span_s": round(span, 2),
         "first_commit_after_s": round(first - t0, 3) if first else None,

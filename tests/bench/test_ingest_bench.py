@@ -28,7 +28,8 @@ from shared.vectors import CodecSet, create_codec
 
 SERVER_FIELDS = {
     "benchmark", "transport", "edges", "replicas", "db", "messages", "messages_per_edge",
-    "stream", "rate_per_session", "messages_per_s", "commit_span_s", "first_commit_after_s",
+    "stream", "rate_per_session", "cloud_settings", "messages_per_s", "commit_span_s",
+    "first_commit_after_s",
     "ack_latency_ms", "cpu_s", "cpu_s_per_1000", "machine", "produced", "stored", "acked",
     "lost", "duplicated", "duplicates", "catalog_missing", "refused", "sent_frames",
     "cuts_per_session", "reconnects", "failures", "cloud_errors", "transactions",
@@ -166,9 +167,13 @@ def test_websocket_sessions_with_cuts_store_everything_once() -> None:
 
 @pytest.mark.uplink
 def test_webrtc_sessions_store_everything_once() -> None:
-    report = _run("--transport", "webrtc", "--edges", "2", "--n", "300", "--rate", "200")
+    report = _run(
+        "--transport", "webrtc", "--edges", "2", "--n", "300", "--rate", "200",
+        "--cloud-setting", "describer.enabled=false",
+    )  # fmt: skip
     _assert_whole(report, 300)
     assert report["rate_per_session"] == 200
+    assert report["cloud_settings"] == {"describer.enabled": False}
 
 
 @pytest.mark.uplink
