@@ -101,12 +101,12 @@ async def drive(plan: ClientPlan) -> dict[str, Any]:
     machine0, cpu0 = cpu.machine_cpu(), _cpu_snapshot(plan.watch)
     t0_wall, t0 = time.time(), time.perf_counter()
     go.set()
-    finished = asyncio.gather(*(c.done.wait() for c in clients))
-    timed_out = False
-    try:
-        await asyncio.wait_for(finished, plan.deadline_s)
-    except TimeoutError:
-        timed_out = True
+    # every sender ends once its frames are settled; one that fails ends the run at once
+    _done, pending = await asyncio.wait(
+        runs, timeout=plan.deadline_s, return_when=asyncio.FIRST_EXCEPTION
+    )
+    failed = any(r.done() and not r.cancelled() and r.exception() is not None for r in runs)
+    timed_out = bool(pending) and not failed
     elapsed = time.perf_counter() - t0
     t1_wall, cpu1, machine1 = time.time(), _cpu_snapshot(plan.watch), cpu.machine_cpu()
     for run in runs:

@@ -19,7 +19,6 @@ channels), as :mod:`edge.uplink` does, without a spool file:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -132,8 +131,10 @@ class EdgeSender:
                 if isinstance(env.message, HelloAck):
                     self._on_hello_ack(env.message)
                     return
-                if isinstance(env.message, Error):
+                if isinstance(env.message, Error) and env.message.fatal:
                     raise RuntimeError(f"{self.edge_id}: Hello refused: {env.message.message}")
+                if isinstance(env.message, Error):  # e.g. the cloud cannot register it now
+                    raise TransportError(f"Hello not answered: {env.message.message}")
 
     def _on_hello_ack(self, ack: HelloAck) -> None:
         if ack.spool_id == self.spool_id:
@@ -240,7 +241,7 @@ class EdgeSender:
 
     async def _sender(self, transport: Transport) -> None:
         frames, cfg = self.stream.frames, self.config
-        while True:
+        while not self.done.is_set():
             if self._in_flight_bytes >= cfg.window_bytes or transport.buffered > cfg.batch_bytes:
                 await self._sleep(0.02)
                 continue
@@ -264,9 +265,15 @@ class EdgeSender:
                 raise _Cut()
 
     async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early for an ack. (Not ``wait_for``: on Python 3.11 it can swallow
+        the cancellation of a task whose wait ends at the same moment, and then the session
+        never ends.)"""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([waiter], timeout=seconds)
+        finally:
+            waiter.cancel()
 
     async def _receiver(self, transport: Transport) -> None:
         while True:
@@ -303,7 +310,7 @@ class EdgeSender:
 
     async def _keeper(self, transport: Transport) -> None:
         cfg = self.config
-        while True:
+        while not self.done.is_set():
             if time.monotonic() - self._heard > cfg.timeout_s:
                 raise TransportError(f"nothing heard from the cloud in {cfg.timeout_s:g} s")
             left = self.figures.produced - self.figures.acked - self.figures.refused
