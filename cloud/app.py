@@ -38,6 +38,7 @@ from cloud.db import open_database
 from cloud.decoder.service import DecodeService, open_decode_service
 from cloud.describe.runner import DescribeWorker
 from cloud.describe.store import DescriptionStore
+from cloud.heap import trim_when_idle
 from cloud.index import IndexSettings
 from cloud.indexer import Indexer
 from cloud.ingest import Ingest
@@ -204,7 +205,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         s.indexer.start()
         s.writer.start()
-        tasks = []
+        tasks = [asyncio.create_task(trim_when_idle(lambda: s.writer.commits), name="heap-trim")]
         if s.retention:  # deletes on one replica; each replica cuts its own index
             retain = leases.led("retention", s.retention.run)
             tasks.append(asyncio.create_task(retain, name="retention"))

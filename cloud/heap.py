@@ -6,13 +6,18 @@ grows its RSS with arenas it never hands back. Measured (`semcom bench load`, do
 "Memory of the cloud"): with two arenas RSS less the index stayed flat from 60 s to idle in a
 10-edge run (0.99x, against 1.07x with glibc's defaults), and ``malloc_trim(0)`` after an IVF
 retrain gave back 17 % of RSS. Elsewhere than glibc (musl, macOS) both are no-ops.
+
+:func:`trim_when_idle` gives freed heap back once per idle spell (no commit for a period):
+after a burst of ingest the glibc heap keeps its high-water mark until trimmed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Final
 
@@ -50,3 +55,24 @@ def give_back() -> bool:
     """Return freed heap to the system (``malloc_trim(0)``); True if memory was released."""
     libc = _libc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+IDLE_TRIM_S: Final = 10.0
+
+
+async def trim_when_idle(activity: Callable[[], int], period_s: float = IDLE_TRIM_S) -> None:
+    """Run forever: every ``period_s``, when ``activity()`` has not changed since the last
+    look (no ingest), trim the heap once (:func:`give_back`, in a worker thread); again only
+    after the next busy period."""
+    if _libc() is None:
+        return
+    last, trimmed = activity(), False
+    while True:
+        await asyncio.sleep(period_s)
+        now = activity()
+        if now != last:
+            last, trimmed = now, False
+        elif not trimmed:
+            released = await asyncio.to_thread(give_back)
+            trimmed = True
+            logger.debug("idle: heap trimmed (released: %s)", released)

@@ -63,6 +63,8 @@ class Writer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.commits = 0
+        """Group commits done (or attempted) since start: tells when ingest is idle."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -136,6 +138,7 @@ class Writer:
 
     def _run(self) -> None:
         while (jobs := self._take()) is not None:
+            self.commits += 1
             started = time.perf_counter()
             try:
                 results, vectors = self.store.write([j.request for j in jobs])
