@@ -26,6 +26,8 @@ them in a database (a test checks the two agree). Times are microseconds since t
 - ``congestion_windows``: per camera, zone and time window, the occupancy, mean speed and
   congestion level (:mod:`cloud.analytics.congestion_store`), with the analytics runner's
   closed-window frontier in ``analytics_progress.congestion_us`` (migration ``0007``).
+- ``codebooks``: PQ codebooks the cloud fitted for an encoder space, by content hash, pushed
+  to that space's edges (:mod:`cloud.codebooks`, migration ``0008``).
 """
 
 from __future__ import annotations
@@ -346,6 +348,21 @@ alert_quiet = Table(
     Column("camera_id", BigInteger, primary_key=True, autoincrement=False),
     Column("subject", String(64), primary_key=True),
     Column("last_at_us", BigInteger, nullable=False),
+)
+
+# Codebooks the cloud fitted (cloud.codebooks), by content hash: the .npz file an edge is sent,
+# for the encoder space (encoder name, dim) whose embeddings it was fitted on (migration 0008).
+codebooks = Table(
+    "codebooks",
+    metadata,
+    Column("content_hash", LargeBinary(32), primary_key=True),
+    Column("codec_id", String(64), nullable=False),
+    Column("encoder", String(128), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("file", LargeBinary, nullable=False),  # the PQCodec.save bytes
+    Column("info", JSON, nullable=False),  # how it was fitted, held-out recall
+    Column("created_us", BigInteger, nullable=False),
+    Index(None, "encoder", "dim"),
 )
 
 
