@@ -69,6 +69,39 @@ class SourceConfig(_Model):
     reconnect_max_s: float = Field(30.0, gt=0, description="Largest reconnect delay (s).")
 
 
+class TrackingConfig(_Model):
+    """The ultralytics tracker's association settings (its ``bytetrack.yaml``/``botsort.yaml``
+    keys); the defaults were measured on the shared clips (docs/architecture.md, "Fewer false
+    new tracks") and differ from ultralytics' own where that made fewer false new tracks."""
+
+    track_buffer: int = Field(
+        30,
+        ge=1,
+        le=10_000,
+        description="Frames a lost track is kept for re-association by the tracker (at the "
+        "stream's frame rate).",
+    )
+    track_high_thresh: float = Field(
+        0.25, ge=0.0, le=1.0, description="Score of the boxes matched in the first stage."
+    )
+    track_low_thresh: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Lowest score of the boxes matched in the second stage (only boxes above "
+        "detector.conf reach the tracker).",
+    )
+    new_track_thresh: float = Field(
+        0.25, ge=0.0, le=1.0, description="Score a box needs to start a new track."
+    )
+    match_thresh: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Highest association cost (1 - IoU, fused with the score) of a match.",
+    )
+
+
 class DetectorConfig(_Model):
     model: str = Field(
         "yolo11n.pt",
@@ -82,6 +115,9 @@ class DetectorConfig(_Model):
     classes: tuple[int, ...] = Field(ROAD_USERS, description="Class ids kept (COCO ids).")
     tracker: Literal["bytetrack", "botsort"] = Field(
         "bytetrack", description="Ultralytics tracker."
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="The tracker's association settings."
     )
     device: str | None = Field(None, description="'cpu', '0' (GPU 0), ... (default: automatic).")
     ort_spinning: bool = Field(
@@ -143,6 +179,27 @@ class PolicyConfig(_Model):
         32,
         ge=1,
         description="Crops waiting for the encoder; over this, drift checks are skipped (counted).",
+    )
+    relink_window_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=60.0,
+        description="A new track may continue a track lost at most this long before (s; 0: "
+        "never): edge/relink.py.",
+    )
+    relink_min_cosine: float = Field(
+        0.8,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity a new track's first embedding needs with the lost "
+        "track's last sent one to continue it.",
+    )
+    relink_max_offset: float = Field(
+        1.0,
+        gt=0.0,
+        le=10.0,
+        description="Largest distance of the new track's first box centre from the lost "
+        "track's position predicted at constant velocity, in lost box sides.",
     )
 
 

@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".pt", ".onnx", ".engine", ".yaml", ".yml")
 
 
+def _settings_folder(settings_dir: Path | None) -> Path:
+    """``detector.settings_dir``, else ~/.cache/semcom/ultralytics."""
+    return settings_dir or Path.home() / ".cache" / "semcom" / "ultralytics"
+
+
 @dataclass(frozen=True, slots=True)
 class FrameBoxes:
     """The kept boxes of one frame, in pixels; ``track_ids`` 0 means not (yet) tracked."""
@@ -69,7 +74,7 @@ class TrackingDetector(Protocol):
 
 def _offline_settings(settings_dir: Path | None) -> None:
     """Make ultralytics work offline: called before it is first imported."""
-    folder = settings_dir or Path.home() / ".cache" / "semcom" / "ultralytics"
+    folder = _settings_folder(settings_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
     os.environ.setdefault("YOLO_OFFLINE", "true")  # no connectivity checks, no downloads
@@ -87,6 +92,30 @@ def _ultralytics_weights_dir() -> Path:
         return Path(data.get("weights_dir", settings / "weights"))
     except (OSError, ValueError):
         return settings / "weights"
+
+
+def tracker_file(config: DetectorConfig) -> Path:
+    """The ultralytics tracker YAML of ``config``: its built-in ``bytetrack.yaml`` or
+    ``botsort.yaml`` with ``config.tracking``'s settings, written once into the settings folder
+    (named by its content's hash, so concurrent edges share it safely)."""
+    import hashlib
+
+    import yaml
+
+    _offline_settings(config.settings_dir)
+    from ultralytics.utils.checks import check_yaml
+
+    base = yaml.safe_load(Path(check_yaml(f"{config.tracker}.yaml")).read_text())
+    base.update(config.tracking.model_dump())
+    text = yaml.safe_dump(base, sort_keys=True)
+    folder = _settings_folder(config.settings_dir)
+    path = folder / f"{config.tracker}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 def resolve_model(model: str, models_dir: Path | None = None) -> Path:
@@ -195,7 +224,7 @@ class Detector:
             logger.warning("detector %s is an untrained architecture: boxes are noise", path.name)
         self.name = path.name
         self.class_names: dict[int, str] = dict(self._model.names)
-        self._tracker = f"{config.tracker}.yaml"
+        self._tracker = str(tracker_file(config))
         #: ms of the last :meth:`track` call outside ultralytics' own preprocess, inference
         #: and postprocess timings: its tracker's update, and the call's overhead
         self.last_track_ms: float | None = None

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
+from edge.relink import Relinker
 from shared.geometry import Box
 from shared.limits import MAX_DETECTIONS
 from shared.messages import Detections, EmitReason, FrameCounts, Message, TrackEnd
@@ -76,6 +77,7 @@ class PolicyStats:
     drift_checks_quiet: int = 0
     skipped: int = 0
     boxes_truncated: int = 0  # frames with more boxes than one Detections message holds
+    relinked: int = 0  # new tracks continuing a just-lost one (edge/relink.py): no first sight
 
 
 def _side(box: tuple[float, float, float, float]) -> float:
@@ -92,6 +94,7 @@ class EmissionPolicy:
         self._last_counts: dict[int, int] | None = None
         self._lock = threading.Lock()
         self.chattiness = 1.0  # set by the uplink's rate controller, in (0, 1]
+        self.relinker = Relinker(config)
 
     def _stretch(self) -> float:
         return 1.0 / min(max(self.chattiness, 1e-3), 1.0)
@@ -107,6 +110,7 @@ class EmissionPolicy:
         messages: list[Message] = []
         requests: list[EmbedRequest] = []
         with self._lock:
+            boxes = self.relinker.rename(boxes, capture_ts_us)
             self._frames += 1
             for i in range(len(boxes)):
                 tid = int(boxes.track_ids[i])
@@ -169,7 +173,10 @@ class EmissionPolicy:
                 if request.reason is EmitReason.DRIFT and track.sent_vector is not None:
                     distance = 1.0 - float(np.dot(vector, track.sent_vector))
                     send = distance >= self.config.drift_threshold
+                if request.reason is EmitReason.FIRST_SIGHT and self._relink(track, vector):
+                    return False
                 if send:
+                    self.relinker.sent(track.track_id, vector)
                     track.sent_vector = vector
                     track.sent_us = request.capture_ts_us
             if send:
@@ -177,6 +184,26 @@ class EmissionPolicy:
             else:
                 self.stats.drift_checks_quiet += 1
             return send
+
+    def _relink(self, track: _Track, vector: NDArray[np.float32]) -> bool:
+        """Continue a just-lost track with ``track`` if they agree (edge/relink.py)."""
+        link = self.relinker.match(track.track_id, vector)
+        if link is None:
+            return False
+        self.stats.relinked += 1
+        del self._tracks[track.track_id]
+        old = self._tracks.get(link.old_id)
+        if old is None:  # already ended: reopened under its id (the cloud continues it)
+            track.track_id, track.sent_vector = link.old_id, link.old_vector
+            track.sent_us = track.checked_us
+            self._tracks[link.old_id] = track
+            return True
+        old.frames += track.frames
+        old.votes.update(track.votes)
+        old.last_seen_us, old.last_index = track.last_seen_us, track.last_index
+        for box in track.path:
+            self._add_point(old, box)
+        return True
 
     def on_skipped(self, request: EmbedRequest) -> None:
         """The encoder could not take this request; the track will ask again later."""
