@@ -31,7 +31,15 @@ MAX_EMBEDDING_DIM: Final = 4_096
 MAX_CODE_BYTES: Final = 4 * MAX_EMBEDDING_DIM  # a float32 vector of the largest dim
 MAX_CODECS: Final = 16  # codecs announced in one Hello
 MAX_CAMERAS: Final = 64  # cameras announced in one Hello
-MAX_PATH_POINTS: Final = 256  # sampled boxes in a TrackEnd path
+MAX_PATH_POINTS: Final = 256  # sampled boxes in a TrackEnd path, points in a TrackSummary's
+#: Coarsest grid of a TrackSummary path, in units of 1/65535 of the frame (4096: 1/16).
+MAX_PATH_GRID: Final = 4_096
+#: Largest time offset of a TrackSummary path point from the track's first sighting, in ms
+#: (about 49 days).
+MAX_PATH_OFFSET_MS: Final = 2**32 - 1
+#: Largest coded TrackSummary path, in bytes: grid and count varints, then per point a
+#: 5-byte time varint and four 3-byte zigzag varints (a box coordinate moves < 2**17 cells).
+MAX_PATH_BYTES: Final = 3 + 2 + MAX_PATH_POINTS * (5 + 4 * 3)
 MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
 MAX_CLASS_ID: Final = 65_535
 MAX_COUNT: Final = 2**32 - 1

@@ -18,6 +18,7 @@ from typing import Any, Final
 from shared import limits
 from shared.errors import InvalidMessage
 from shared.geometry import Box
+from shared.pathwire import PathType, TrackPath
 from shared.schema import (
     F32,
     Bool,
@@ -72,6 +73,7 @@ class MessageType(IntEnum):
     ACK = 7
     HEARTBEAT = 8
     ERROR = 9
+    TRACK_SUMMARY = 10
 
 
 class EmitReason(IntEnum):
@@ -295,8 +297,59 @@ class Error(Record):
     fatal: bool = wire(Bool())
 
 
+@dataclass(frozen=True, slots=True)
+class TrackSummary(Record):
+    """A track summarised at its end (``final``) or on a keyframe of a long track.
+
+    Times in microseconds; ``frames`` and ``class_votes`` count the whole track so far (a
+    later summary supersedes an earlier one's). ``path`` holds the box path since the last
+    summary, simplified to the edge's pixel tolerance (:func:`shared.paths.simplify`), each
+    point ``offset_ms`` after ``first_seen_us`` (:mod:`shared.pathwire`); the first summary's
+    path starts at the first sighting, a later one's after the previous summary's last point.
+    Since version 4; replaces :class:`TrackEnd` in the edge's default policy.
+    """
+
+    camera: str = wire(_ID)
+    track_id: int = wire(_U32)
+    first_seen_us: int = wire(_TS_US)
+    last_seen_us: int = wire(_TS_US)
+    frames: int = wire(_U32)
+    class_votes: dict[int, int] = wire(
+        Histogram(limits.MAX_CLASS_ENTRIES, max_key=limits.MAX_CLASS_ID, max_value=limits.MAX_COUNT)
+    )
+    final: bool = wire(Bool())
+    path: TrackPath = wire(PathType())
+
+    def _validate(self) -> None:
+        if self.last_seen_us < self.first_seen_us:
+            raise InvalidMessage("TrackSummary.last_seen_us", "is before first_seen_us")
+        span_ms = -(-(self.last_seen_us - self.first_seen_us) // 1000)
+        if self.path.points and self.path.points[-1].offset_ms > span_ms:
+            raise InvalidMessage(
+                "TrackSummary.path",
+                f"last point at {self.path.points[-1].offset_ms} ms is after last_seen_us "
+                f"({span_ms} ms)",
+            )
+
+    def point_times_us(self) -> list[int]:
+        """Each path point's capture time (us), capped at ``last_seen_us``."""
+        return [
+            min(self.first_seen_us + p.offset_ms * 1000, self.last_seen_us)
+            for p in self.path.points
+        ]
+
+
 Message = (
-    Hello | HelloAck | Detections | Embedding | TrackEnd | FrameCounts | Ack | Heartbeat | Error
+    Hello
+    | HelloAck
+    | Detections
+    | Embedding
+    | TrackEnd
+    | FrameCounts
+    | Ack
+    | Heartbeat
+    | Error
+    | TrackSummary
 )
 
 MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
@@ -309,6 +362,7 @@ MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
     MessageType.ACK: Ack,
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.ERROR: Error,
+    MessageType.TRACK_SUMMARY: TrackSummary,
 }
 TYPE_OF: Final[dict[type[Message], MessageType]] = {v: k for k, v in MESSAGE_TYPES.items()}
 

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from shared import limits
 from shared.geometry import BOX_UNITS, Box
-from shared.messages import ID_PATTERN, MESSAGE_TYPES, Ack, Detections, Envelope, TrackEnd
+from shared.messages import (
+    ID_PATTERN,
+    MESSAGE_TYPES,
+    Ack,
+    Detections,
+    Envelope,
+    TrackEnd,
+    TrackSummary,
+)
+from shared.pathwire import PathPoint, TrackPath
 from shared.schema import (
     F32,
     Bool,
@@ -94,6 +103,8 @@ def records(cls: type[Any]) -> st.SearchStrategy[Any]:
         return _track_ends()
     if cls is Ack:
         return _acks()
+    if cls is TrackSummary:
+        return track_summaries()
     return st.builds(cls, **{f.name: for_wire(f.metadata["wire"]) for f in wire_fields(cls)})
 
 
@@ -128,6 +139,24 @@ def _track_ends(draw: st.DrawFn) -> TrackEnd:
     lo, hi = sorted([values["first_seen_us"], values["last_seen_us"]])
     values["first_seen_us"], values["last_seen_us"] = lo, hi
     return TrackEnd(**values)
+
+
+@st.composite
+def track_paths(draw: st.DrawFn, max_offset_ms: int = limits.MAX_PATH_OFFSET_MS) -> TrackPath:
+    """A path of up to 8 points (any grid, offsets never decreasing, up to ``max_offset_ms``)."""
+    offsets = sorted(draw(st.lists(st.integers(0, max_offset_ms), max_size=8)))
+    grid = draw(st.one_of(st.integers(1, 64), st.integers(1, limits.MAX_PATH_GRID)))
+    return TrackPath(grid, tuple(PathPoint(t, draw(boxes())) for t in offsets))
+
+
+@st.composite
+def track_summaries(draw: st.DrawFn) -> TrackSummary:
+    fields = {f.name: f.metadata["wire"] for f in wire_fields(TrackSummary) if f.name != "path"}
+    values = {name: draw(for_wire(kind)) for name, kind in fields.items()}
+    lo, hi = sorted([values["first_seen_us"], values["last_seen_us"]])
+    values["first_seen_us"], values["last_seen_us"] = lo, hi
+    span_ms = min((hi - lo) // 1000, limits.MAX_PATH_OFFSET_MS)
+    return TrackSummary(**values, path=draw(track_paths(span_ms)))
 
 
 def messages() -> st.SearchStrategy[Any]:
