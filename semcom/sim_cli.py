@@ -13,6 +13,9 @@ from edge.encoder_options import encoder_model_options
 
 logger = logging.getLogger(__name__)
 
+LEAN_PRESET = Path(__file__).resolve().parents[1] / "deploy" / "edge.lean.yaml"
+"""The lean emission preset of a source checkout (``deploy/edge.lean.yaml``)."""
+
 
 @click.group()
 def sim() -> None:
@@ -68,6 +71,28 @@ def sim() -> None:
     show_default=True,
     help="Folder for report.md, CSV tables and PNG plots.",
 )
+@click.option(
+    "--lean-preset",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Emission preset measured as semcom-lean on the same frames, layered over the edge "
+    "config [default: deploy/edge.lean.yaml of the checkout, when there].",
+)
+@click.option("--no-lean", is_flag=True, help="Do not measure the lean preset.")
+@click.option(
+    "--codebook",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Codebook file (semcom codec fit) both presets code their embeddings with.",
+)
+@click.option(
+    "--warmup-vectors",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Embeddings the cloud needs before it fits a codebook (its "
+    "codebooks.auto_fit_min_vectors): the int8 warm-up reported per preset lasts that long.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the headline numbers as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def run(
@@ -87,6 +112,10 @@ def run(
     seed: int | None,
     config_path: Path | None,
     out: Path,
+    lean_preset: Path | None,
+    no_lean: bool,
+    codebook: Path | None,
+    warmup_vectors: int,
     as_json: bool,
     progress: bool,
 ) -> None:
@@ -114,6 +143,15 @@ def run(
         raise click.UsageError("give exactly one of --source VIDEO or --messages FILE")
     if source is not None and not detector:
         raise click.UsageError("--source needs --detector (e.g. yolo11n.onnx)")
+    if messages is not None and (codebook is not None or lean_preset is not None):
+        raise click.UsageError(
+            "--codebook and --lean-preset need --source (a recorded file "
+            "holds one preset's messages, coded already)"
+        )
+    if no_lean:
+        lean_preset = None
+    elif lean_preset is None and LEAN_PRESET.is_file():
+        lean_preset = LEAN_PRESET
     try:
         scenario = load_scenario(scenario_spec)
         changes: dict[str, Any] = {}
@@ -145,11 +183,18 @@ def run(
                 def frames_done(n: int) -> None:
                     bar.update(n - bar.n)
 
-                rec = record_clip(scenario, overrides, config_path, tick=frames_done)
+                rec = record_clip(
+                    scenario,
+                    overrides,
+                    config_path,
+                    tick=frames_done,
+                    lean_preset=lean_preset,
+                    codebook=codebook,
+                )
         else:
             assert messages is not None
             rec = read_message_file(messages)
-        payloads, _ = make_payloads(scenario, rec)
+        payloads, _ = make_payloads(scenario, rec, warmup_vectors)
         with tqdm(
             total=planned_runs(scenario, payloads),
             desc="simulate",
@@ -160,7 +205,7 @@ def run(
             def run_done(n: int) -> None:
                 runs_bar.update(n)
 
-            result = simulate_scenario(scenario, rec, tick=run_done)
+            result = simulate_scenario(scenario, rec, tick=run_done, warmup_vectors=warmup_vectors)
             runs_bar.total = runs_bar.n
             runs_bar.refresh()
         doc = write_report(result, out)

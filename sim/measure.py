@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,6 @@ from numpy.typing import NDArray
 from edge.capture import open_source
 from edge.config import SourceConfig
 from edge.crops import extract_crops
-from edge.detect import FrameBoxes, TrackingDetector
 from edge.errors import EdgeError
 from edge.pipeline import EdgePipeline
 from shared.codec import decode, encode
@@ -45,6 +44,7 @@ from shared.messages import Embedding, Envelope, Message
 from shared.vectors import VectorCodec, builtin_codecs, create_codec, fingerprint
 from sim.errors import MeasureError
 from sim.media import H264Meter, MediaError, jpeg_bytes, raw_bytes
+from sim.replay import CachingEncoder, KeepingCodec, RecordingDetector, ReplayDetector
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,17 @@ class Sent:
     size: int
     message: Message
     vector: NDArray[np.float32] | None = None  # an Embedding's vector (decoded from its code)
+    original: NDArray[np.float32] | None = None  # the encoder's f32 vector it was coded from
+
+
+@dataclass
+class Stream:
+    """The messages another emission preset sent on the same frames (``name``: its strategy)."""
+
+    name: str
+    codec_id: str
+    messages: list[Sent] = field(default_factory=list)
+    description: str = ""
 
 
 @dataclass
@@ -127,6 +138,11 @@ class Recording:
     random_init: bool = False
     codec_id: str = ""
     vectors: dict[int, NDArray[np.float32]] = field(default_factory=dict)  # track -> first sent
+    t0_us: int = 0  # capture time of the first frame (us): places TrackEnd times
+    streams: list[Stream] = field(default_factory=list)  # other presets on the same frames
+    embeds_computed: int = 0  # crops the encoder embedded (every preset together)
+    embeds_reused: int = 0  # crops a second preset asked for that were embedded already
+    min_track_frames: int = 3  # reference tracks shorter than this are flicker (confirm_frames)
 
     @property
     def frames(self) -> int:
@@ -142,22 +158,6 @@ class Recording:
         return raw_bytes(self.width, self.height)
 
 
-class _RecordingDetector:
-    """The pipeline's detector, keeping each frame's boxes (a pass-through wrapper)."""
-
-    def __init__(self, inner: TrackingDetector) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.last = FrameBoxes.empty()
-
-    def track(self, image: NDArray[np.uint8]) -> FrameBoxes:
-        self.last = self.inner.track(image)
-        return self.last
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-
 def measure_video(
     source: Path,
     pipeline: EdgePipeline,
@@ -166,17 +166,32 @@ def measure_video(
     max_frames: int | None = None,
     progress: Progress | None = None,
     edge_id: str = "sim-edge",
+    extra: Mapping[str, EdgePipeline] | None = None,
 ) -> Recording:
-    """Run ``pipeline`` over every frame of ``source`` (inline) and measure all baselines."""
+    """Run ``pipeline`` over every frame of ``source`` (inline) and measure all baselines.
+
+    ``extra``: other pipelines (strategy name -> pipeline, e.g. another emission preset) run on
+    the same frames with ``pipeline``'s detections and one shared embedding cache (their own
+    detector and encoder are not used); their messages become :attr:`Recording.streams`.
+    """
     try:
         src = open_source(SourceConfig(uri=str(source), pace=False))
     except EdgeError as exc:
         raise MeasureError(f"cannot open {source}: {exc}") from None
     if src.live:
         raise MeasureError(f"{source} is a live source; the simulator needs a file")
-    recorder = _RecordingDetector(pipeline.detector)
-    pipeline.detector = recorder
-    framer = MessageFramer(edge_id, media.send_delay_ms)
+    pipelines = {"semcom": pipeline, **(extra or {})}
+    runs = [
+        _Run(name, p, MessageFramer(edge_id, media.send_delay_ms), KeepingCodec(p.codec))
+        for name, p in pipelines.items()
+    ]
+    saved = [(r.pipeline.detector, r.pipeline.encoder, r.pipeline.codec) for r in runs]
+    recorder = RecordingDetector(pipeline.detector)
+    encoder = CachingEncoder(pipeline.encoder)
+    for r in runs:
+        r.pipeline.detector = recorder if r.pipeline is pipeline else ReplayDetector(recorder)
+        r.pipeline.encoder = encoder
+        r.pipeline.codec = r.codec
     fps = float(src.fps or 25.0)
     rec: Recording | None = None
     meter = H264Meter(fps, media.h264_crf)
@@ -193,16 +208,20 @@ def measure_video(
                     fps,
                     media=media,
                     detector=recorder.name,
-                    encoder=pipeline.encoder.name,
-                    dim=pipeline.encoder.dim,
-                    random_init=pipeline.encoder.random_init,
-                    codec_id=pipeline.codec.codec_id,
+                    encoder=encoder.name,
+                    dim=encoder.dim,
+                    random_init=encoder.random_init,
+                    codec_id=runs[0].codec.codec_id,
+                    t0_us=frame.capture_ts_us,
+                    streams=[Stream(r.name, r.codec.codec_id) for r in runs[1:]],
                 )
             first_us = frame.capture_ts_us if first_us is None else first_us
             t = (frame.capture_ts_us - first_us) / 1e6
             rec.frame_times.append(t)
-            for ts, message in pipeline.process(frame):
-                _record(rec, framer, pipeline, ts, (ts - first_us) / 1e6, message)
+            encoder.new_frame()
+            for r in runs:
+                for ts, message in r.pipeline.process(frame):
+                    _record(rec, r, ts, (ts - first_us) / 1e6, message)
             _measure_pixels(rec, frame.image, recorder, t, meter)
             if progress is not None:
                 progress(rec.frames)
@@ -211,36 +230,48 @@ def measure_video(
         assert first_us is not None
         end = rec.frame_times[-1]
         end_us = first_us + round(end * 1e6)
-        for _ts, message in pipeline.finish():
-            _record(rec, framer, pipeline, end_us, end, message)
+        for r in runs:
+            for _ts, message in r.pipeline.finish():
+                _record(rec, r, end_us, end, message)
         rec.h264_total_bytes = meter.close()
+        rec.embeds_computed, rec.embeds_reused = encoder.computed, encoder.reused
     except MediaError as exc:
         raise MeasureError(f"cannot encode the frames of {source}: {exc}") from None
     finally:
-        pipeline.detector = recorder.inner
+        for r, (det, enc, codec) in zip(runs, saved, strict=True):
+            r.pipeline.detector, r.pipeline.encoder, r.pipeline.codec = det, enc, codec
     return rec
 
 
-def _record(
-    rec: Recording,
-    framer: MessageFramer,
-    pipeline: EdgePipeline,
-    ts_us: int,
-    t: float,
-    message: Message,
-) -> None:
-    size = framer.size(ts_us, message)
-    vector = None
+@dataclass
+class _Run:
+    """One pipeline of a measurement pass and how its messages are framed."""
+
+    name: str
+    pipeline: EdgePipeline
+    framer: MessageFramer
+    codec: KeepingCodec
+
+
+def _record(rec: Recording, run: _Run, ts_us: int, t: float, message: Message) -> None:
+    size = run.framer.size(ts_us, message)
+    vector = original = None
     if isinstance(message, Embedding):
-        vector = pipeline.codec.decode(message.code)[0]
-        rec.vectors.setdefault(message.track_id, vector)
-    rec.messages.append(Sent(t, type(message).__name__, size, message, vector))
+        original = run.codec.take()
+        vector = run.codec.decode(message.code)[0]
+        if run.name == "semcom":
+            rec.vectors.setdefault(message.track_id, vector)
+    sent = Sent(t, type(message).__name__, size, message, vector, original)
+    if run.name == "semcom":
+        rec.messages.append(sent)
+    else:
+        next(s for s in rec.streams if s.name == run.name).messages.append(sent)
 
 
 def _measure_pixels(
     rec: Recording,
     image: NDArray[np.uint8],
-    recorder: _RecordingDetector,
+    recorder: RecordingDetector,
     t: float,
     meter: H264Meter,
 ) -> None:
@@ -309,6 +340,7 @@ def read_message_file(path: Path, fps: float | None = None) -> Recording:
         encoder=hello.encoder if hello is not None else "",
         dim=hello.embedding_dim if hello is not None else 0,
         random_init=hello.random_init_encoder if hello is not None else False,
+        t0_us=first,
     )
     codecs = _file_codecs(hello)
     for size, env in data:

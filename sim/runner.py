@@ -10,12 +10,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sim.des import Capacity, SimResult, SimSettings, max_cameras, simulate
+from sim.errors import MeasureError
 from sim.measure import MediaSettings, Recording, measure_video
 from sim.scenarios import Scenario
 from sim.strategies import Headline, Payload, build_payloads, headline
+from sim.warmup import WARMUP_VECTORS
 
 logger = logging.getLogger(__name__)
 
@@ -76,43 +78,111 @@ def edge_overrides(
     return out
 
 
+LEAN_STRATEGY: Final = "semcom-lean"
+
+
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (a YAML preset as command-line overrides)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def preset_overrides(
+    overrides: Mapping[str, Any], preset: Path, codebook: Path | None = None
+) -> dict[str, Any]:
+    """``overrides`` with a preset file's keys layered over them (the preset wins; a given
+    ``codebook`` wins over the preset's codec)."""
+    from shared.settings import SettingsError, read_yaml
+
+    try:
+        data = read_yaml(preset)
+    except SettingsError as exc:
+        raise MeasureError(f"preset {preset}: {exc}") from None
+    out = {**overrides, **_dotted(data)}
+    if codebook is not None:
+        out["codec"] = str(codebook)
+    return out
+
+
 def record_clip(
     scenario: Scenario,
     overrides: dict[str, Any],
     config_path: Path | None = None,
     tick: Tick | None = None,
+    *,
+    lean_preset: Path | None = None,
+    codebook: Path | None = None,
 ) -> Recording:
-    """Build the agent's pipeline from its config and measure the clip with it."""
+    """Build the agent's pipeline from its config and measure the clip with it.
+
+    ``lean_preset``: also run the emission policy and codec of this preset (layered over the
+    same config) on the same frames, as the ``semcom-lean`` stream; ``codebook``: a codebook
+    file (``semcom codec fit``) both presets use as their codec.
+    """
     from edge.config import load_config
     from edge.detect import Detector
     from edge.embed import build_encoder
     from edge.pipeline import EdgePipeline
     from edge.policy import EmissionPolicy
+    from shared.errors import CodecError
+    from shared.pq import load_codebook
     from shared.vectors import create_codec
 
+    if codebook is not None:
+        try:
+            load_codebook(codebook)
+        except CodecError as exc:
+            raise MeasureError(f"codebook {codebook}: {exc}") from None
+        overrides = {**overrides, "codec": str(codebook)}
     config = load_config(config_path, overrides, environ={})
     encoder = build_encoder(config.encoder)
+    detector = Detector(config.detector)
     pipeline = EdgePipeline(
-        Detector(config.detector),
+        detector,
         encoder,
         create_codec(config.codec, encoder.dim),
         EmissionPolicy(config.policy, config.source.camera_id),
         config.crop.scale,
     )
+    extra: dict[str, EdgePipeline] = {}
+    if lean_preset is not None:
+        lean = load_config(config_path, preset_overrides(overrides, lean_preset, codebook), {})
+        extra[LEAN_STRATEGY] = EdgePipeline(
+            detector,  # replaced by the first pipeline's detections
+            encoder,  # shared through one embedding cache
+            create_codec(lean.codec, encoder.dim),
+            EmissionPolicy(lean.policy, lean.source.camera_id),
+            lean.crop.scale,
+        )
     s = scenario.strategies
     media = MediaSettings(s.jpeg_quality, s.h264_crf, s.crop_jpeg_quality)
-    return measure_video(
+    rec = measure_video(
         Path(config.source.uri),
         pipeline,
         media=media,
         max_frames=scenario.max_frames,
         progress=tick,
+        extra=extra,
     )
+    rec.min_track_frames = config.policy.confirm_frames
+    for stream in rec.streams:
+        if stream.name == LEAN_STRATEGY and lean_preset is not None:
+            stream.description = f"the lean preset ({lean_preset.name})"
+    return rec
 
 
-def make_payloads(scenario: Scenario, rec: Recording) -> tuple[list[Payload], list[Headline]]:
+def make_payloads(
+    scenario: Scenario, rec: Recording, warmup_vectors: int | None = WARMUP_VECTORS
+) -> tuple[list[Payload], list[Headline]]:
     s = scenario.strategies
-    payloads = build_payloads(rec, s.codecs, s.ladder, seed=scenario.seed)
+    payloads = build_payloads(
+        rec, s.codecs, s.ladder, seed=scenario.seed, warmup_vectors=warmup_vectors
+    )
     if not s.all_rois:
         payloads = [p for p in payloads if not p.name.endswith("-all-rois")]
     raw = next((p for p in payloads if p.name == "raw"), None)
@@ -127,9 +197,14 @@ def planned_runs(scenario: Scenario, payloads: list[Payload]) -> int:
     return fixed + 3 * searched * len(scenario.profiles)
 
 
-def simulate_scenario(scenario: Scenario, rec: Recording, tick: Tick | None = None) -> ScenarioRun:
+def simulate_scenario(
+    scenario: Scenario,
+    rec: Recording,
+    tick: Tick | None = None,
+    warmup_vectors: int | None = WARMUP_VECTORS,
+) -> ScenarioRun:
     """Every payload on every link: at each of ``scenario.cameras``, and the capacity search."""
-    payloads, heads = make_payloads(scenario, rec)
+    payloads, heads = make_payloads(scenario, rec, warmup_vectors)
     out = ScenarioRun(scenario, rec, payloads, heads)
     settings = SimSettings(
         duration_s=scenario.duration_s, drain_s=scenario.drain_s, seed=scenario.seed

@@ -14,12 +14,19 @@ detections), so they differ only in what they put on the wire:
   real wire codec with compression off (the paper counts 3,072 B per crop);
 - ``semcom``: exactly what the edge pipeline sent (track-aware emission, the configured codec,
   counts, boxes every few frames, track ends);
+- ``semcom-lean`` (and any other :class:`~sim.measure.Stream`): what another emission preset's
+  pipeline sent on the same frames (the lean preset, ``deploy/edge.lean.yaml``);
 - ``semcom-<codec>``: the same messages with every embedding re-encoded with ``<codec>``;
 - ``semcom-<codec>-all-rois``: no track-aware emission: every RoI of every frame as an
   embedding with ``<codec>`` (nothing else);
 - ``semcom-ladder``: the track-aware messages with each embedding's size on every rung of a
   codec ladder; the rate controller (:class:`edge.ratecontrol.LadderController`) picks the
   rung in the simulation.
+
+Every semcom strategy built from recorded messages carries its :class:`~sim.fidelity.Fidelity`
+(what the cloud knows from those messages against the edge's full-rate observations) and, for
+``semcom`` and the streams, its :class:`~sim.warmup.Warmup` (the same messages on the universal
+int8 rung, until the cloud has fitted a codebook).
 
 Sizes are bytes of encoded frames (header + msgpack + zstd), without data-channel batching,
 SCTP/DTLS/UDP/IP headers (a few % for frames of a kilobyte) or pixel container headers.
@@ -37,7 +44,9 @@ from numpy.typing import NDArray
 
 from shared.messages import Embedding, EmitReason, Message
 from shared.vectors import VectorCodec, create_codec, fingerprint
-from sim.measure import MessageFramer, Recording, RoI
+from sim.fidelity import Fidelity, Reference, measure_fidelity, view_of
+from sim.measure import MessageFramer, Recording, RoI, Sent
+from sim.warmup import WARMUP_VECTORS, Warmup, warmup_of
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,8 @@ class Payload:
     rungs: tuple[str, ...] = ()
     rung_sizes: NDArray[np.int64] | None = None
     quiet: NDArray[np.bool_] | None = None
+    fidelity: Fidelity | None = None
+    warmup: Warmup | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -207,17 +218,18 @@ def _roi_embedding(rec: Recording, roi: RoI, codec: VectorCodec, code: bytes) ->
 
 def _all_rois(
     rec: Recording, codec: VectorCodec, seed: int, *, compress: bool = True
-) -> list[tuple[float, int]]:
+) -> tuple[list[tuple[float, int]], list[tuple[float, Embedding]]]:
+    """(sizes grouped per frame, every RoI's Embedding message with its time)."""
     if not rec.rois:
-        return []
+        return [], []
     vectors = np.stack(_roi_vectors(rec, codec.dim, seed))
     codes = codec.encode(vectors)
     sizer = _Sizer(compress)
-    sizes = [
-        sizer(r.t_s, _roi_embedding(rec, r, codec, codes[i].tobytes()))
-        for i, r in enumerate(rec.rois)
+    messages = [
+        (r.t_s, _roi_embedding(rec, r, codec, codes[i].tobytes())) for i, r in enumerate(rec.rois)
     ]
-    return _grouped([r.t_s for r in rec.rois], sizes)
+    sizes = [sizer(t, m) for t, m in messages]
+    return _grouped([r.t_s for r in rec.rois], sizes), messages
 
 
 def paper_payload(rec: Recording, seed: int = 0) -> Payload:
@@ -233,22 +245,70 @@ def paper_payload(rec: Recording, seed: int = 0) -> Payload:
         "paper: every RoI of every frame, 768-d float32 (3,072 B, uncompressed) + box, class, "
         "header",
         rec,
-        _all_rois(rec, codec, seed, compress=False),
+        _all_rois(rec, codec, seed, compress=False)[0],
     )
 
 
-def _reencoded(rec: Recording, codec: VectorCodec) -> list[int]:
+def _source(sent: Sent) -> NDArray[np.float32] | None:
+    """The vector an embedding was coded from: the encoder's f32 output when kept."""
+    return sent.original if sent.original is not None else sent.vector
+
+
+def _reencoded(messages: Sequence[Sent], codec: VectorCodec) -> list[int]:
     """Sizes of the recorded messages with every embedding re-encoded with ``codec``."""
     sizer = _Sizer()
     sizes = []
-    for sent in rec.messages:
-        if isinstance(sent.message, Embedding) and sent.vector is not None:
-            code = codec.encode(sent.vector[None, :])[0].tobytes()
+    for sent in messages:
+        vector = _source(sent)
+        if isinstance(sent.message, Embedding) and vector is not None:
+            code = codec.encode(vector[None, :])[0].tobytes()
             message = replace(sent.message, codec=fingerprint(codec), code=code)
             sizes.append(sizer(sent.t_s, message))
         else:
             sizes.append(sent.size)
     return sizes
+
+
+def _fidelity(
+    rec: Recording,
+    ref: Reference | None,
+    messages: Sequence[Sent],
+    codec: VectorCodec | None = None,
+) -> Fidelity | None:
+    """What the cloud knows from ``messages`` (embeddings as sent, or re-coded with ``codec``)."""
+    if ref is None:
+        return None
+
+    def decoded(sent: Sent) -> NDArray[np.float32] | None:
+        vector = _source(sent)
+        if codec is None or vector is None:
+            return sent.vector
+        out: NDArray[np.float32] = codec.decode(codec.encode(vector[None, :]))[0]
+        return out
+
+    items = ((s.t_s, s.message, decoded(s), s.original) for s in messages)
+    return measure_fidelity(ref, view_of(items, rec.t0_us), min_track_frames=rec.min_track_frames)
+
+
+def _sent_payload(
+    name: str,
+    description: str,
+    rec: Recording,
+    messages: Sequence[Sent],
+    ref: Reference | None,
+    warmup_vectors: int | None,
+) -> Payload:
+    """A strategy made of recorded messages as sent, with its fidelity and warm-up."""
+    payload = _payload(name, description, rec, ((s.t_s, s.size) for s in messages))
+    warm = None
+    if warmup_vectors is not None and rec.dim > 0:
+        warm = warmup_of(
+            _reencoded(messages, create_codec("int8", rec.dim)),
+            sum(s.kind == "Embedding" for s in messages),
+            rec.duration_s,
+            warmup_vectors,
+        )
+    return replace(payload, fidelity=_fidelity(rec, ref, messages), warmup=warm)
 
 
 def semcom_payloads(
@@ -258,20 +318,36 @@ def semcom_payloads(
     *,
     all_rois: bool = True,
     seed: int = 0,
+    warmup_vectors: int | None = WARMUP_VECTORS,
 ) -> list[Payload]:
-    """``semcom`` (as sent), per-codec variants with and without track-aware emission, and
-    ``semcom-ladder`` when a ladder of two or more codecs is given."""
+    """``semcom`` (as sent), each other preset's stream (``semcom-lean``), per-codec variants
+    with and without track-aware emission, and ``semcom-ladder`` when a ladder of two or more
+    codecs is given. ``warmup_vectors``: the cloud's codebook threshold (None: no warm-up)."""
     random = " (random-init encoder)" if rec.random_init else ""
+    ref = Reference.of(rec.rois, rec.frame_times, rec.width, rec.height) if rec.rois else None
     times = [s.t_s for s in rec.messages]
     out = [
-        _payload(
+        _sent_payload(
             "semcom",
             f"semcom as the edge sent it: track-aware, {rec.codec_id or 'recorded'} codes, "
             f"{rec.dim}-d{random}",
             rec,
-            zip(times, [s.size for s in rec.messages], strict=True),
+            rec.messages,
+            ref,
+            warmup_vectors,
         )
     ]
+    for stream in rec.streams:
+        out.append(
+            _sent_payload(
+                stream.name,
+                f"{stream.description or stream.name}: {stream.codec_id} codes{random}",
+                rec,
+                stream.messages,
+                ref,
+                warmup_vectors,
+            )
+        )
     has_vectors = any(s.vector is not None for s in rec.messages) or not any(
         s.kind == "Embedding" for s in rec.messages
     )
@@ -285,16 +361,25 @@ def semcom_payloads(
                     f"semcom-{codec.codec_id}",
                     f"track-aware, every embedding as {codec.codec_id}",
                     rec,
-                    zip(times, _reencoded(rec, codec), strict=True),
+                    zip(times, _reencoded(rec.messages, codec), strict=True),
                 )
             )
+            out[-1] = replace(out[-1], fidelity=_fidelity(rec, ref, rec.messages, codec))
         if all_rois and rec.rois:
+            items, messages = _all_rois(rec, codec, seed)
+            fid = None
+            if ref is not None:  # vectors are stand-ins (one per track): no recall measured
+                view = view_of(((t, m, None, None) for t, m in messages), rec.t0_us)
+                fid = measure_fidelity(ref, view, min_track_frames=rec.min_track_frames)
             out.append(
-                _payload(
-                    f"semcom-{codec.codec_id}-all-rois",
-                    f"no track-aware emission: every RoI of every frame as {codec.codec_id}",
-                    rec,
-                    _all_rois(rec, codec, seed),
+                replace(
+                    _payload(
+                        f"semcom-{codec.codec_id}-all-rois",
+                        f"no track-aware emission: every RoI of every frame as {codec.codec_id}",
+                        rec,
+                        items,
+                    ),
+                    fidelity=fid,
                 )
             )
     if len(ladder) >= 2 and has_vectors:
@@ -304,7 +389,7 @@ def semcom_payloads(
 
 def ladder_payload(rec: Recording, rungs: Sequence[VectorCodec]) -> Payload:
     """Track-aware messages with every embedding's size on each rung (richest first)."""
-    per_rung = [_reencoded(rec, c) for c in rungs]
+    per_rung = [_reencoded(rec.messages, c) for c in rungs]
     sizes = np.asarray(per_rung[0], np.int64)
     table = np.stack([np.asarray(r, np.int64) for r in per_rung], axis=1)
     embedding = np.asarray([s.kind == "Embedding" for s in rec.messages], bool)
@@ -341,6 +426,7 @@ def build_payloads(
     ladder: Sequence[str] = ("f16", "int8"),
     *,
     seed: int = 0,
+    warmup_vectors: int | None = WARMUP_VECTORS,
 ) -> list[Payload]:
     """Every strategy the recording supports: pixels (with a video), paper, semcom family."""
     out = pixel_payloads(rec)
@@ -348,7 +434,7 @@ def build_payloads(
         out.append(paper_payload(rec, seed))
     elif rec.jpeg_frame_bytes:
         out.append(_payload("paper", "paper: no RoIs detected on this clip", rec, []))
-    out.extend(semcom_payloads(rec, codecs, ladder, seed=seed))
+    out.extend(semcom_payloads(rec, codecs, ladder, seed=seed, warmup_vectors=warmup_vectors))
     return out
 
 

@@ -3,7 +3,7 @@
 Crops of tracked road users are cut from real clips by the edge's own detector, tracker and crop
 rule and embedded by the edge's encoder (:mod:`semcom.bench.fidelity_data`). Every codec (f32,
 f16, int8, PCA+PQ codes of several sizes) is then measured on them
-(:mod:`semcom.bench.fidelity_metrics`): bytes per code and per RoI message, class precision@10
+(:mod:`sim.recall_metrics`): bytes per code and per RoI message, class precision@10
 over other tracks, same-track recall@10 at least 1 s apart, 10-recall@10 and 1-recall@10
 against f32, and each figure's ratio to f32. Codebooks are fitted on some clips and measured on
 the others (:mod:`semcom.bench.fidelity_run`). ``bench codec`` stays the quick synthetic check.

@@ -20,7 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from semcom.bench.fidelity_data import CropSample
-from semcom.bench.fidelity_metrics import (
+from shared.codec import encode
+from shared.geometry import Box
+from shared.messages import Embedding, EmitReason, Envelope
+from shared.pq import CENTROIDS, fit_pq
+from shared.vectors import VectorCodec, create_codec, fingerprint
+from sim.recall_metrics import (
     SECOND_US,
     PerQuery,
     Pool,
@@ -29,11 +34,6 @@ from semcom.bench.fidelity_metrics import (
     per_query,
     summarise,
 )
-from shared.codec import encode
-from shared.geometry import Box
-from shared.messages import Embedding, EmitReason, Envelope
-from shared.pq import CENTROIDS, fit_pq
-from shared.vectors import VectorCodec, create_codec, fingerprint
 
 BUILTIN: Final = ("f32", "f16", "int8")
 #: a fixed capture epoch for the messages (2026-01-01 UTC, us): timestamps of today's size

@@ -7,9 +7,9 @@ import pytest
 
 from semcom.bench import fidelity_run
 from semcom.bench.fidelity_data import CropSample
-from semcom.bench.fidelity_metrics import Pool, per_query, summarise, top_k
 from semcom.bench.fidelity_run import SplitError, make_folds, run
 from shared.pq import fit_pq
+from sim.recall_metrics import Pool, per_query, summarise, top_k
 
 S = 1_000_000
 

@@ -1,0 +1,368 @@
+"""Fidelity of a payload strategy: what the cloud knows from the messages it sent, measured
+against what the edge itself saw at full rate on the same frames.
+
+The reference is the :class:`~sim.measure.Recording`'s RoIs: every tracked box (track id > 0)
+of every frame, as the edge's detector and tracker produced it. The estimate is rebuilt only
+from the messages the strategy put on the wire (:class:`CloudView`, one reader per message
+type; a message a strategy did not send never reaches it). Four measures:
+
+- **objects in view** per class per 10 s window. Reference: per window, the mean over its frames
+  of the tracked boxes of each class (a box counts in its track's majority class). Estimate:
+  the mean over the same frames of the tracks the cloud knows whose span (first to last seen)
+  covers the frame, in the track's class (its votes' majority). Error: ``sum |est - ref| /
+  sum ref`` over every (window, class) pair, a fraction (0.05 = 5 %); a window-level sum, so
+  rare classes and empty windows cannot blow it up;
+- **confirmed tracks** per class: the reference's tracks seen in at least ``min_track_frames``
+  frames (shorter ones are flicker that every emission policy drops) against the tracks the
+  cloud knows, per majority class; exact or not, with both counts;
+- **path RMSE**: for every frame of every reference track the cloud knows, the distance between
+  the observed box centre and the centre the cloud interpolates at that time (linear in time
+  between its known points, held constant before the first and after the last), as the root of
+  the mean squared distance in pixels, in percent of the frame width. Frames of tracks the cloud
+  never heard of are counted apart (``path_unknown_frames``), not folded in;
+- **same-track recall@10 ratio**: over the embeddings the strategy sent (the cloud's index),
+  :func:`sim.recall_metrics.per_query`'s same-track recall@10 with the decoded codes divided by
+  the same measure with the encoder's f32 vectors of the same crops, as ``semcom bench fidelity``
+  computes it. None when no sent embedding has another of its track >= 1 s away.
+
+Known points of a track: boxes with a capture time (``Detections``, ``Embedding``) and the
+sampled path of a ``TrackEnd``, whose boxes carry no times: they are spread evenly over the
+track's span and used only for tracks with fewer than two timed points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shared.messages import Detections, Embedding, Message, TrackEnd
+from sim.measure import RoI
+from sim.recall_metrics import Pool, per_query, summarise
+
+WINDOW_S: Final = 10.0
+"""Objects-in-view windows (s of video)."""
+MIN_TRACK_FRAMES: Final = 3
+"""Reference tracks shorter than this are flicker (the edge's default ``confirm_frames``)."""
+
+F32 = NDArray[np.float32]
+
+
+@dataclass
+class KnownTrack:
+    """What the cloud knows of one track: timed centres, untimed path centres, span, votes."""
+
+    track_id: int
+    timed: list[tuple[float, float, float]] = field(default_factory=list)  # (t_s, cx, cy)
+    untimed: list[tuple[float, float]] = field(default_factory=list)  # TrackEnd path centres
+    span: tuple[float, float] | None = None  # first, last seen (s), from a TrackEnd
+    votes: Counter[int] = field(default_factory=Counter)
+    classes: Counter[int] = field(default_factory=Counter)  # class of each timed box
+
+    @property
+    def class_id(self) -> int:
+        counts = self.votes or self.classes
+        return max(sorted(counts), key=lambda c: counts[c]) if counts else -1
+
+    def first_last(self) -> tuple[float, float]:
+        times = [t for t, _, _ in self.timed]
+        if self.span is not None:
+            times += list(self.span)
+        return min(times), max(times)
+
+    def points(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Known (t, cx, cy) sorted by time; one point per time (the last one given)."""
+        pts = list(self.timed)
+        if len(pts) < 2 and self.untimed and self.span is not None:
+            a, b = self.span
+            n = len(self.untimed)
+            steps = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
+            pts += [(t, cx, cy) for t, (cx, cy) in zip(steps, self.untimed, strict=True)]
+        by_time = {t: (cx, cy) for t, cx, cy in pts}
+        ts = sorted(by_time)
+        return (
+            np.asarray(ts, np.float64),
+            np.asarray([by_time[t][0] for t in ts], np.float64),
+            np.asarray([by_time[t][1] for t in ts], np.float64),
+        )
+
+
+@dataclass(frozen=True)
+class SentVector:
+    """One embedding the cloud holds: its track, class, time, decoded code and the f32 original."""
+
+    track_id: int
+    class_id: int
+    t_s: float
+    decoded: F32
+    original: F32 | None
+
+
+class CloudView:
+    """What the cloud knows from one strategy's messages (times in s of video; ``t0_us`` is the
+    capture time of the first frame, to place a ``TrackEnd``'s absolute times)."""
+
+    def __init__(self, t0_us: int) -> None:
+        self.t0_us = t0_us
+        self.tracks: dict[int, KnownTrack] = {}
+        self.vectors: list[SentVector] = []
+
+    def track(self, track_id: int) -> KnownTrack:
+        known = self.tracks.get(track_id)
+        if known is None:
+            known = self.tracks[track_id] = KnownTrack(track_id)
+        return known
+
+    def add(
+        self,
+        t_s: float,
+        message: Message,
+        decoded: F32 | None = None,
+        original: F32 | None = None,
+    ) -> None:
+        reader = _READERS.get(type(message))
+        if reader is not None:
+            reader(self, t_s, message, decoded, original)
+
+
+def _centre(box: Any) -> tuple[float, float]:
+    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+
+
+def _read_detections(
+    view: CloudView, t_s: float, m: Message, _d: F32 | None, _o: F32 | None
+) -> None:
+    assert isinstance(m, Detections)
+    for box, cls, tid in zip(m.boxes, m.class_ids, m.track_ids, strict=True):
+        if tid > 0:
+            known = view.track(tid)
+            known.timed.append((t_s, *_centre(box)))
+            known.classes[cls] += 1
+
+
+def _read_embedding(
+    view: CloudView, t_s: float, m: Message, decoded: F32 | None, original: F32 | None
+) -> None:
+    assert isinstance(m, Embedding)
+    known = view.track(m.track_id)
+    known.timed.append((t_s, *_centre(m.box)))
+    known.classes[m.class_id] += 1
+    if decoded is not None:
+        view.vectors.append(SentVector(m.track_id, m.class_id, t_s, decoded, original))
+
+
+def _read_track_end(view: CloudView, _t: float, m: Message, _d: F32 | None, _o: F32 | None) -> None:
+    assert isinstance(m, TrackEnd)
+    known = view.track(m.track_id)
+    known.span = ((m.first_seen_us - view.t0_us) / 1e6, (m.last_seen_us - view.t0_us) / 1e6)
+    known.votes.update(m.class_votes)
+    known.untimed = [_centre(b) for b in m.path]
+
+
+Reader = Callable[[CloudView, float, Message, "F32 | None", "F32 | None"], None]
+_READERS: dict[type, Reader] = {
+    Detections: _read_detections,
+    Embedding: _read_embedding,
+    TrackEnd: _read_track_end,
+    # TrackSummary (message type 10, shared/paths.py): add its reader here: timed path points
+    # (t, centre) into KnownTrack.timed, its span and class votes, like TrackEnd's.
+}
+
+
+def view_of(
+    messages: Iterable[tuple[float, Message, F32 | None, F32 | None]], t0_us: int
+) -> CloudView:
+    """The cloud's view of ``(t_s, message, decoded vector, f32 original)`` in sending order."""
+    view = CloudView(t0_us)
+    for t_s, message, decoded, original in messages:
+        view.add(t_s, message, decoded, original)
+    return view
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The four measures of one strategy (see the module docstring); None where not measurable."""
+
+    objects_in_view_error: float | None  # fraction
+    path_rmse_pct: float | None  # % of frame width
+    track_r10_ratio: float | None
+    track_r10: float | None  # decoded codes
+    track_r10_f32: float | None
+    track_r10_queries: int
+    confirmed_reference: dict[int, int]
+    confirmed_estimate: dict[int, int]
+    path_frames: int
+    path_unknown_frames: int
+    embeddings: int
+
+    @property
+    def confirmed_exact(self) -> bool:
+        return self.confirmed_reference == self.confirmed_estimate
+
+    def to_json(self) -> dict[str, Any]:
+        def r(x: float | None, digits: int = 4) -> float | None:
+            return None if x is None or math.isnan(x) else round(x, digits)
+
+        return {
+            "objects_in_view_error": r(self.objects_in_view_error),
+            "path_rmse_pct": r(self.path_rmse_pct),
+            "track_r10_ratio": r(self.track_r10_ratio),
+            "track_r10": r(self.track_r10),
+            "track_r10_f32": r(self.track_r10_f32),
+            "track_r10_queries": self.track_r10_queries,
+            "confirmed_tracks": {
+                "exact": self.confirmed_exact,
+                "reference": {str(k): v for k, v in sorted(self.confirmed_reference.items())},
+                "estimate": {str(k): v for k, v in sorted(self.confirmed_estimate.items())},
+            },
+            "path_frames": self.path_frames,
+            "path_unknown_frames": self.path_unknown_frames,
+            "embeddings": self.embeddings,
+        }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The edge's full-rate observations: per tracked box its frame time, track, centre."""
+
+    frame_times: NDArray[np.float64]
+    width: int
+    height: int
+    t: NDArray[np.float64]
+    track: NDArray[np.int64]
+    cx: NDArray[np.float64]
+    cy: NDArray[np.float64]
+    track_class: dict[int, int]  # majority class of each track
+    track_frames: dict[int, int]
+
+    @staticmethod
+    def of(rois: Iterable[RoI], frame_times: Sequence[float], width: int, height: int) -> Reference:
+        tracked = [r for r in rois if r.track_id > 0]
+        votes: dict[int, Counter[int]] = {}
+        for r in tracked:
+            votes.setdefault(r.track_id, Counter())[r.class_id] += 1
+        return Reference(
+            np.asarray(frame_times, np.float64),
+            width,
+            height,
+            np.asarray([r.t_s for r in tracked], np.float64),
+            np.asarray([r.track_id for r in tracked], np.int64),
+            np.asarray([(r.box.x1 + r.box.x2) / 2 for r in tracked], np.float64),
+            np.asarray([(r.box.y1 + r.box.y2) / 2 for r in tracked], np.float64),
+            {tid: max(sorted(v), key=lambda c: v[c]) for tid, v in votes.items()},
+            {tid: sum(v.values()) for tid, v in votes.items()},
+        )
+
+
+def objects_in_view_error(
+    ref: Reference, view: CloudView, window_s: float = WINDOW_S
+) -> float | None:
+    """``sum |est - ref| / sum ref`` of the per-window mean objects in view, over every
+    (window, class); None when the reference saw nothing."""
+    if not len(ref.frame_times):
+        return None
+    windows = int(ref.frame_times[-1] // window_s) + 1
+    frame_window = (ref.frame_times // window_s).astype(np.int64)
+    frames_per = np.bincount(frame_window, minlength=windows).astype(np.float64)
+    classes = sorted(set(ref.track_class.values()) | {t.class_id for t in view.tracks.values()})
+    col = {c: i for i, c in enumerate(classes)}
+    truth = np.zeros((windows, len(classes)))
+    est = np.zeros((windows, len(classes)))
+    if len(ref.t):
+        w = (ref.t // window_s).astype(np.int64)
+        c = np.asarray([col[ref.track_class[int(tid)]] for tid in ref.track], np.int64)
+        np.add.at(truth, (w, c), 1.0)
+    eps = 1e-6
+    for known in view.tracks.values():
+        a, b = known.first_last()
+        alive = (ref.frame_times >= a - eps) & (ref.frame_times <= b + eps)
+        np.add.at(est[:, col[known.class_id]], frame_window[alive], 1.0)
+    per = np.maximum(frames_per, 1.0)[:, None]
+    total = float((truth / per).sum())
+    if total <= 0:
+        return None
+    return float(np.abs(est / per - truth / per).sum() / total)
+
+
+def confirmed_tracks(
+    ref: Reference, view: CloudView, min_track_frames: int = MIN_TRACK_FRAMES
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Tracks per class: the reference's (>= ``min_track_frames`` frames) and the cloud's."""
+    truth = Counter(
+        ref.track_class[tid] for tid, n in ref.track_frames.items() if n >= min_track_frames
+    )
+    est = Counter(t.class_id for t in view.tracks.values())
+    return dict(truth), dict(est)
+
+
+def path_rmse(ref: Reference, view: CloudView) -> tuple[float | None, int, int]:
+    """(RMSE of the box centre in % of frame width, frames measured, frames of unknown tracks)."""
+    se = 0.0
+    measured = unknown = 0
+    for tid in np.unique(ref.track):
+        rows = ref.track == tid
+        known = view.tracks.get(int(tid))
+        ts, xs, ys = known.points() if known is not None else (np.empty(0),) * 3
+        if not len(ts):
+            unknown += int(rows.sum())
+            continue
+        dx = (np.interp(ref.t[rows], ts, xs) - ref.cx[rows]) * ref.width
+        dy = (np.interp(ref.t[rows], ts, ys) - ref.cy[rows]) * ref.height
+        se += float((dx * dx + dy * dy).sum())
+        measured += int(rows.sum())
+    if not measured or ref.width <= 0:
+        return None, measured, unknown
+    return 100.0 * math.sqrt(se / measured) / ref.width, measured, unknown
+
+
+def track_recall(view: CloudView) -> tuple[float | None, float | None, float | None, int]:
+    """(ratio, decoded recall, f32 recall, queries) of same-track recall@10 over the sent
+    embeddings; None where the originals are unknown or no query has a far sighting."""
+    vectors = view.vectors
+    if len(vectors) < 2 or any(v.original is None for v in vectors):
+        return None, None, None, 0
+    originals = np.stack([v.original for v in vectors if v.original is not None])
+    decoded = np.stack([v.decoded for v in vectors]).astype(np.float32)
+    pool = Pool(
+        originals.astype(np.float32),
+        np.asarray([v.track_id for v in vectors], np.int64),
+        np.asarray([v.class_id for v in vectors], np.int64),
+        np.asarray([round(v.t_s * 1e6) for v in vectors], np.int64),
+    )
+    codec = summarise(per_query(pool, decoded, decoded))
+    if codec.track_queries == 0:
+        return None, None, None, 0
+    f32 = summarise(per_query(pool, pool.vectors, pool.vectors))
+    ratio = codec.track_r10 / f32.track_r10 if f32.track_r10 > 0 else None
+    return ratio, codec.track_r10, f32.track_r10, codec.track_queries
+
+
+def measure_fidelity(
+    ref: Reference,
+    view: CloudView,
+    *,
+    window_s: float = WINDOW_S,
+    min_track_frames: int = MIN_TRACK_FRAMES,
+) -> Fidelity:
+    """The four measures of what ``view`` knows against ``ref``."""
+    truth, est = confirmed_tracks(ref, view, min_track_frames)
+    rmse, measured, unknown = path_rmse(ref, view)
+    ratio, r10, r10_f32, queries = track_recall(view)
+    return Fidelity(
+        objects_in_view_error(ref, view, window_s),
+        rmse,
+        ratio,
+        r10,
+        r10_f32,
+        queries,
+        truth,
+        est,
+        measured,
+        unknown,
+        len(view.vectors),
+    )
