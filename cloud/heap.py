@@ -23,8 +23,13 @@ from typing import Any, Final
 
 logger = logging.getLogger(__name__)
 
-M_ARENA_MAX: Final = -8  # mallopt parameter (glibc malloc.h)
+M_ARENA_MAX: Final = -8  # mallopt parameters (glibc malloc.h)
+M_MMAP_THRESHOLD: Final = -3
 ARENAS: Final = 2
+MMAP_THRESHOLD: Final = 1 << 20
+"""Allocations of 1 MiB or more are mapped and unmapped on free. glibc's default threshold
+rises up to 32 MiB after the first large free, so index rebuilds' buffers then come from the
+heap and stay in RSS after they are freed."""
 
 
 @cache
@@ -42,12 +47,14 @@ def _libc() -> Any | None:
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most ``arenas`` malloc arenas from now on (call once, at start-up); True if set."""
+    """At most ``arenas`` malloc arenas and a fixed mmap threshold (:data:`MMAP_THRESHOLD`)
+    from now on (call once, at start-up); True if set."""
     libc = _libc()
     if libc is None:
         return False
     ok = bool(libc.mallopt(M_ARENA_MAX, arenas))
-    logger.debug("malloc arenas limited to %d: %s", arenas, ok)
+    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and ok
+    logger.debug("malloc arenas limited to %d, mmap threshold %d: %s", arenas, MMAP_THRESHOLD, ok)
     return ok
 
 
