@@ -43,6 +43,9 @@ from edge.detect import FrameBoxes
 RENAMED_OFFSET: Final = 1 << 31
 #: Sightings of a track kept for its velocity (the last ones, one per frame).
 VELOCITY_POINTS: Final = 8
+#: How long after a new track's first sighting its first-sight embedding may still come (s:
+#: ``confirm_frames``, then the encoder's queue); lost tracks are kept the window plus this.
+MATCH_DELAY_S: Final = 5.0
 #: How long a tracker id's renaming is remembered after it was last seen (s): longer than any
 #: tracker buffer, so an id the tracker still holds keeps its name.
 ALIAS_MEMORY_S: Final = 300.0
@@ -185,8 +188,9 @@ class Relinker:
         self.links.append(link)
 
     def _forget(self, now_us: int) -> None:
-        """Drop records lost for longer than the window, and stale renamings."""
-        stale = [k for k, r in self._records.items() if now_us - r.last.ts_us > self.window_us]
+        """Drop records of tracks lost too long ago to be continued, and stale renamings."""
+        keep = self.window_us + round(MATCH_DELAY_S * 1e6)
+        stale = [k for k, r in self._records.items() if now_us - r.last.ts_us > keep]
         for k in stale:
             del self._records[k]
         memory = round(ALIAS_MEMORY_S * 1e6)
