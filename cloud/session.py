@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 CLOUD_ID = "cloud"
 #: Protocol versions whose Error message is laid out as ours (version byte aside).
-_SAME_ERROR_LAYOUT = (1, 2)
+_SAME_ERROR_LAYOUT = (1, 2, 3)
 #: Messages that are stored and acknowledged by (edge, seq), so they need a seq >= 1.
 _DATA = (Detections, Embedding, TrackEnd, FrameCounts)
 

@@ -10,6 +10,8 @@ Layout (all multi-byte integers little-endian)::
     5       ...   body: msgpack array [edge_id, seq, capture_ts_us, send_minus_capture_us,
                   *message fields in declaration order], possibly zstd-compressed
 
+Type 32 is not a message but a bundle of data messages, decoded by :mod:`shared.bundle`.
+
 A frame is at most ``MAX_FRAME_BYTES`` (64 KiB, aiortc's data-channel message cap) and its body
 at most ``MAX_BODY_BYTES`` after decompression. :func:`decode` raises :class:`DecodeError` (or a
 subclass) for every malformed input and nothing else.
@@ -35,6 +37,8 @@ _KNOWN_FLAGS: Final = FLAG_ZSTD
 _PREFIX: Final = struct.Struct("<2sBBB")
 PREFIX_BYTES: Final = _PREFIX.size
 _HEADER_FIELDS: Final = 4
+#: The type byte of a bundle frame (:mod:`shared.bundle`): many messages, one header.
+BUNDLE_FRAME_TYPE: Final = 32
 
 _local = threading.local()
 
@@ -89,6 +93,11 @@ def _check_prefix(frame: bytes) -> tuple[MessageType, int]:
     try:
         mtype = MessageType(type_byte)
     except ValueError:
+        if type_byte == BUNDLE_FRAME_TYPE:
+            raise DecodeError(
+                "a bundle frame (type 32) holds several messages: decode it with "
+                "shared.bundle.decode_frame"
+            ) from None
         raise DecodeError(f"unknown message type {type_byte}") from None
     if flags & ~_KNOWN_FLAGS:
         raise DecodeError(f"unknown flag bits {flags & ~_KNOWN_FLAGS:#04x}")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 3  # 3: Heartbeat.reconnects, rung, spool_bytes and health
-SUPPORTED_VERSIONS: Final = (3,)
+PROTOCOL_VERSION: Final = 4  # 4: bundle frames (type 32), TrackSummary, codebook push
+SUPPORTED_VERSIONS: Final = (4,)
 #: Earlier versions whose data messages (Detections, Embedding, TrackEnd, FrameCounts) are laid
 #: out as this version's: a spooled frame of one is sent again re-stamped (``codec.restamp``).
-SAME_DATA_LAYOUT: Final = (2,)
+SAME_DATA_LAYOUT: Final = (2, 3)
+#: Versions whose bundle frames (``shared.bundle``) this build reads (bundles came with 4).
+BUNDLE_VERSIONS: Final = (4,)
 
 #: Largest encoded frame, in bytes. aiortc's SCTP data channel caps one message at 64 KiB.
 MAX_FRAME_BYTES: Final = 65_536
@@ -44,6 +46,7 @@ MAX_CLASS_ENTRIES: Final = 256  # entries in a class histogram
 MAX_CLASS_ID: Final = 65_535
 MAX_COUNT: Final = 2**32 - 1
 MAX_ACK_RANGES: Final = 1_024  # (first, last) seq ranges in one Ack
+MAX_BUNDLE_MESSAGES: Final = 4_096  # messages in one bundle frame
 MAX_HEALTH_ENTRIES: Final = 16  # named figures in a Heartbeat's health summary
 MAX_HEALTH_NAME_CHARS: Final = 32  # a health figure's name, [a-z][a-z0-9_]*
 #: Largest seq (``Envelope.seq``, ``HelloAck.last_seq``, ``Ack`` ranges, ``Error.ref_seq``) and

@@ -134,7 +134,7 @@ def test_bad_frames_are_refused_alone(store: Store) -> None:
         pack_batch(
             [
                 counts(1),
-                b"SC\x03\x07\x00garbage",
+                b"SC\x04\x07\x00garbage",
                 counts(2, "edge-99"),
                 embedding(3, codec=0xDEAD),
                 counts(4),

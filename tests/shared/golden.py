@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from shared.bundle import encode_bundle
 from shared.codec import encode
 from shared.compression import Compressor
 from shared.geometry import Box
@@ -29,7 +30,9 @@ from shared.messages import (
     Hello,
     HelloAck,
     TrackEnd,
+    TrackSummary,
 )
+from shared.pathwire import PathPoint, TrackPath
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 T0 = 1_764_000_000_000_000  # 2025-11-24T16:00:00Z in microseconds
@@ -118,6 +121,29 @@ SAMPLES: dict[str, Envelope] = {
     "frame_counts": Envelope(
         "edge-01", 45, T0 + 80_000, T0 + 81_000, FrameCounts("cam-01", {2: 4, 0: 1})
     ),
+    "track_summary": Envelope(
+        "edge-01",
+        48,
+        T0 + 2_000_000,
+        T0 + 2_010_000,
+        TrackSummary(
+            "cam-01",
+            3,
+            T0,
+            T0 + 2_000_000,
+            50,
+            {2: 48, 7: 2},
+            True,
+            TrackPath(
+                64,
+                (
+                    PathPoint(0, Box(0.1, 0.2, 0.25, 0.4)),
+                    PathPoint(1_000, Box(0.2, 0.2, 0.35, 0.4)),
+                    PathPoint(2_000, Box(0.3, 0.2, 0.45, 0.4)),
+                ),
+            ),
+        ),
+    ),
     "ack": Envelope("cloud", 0, T0, T0, Ack(45, (46, 48, 50, 50))),
     "heartbeat": Envelope(
         "edge-01",
@@ -138,8 +164,38 @@ SAMPLES: dict[str, Envelope] = {
     ),
 }
 
+#: One bundle (protocol 4): the data samples in one frame, boxes on a grid of 64 units, plus a
+#: second Detections of the same tracks (coded as the change from their previous boxes).
+BUNDLE_STEP = 64
+BUNDLE_SAMPLES: list[Envelope] = [
+    *(
+        SAMPLES[name]
+        for name in ("detections", "embedding", "track_end", "frame_counts", "track_summary")
+    ),
+    Envelope(
+        "edge-01",
+        47,
+        T0 + 2_040_000,
+        T0 + 2_050_000,
+        Detections(
+            "cam-01",
+            (Box(0.11, 0.21, 0.26, 0.41), Box(0.52, 0.5, 0.77, 0.9)),
+            (2, 7),
+            (0.875, 0.5),
+            (3, 9),
+        ),
+    ),
+]
+BUNDLE_SEND_TS = T0 + 2_060_000
+
 #: Never compresses, so fixture bytes do not depend on the zstd library version.
 RAW = Compressor(min_bytes=1 << 30)
+
+
+def bundle_fixture(compressor: Compressor = RAW) -> bytes:
+    return encode_bundle(
+        BUNDLE_SAMPLES, box_step=BUNDLE_STEP, send_ts_us=BUNDLE_SEND_TS, compressor=compressor
+    )
 
 
 def write() -> None:
@@ -150,10 +206,11 @@ def write() -> None:
     (GOLDEN_DIR / "detections_zstd.bin").write_bytes(
         encode(SAMPLES["detections_many"], Compressor(min_bytes=0, level=19))
     )
+    (GOLDEN_DIR / "bundle.bin").write_bytes(bundle_fixture())
 
 
 if __name__ == "__main__":
     if "--write" not in sys.argv:
         sys.exit("usage: python -m tests.shared.golden --write")
     write()
-    print(f"wrote {len(SAMPLES) + 1} fixtures to {GOLDEN_DIR}")
+    print(f"wrote {len(SAMPLES) + 2} fixtures to {GOLDEN_DIR}")

@@ -43,10 +43,10 @@ ACK = MessageType.ACK
     ("frame", "message"),
     [
         (b"", "truncated frame: 0 bytes"),
-        (b"SC\x03\x07", "truncated frame: 4 bytes"),
+        (b"SC\x04\x07", "truncated frame: 4 bytes"),
         (b"XX\x02\x07\x00\x90", "bad magic"),
-        (b"SC\x03\x63\x00\x90", "unknown message type 99"),
-        (b"SC\x03\x07\x80\x90", "unknown flag bits 0x80"),
+        (b"SC\x04\x63\x00\x90", "unknown message type 99"),
+        (b"SC\x04\x07\x80\x90", "unknown flag bits 0x80"),
         (_frame(ACK, ["e", 1, 0, 0]), "Ack body has 4 fields, expected 6"),
         (_frame(ACK, {"seq": 1}), "body must be a msgpack array, got dict"),
         (_frame(ACK, ["e", 1, 0, 0, "1", b""]), "Ack.seq: expected an integer, got str"),
@@ -77,11 +77,11 @@ ACK = MessageType.ACK
         ),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""]) + b"\x00", "trailing bytes"),
         (_frame(ACK, ["e", 1, 0, 0, 1, b""])[:-1], "malformed msgpack body"),
-        (MAGIC + b"\x03\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
-        (MAGIC + b"\x03\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
-        (MAGIC + b"\x03\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
-        (MAGIC + b"\x03\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
-        (MAGIC + b"\x03\x07\x01garbage", "corrupt zstd frame header"),
+        (MAGIC + b"\x04\x07\x00\xc1", "malformed msgpack body"),  # 0xc1 is never used
+        (MAGIC + b"\x04\x07\x00" + b"\x91" * 5000 + b"\x01", "malformed msgpack body"),
+        (MAGIC + b"\x04\x07\x00\xa3\xff\xfe\xfd", "malformed msgpack body"),  # bad UTF-8
+        (MAGIC + b"\x04\x07\x00\xd4\x01\x00", "malformed msgpack body"),  # ext type
+        (MAGIC + b"\x04\x07\x01garbage", "corrupt zstd frame header"),
     ],
 )
 def test_bad_input_gives_precise_decode_error(frame: bytes, message: str) -> None:
@@ -158,4 +158,4 @@ def test_non_bytes_input() -> None:
 def test_struct_layout_of_prefix() -> None:
     frame = encode(Envelope("e", 1, 0, 0, Ack(3, ())), RAW)
     magic, version, mtype, flags = struct.unpack_from("<2sBBB", frame)
-    assert (magic, version, mtype, flags) == (b"SC", 3, 7, 0)
+    assert (magic, version, mtype, flags) == (b"SC", 4, 7, 0)

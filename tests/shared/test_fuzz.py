@@ -1,4 +1,5 @@
-"""Fuzzing ``decode``: over 100,000 random and mutated frames, only DecodeError may come out.
+"""Fuzzing ``decode`` and the bundle decoder: over 100,000 random and mutated frames each,
+only DecodeError may come out.
 
 Seeded, so a failure reproduces; the failing input is printed in the assertion message.
 """
@@ -16,12 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import limits
+from shared.bundle import BUNDLE_TYPE, decode_frame, encode_bundle, is_bundle
 from shared.codec import MAGIC, PREFIX_BYTES, decode, encode
 from shared.compression import Compressor
 from shared.errors import DecodeError
 from shared.messages import MESSAGE_TYPES, Envelope, MessageType
 from shared.schema import Numbers, UInt, wire_fields
-from tests.shared.golden import SAMPLES
+from tests.shared.golden import SAMPLES, bundle_fixture
 
 FRAMES = 100_000
 
@@ -182,3 +184,55 @@ def test_out_of_range_integers_are_refused_naming_the_field(
     assert info.value.field is not None
     assert info.value.field.startswith(field), (info.value.field, field)
     assert str(value) in info.value.reason
+
+
+def _bundle_corpus(rng: random.Random) -> list[bytes]:
+    """Valid bundles: the golden one (raw and compressed) and random mixes of the samples."""
+    data = [env for env in SAMPLES.values() if env.seq > 0]
+    corpus = [bundle_fixture(), bundle_fixture(Compressor(min_bytes=0))]
+    for _ in range(30):
+        picked = rng.sample(data, rng.randrange(1, len(data) + 1))
+        base = rng.choice([1, limits.MAX_SEQ - 10, rng.randrange(1, 2**40)])
+        envelopes = [
+            Envelope(e.edge_id, base + i, e.capture_ts_us, e.send_ts_us, e.message)
+            for i, e in enumerate(picked)
+        ]
+        step = rng.choice([1, 16, 64, 4096])
+        comp = Compressor(min_bytes=0) if rng.random() < 0.3 else _RAW
+        corpus.append(encode_bundle(envelopes, box_step=step, compressor=comp))
+    return corpus
+
+
+def test_bundle_decode_only_raises_decode_error() -> None:
+    """100,000 mutated bundles and random bytes behind a bundle prefix: ``decode_frame`` gives
+    envelopes within storage bounds or one DecodeError, never another exception."""
+    rng = random.Random(20261204)
+    corpus = _bundle_corpus(rng)
+    prefix = MAGIC + bytes([limits.PROTOCOL_VERSION, BUNDLE_TYPE])
+    makers: list[Callable[[], bytes]] = [
+        lambda: prefix + bytes([rng.choice([0, 1])]) + rng.randbytes(rng.randrange(96)),
+        lambda: _mutate(rng, rng.choice(corpus)),
+        lambda: _mutate(rng, rng.choice(corpus)),
+        lambda: _mutate(rng, rng.choice(corpus)),
+        lambda: _mutate(rng, rng.choice(corpus)),
+    ]
+    decoded = rejected = 0
+    for i in range(FRAMES):
+        frame = makers[i % len(makers)]()
+        try:
+            envelopes = decode_frame(frame)
+        except DecodeError:
+            rejected += 1
+        except Exception as exc:  # pragma: no cover - the assertion is the point
+            raise AssertionError(
+                f"decode_frame({frame!r}) raised {type(exc).__name__}: {exc}"
+            ) from exc
+        else:
+            for env in envelopes:
+                assert isinstance(env, Envelope)
+                assert 1 <= env.seq <= limits.MAX_SEQ or not is_bundle(frame)
+                assert max(env.capture_ts_us, env.send_ts_us) <= limits.MAX_TS_US
+            decoded += 1
+    assert decoded + rejected == FRAMES
+    assert rejected > FRAMES // 2
+    assert decoded > 100

@@ -1,4 +1,5 @@
-"""Protocol version 3: the Heartbeat's link-health fields, and what happens to version-2 frames."""
+"""Protocol versions: the Heartbeat's link-health fields (3), and what happens to frames of
+versions 2 and 3 under version 4 (a fatal mismatch for a live peer; spooled data restamped)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,16 @@ def test_restamp_upgrades_spooled_data_frames_only() -> None:
     assert restamp(current) == current
     one = _as_v2(current)[:2] + bytes([1]) + current[3:]  # version 1: not the same layout
     assert restamp(one) == one
+
+
+def test_a_version_3_peer_is_refused_and_its_spooled_data_restamped() -> None:
+    """Version 4 refuses a version-3 peer (its HelloAck, Acks and Errors would be version 4,
+    which it cannot read), but data frames a version-3 edge spooled are laid out as today's
+    and are sent again under 4."""
+    counts = Envelope("e", 5, 10, 11, FrameCounts("cam", {2: 3}))
+    v3 = encode(counts, RAW)[:2] + bytes([3]) + encode(counts, RAW)[3:]
+    with pytest.raises(VersionMismatch) as info:
+        decode(v3)
+    assert (info.value.got, info.value.supported) == (3, (4,))
+    assert restamp(v3)[2] == 4
+    assert decode(restamp(v3)) == counts
