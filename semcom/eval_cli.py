@@ -11,6 +11,7 @@ import click
 from semcom.crop_options import crop_source_options
 from semcom.eval_analytics import analytics
 from semcom.eval_llm import llm
+from semcom.eval_tracks import tracks
 
 
 @click.group("eval")
@@ -224,3 +225,4 @@ def _table(r: dict[str, Any], out: Path | None) -> str:
 
 eval_.add_command(llm)  # `semcom eval llm` (semcom/eval_llm.py)
 eval_.add_command(analytics)  # `semcom eval analytics` (semcom/eval_analytics.py)
+eval_.add_command(tracks)  # `semcom eval tracks` (semcom/eval_tracks.py)
