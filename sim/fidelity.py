@@ -25,9 +25,11 @@ type; a message a strategy did not send never reaches it). Four measures:
   the same measure with the encoder's f32 vectors of the same crops, as ``semcom bench fidelity``
   computes it. None when no sent embedding has another of its track >= 1 s away.
 
-Known points of a track: boxes with a capture time (``Detections``, ``Embedding``) and the
-sampled path of a ``TrackEnd``, whose boxes carry no times: they are spread evenly over the
-track's span and used only for tracks with fewer than two timed points.
+Known points of a track: boxes with a capture time (``Detections``, ``Embedding``, the path
+points of a ``TrackSummary``) and the sampled path of a ``TrackEnd``, whose boxes carry no
+times: they are spread evenly over the track's span and used only for tracks with fewer than
+two timed points. Between points the box is :func:`shared.paths.boxes_at`'s (linear in time,
+held outside), as the cloud interpolates it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.messages import Detections, Embedding, Message, TrackEnd
+from shared.geometry import Box
+from shared.messages import Detections, Embedding, Message, TrackEnd, TrackSummary
+from shared.paths import TimedBox, boxes_at
 from sim.measure import RoI
 from sim.recall_metrics import Pool, per_query, summarise
 
@@ -58,8 +62,8 @@ class KnownTrack:
     """What the cloud knows of one track: timed centres, untimed path centres, span, votes."""
 
     track_id: int
-    timed: list[tuple[float, float, float]] = field(default_factory=list)  # (t_s, cx, cy)
-    untimed: list[tuple[float, float]] = field(default_factory=list)  # TrackEnd path centres
+    timed: list[TimedBox] = field(default_factory=list)  # t_us after the first frame
+    untimed: list[Box] = field(default_factory=list)  # a TrackEnd's path
     span: tuple[float, float] | None = None  # first, last seen (s), from a TrackEnd
     votes: Counter[int] = field(default_factory=Counter)
     classes: Counter[int] = field(default_factory=Counter)  # class of each timed box
@@ -70,26 +74,20 @@ class KnownTrack:
         return max(sorted(counts), key=lambda c: counts[c]) if counts else -1
 
     def first_last(self) -> tuple[float, float]:
-        times = [t for t, _, _ in self.timed]
+        times = [p.t_us / 1e6 for p in self.timed]
         if self.span is not None:
             times += list(self.span)
         return min(times), max(times)
 
-    def points(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Known (t, cx, cy) sorted by time; one point per time (the last one given)."""
+    def points(self) -> list[TimedBox]:
+        """Known boxes in time order (a TrackEnd's untimed path only without two timed ones)."""
         pts = list(self.timed)
         if len(pts) < 2 and self.untimed and self.span is not None:
-            a, b = self.span
+            a, b = (round(x * 1e6) for x in self.span)
             n = len(self.untimed)
-            steps = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
-            pts += [(t, cx, cy) for t, (cx, cy) in zip(steps, self.untimed, strict=True)]
-        by_time = {t: (cx, cy) for t, cx, cy in pts}
-        ts = sorted(by_time)
-        return (
-            np.asarray(ts, np.float64),
-            np.asarray([by_time[t][0] for t in ts], np.float64),
-            np.asarray([by_time[t][1] for t in ts], np.float64),
-        )
+            steps = [a + (b - a) * i // (n - 1) for i in range(n)] if n > 1 else [a]
+            pts += [TimedBox(t, box) for t, box in zip(steps, self.untimed, strict=True)]
+        return sorted(pts, key=lambda p: p.t_us)
 
 
 @dataclass(frozen=True)
@@ -130,8 +128,8 @@ class CloudView:
             reader(self, t_s, message, decoded, original)
 
 
-def _centre(box: Any) -> tuple[float, float]:
-    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+def _us(t_s: float) -> int:
+    return round(t_s * 1e6)
 
 
 def _read_detections(
@@ -141,7 +139,7 @@ def _read_detections(
     for box, cls, tid in zip(m.boxes, m.class_ids, m.track_ids, strict=True):
         if tid > 0:
             known = view.track(tid)
-            known.timed.append((t_s, *_centre(box)))
+            known.timed.append(TimedBox(_us(t_s), box))
             known.classes[cls] += 1
 
 
@@ -150,7 +148,7 @@ def _read_embedding(
 ) -> None:
     assert isinstance(m, Embedding)
     known = view.track(m.track_id)
-    known.timed.append((t_s, *_centre(m.box)))
+    known.timed.append(TimedBox(_us(t_s), m.box))
     known.classes[m.class_id] += 1
     if decoded is not None:
         view.vectors.append(SentVector(m.track_id, m.class_id, t_s, decoded, original))
@@ -161,7 +159,22 @@ def _read_track_end(view: CloudView, _t: float, m: Message, _d: F32 | None, _o: 
     known = view.track(m.track_id)
     known.span = ((m.first_seen_us - view.t0_us) / 1e6, (m.last_seen_us - view.t0_us) / 1e6)
     known.votes.update(m.class_votes)
-    known.untimed = [_centre(b) for b in m.path]
+    known.untimed = list(m.path)
+
+
+def _read_track_summary(
+    view: CloudView, _t: float, m: Message, _d: F32 | None, _o: F32 | None
+) -> None:
+    """A summary's path points are timed; a later summary's span and votes supersede."""
+    assert isinstance(m, TrackSummary)
+    known = view.track(m.track_id)
+    first, last = (m.first_seen_us - view.t0_us) / 1e6, (m.last_seen_us - view.t0_us) / 1e6
+    if known.span is not None:
+        first, last = min(first, known.span[0]), max(last, known.span[1])
+    known.span = (first, last)
+    known.votes = Counter(m.class_votes)
+    for t_us, point in zip(m.point_times_us(), m.path.points, strict=True):
+        known.timed.append(TimedBox(t_us - view.t0_us, point.box))
 
 
 Reader = Callable[[CloudView, float, Message, "F32 | None", "F32 | None"], None]
@@ -169,8 +182,7 @@ _READERS: dict[type, Reader] = {
     Detections: _read_detections,
     Embedding: _read_embedding,
     TrackEnd: _read_track_end,
-    # TrackSummary (message type 10, shared/paths.py): add its reader here: timed path points
-    # (t, centre) into KnownTrack.timed, its span and class votes, like TrackEnd's.
+    TrackSummary: _read_track_summary,
 }
 
 
@@ -307,12 +319,15 @@ def path_rmse(ref: Reference, view: CloudView) -> tuple[float | None, int, int]:
     for tid in np.unique(ref.track):
         rows = ref.track == tid
         known = view.tracks.get(int(tid))
-        ts, xs, ys = known.points() if known is not None else (np.empty(0),) * 3
-        if not len(ts):
+        points = known.points() if known is not None else []
+        if not points:
             unknown += int(rows.sum())
             continue
-        dx = (np.interp(ref.t[rows], ts, xs) - ref.cx[rows]) * ref.width
-        dy = (np.interp(ref.t[rows], ts, ys) - ref.cy[rows]) * ref.height
+        at = boxes_at(points, [_us(t) for t in ref.t[rows]])
+        cx = np.asarray([(b.box.x1 + b.box.x2) / 2 for b in at], np.float64)
+        cy = np.asarray([(b.box.y1 + b.box.y2) / 2 for b in at], np.float64)
+        dx = (cx - ref.cx[rows]) * ref.width
+        dy = (cy - ref.cy[rows]) * ref.height
         se += float((dx * dx + dy * dy).sum())
         measured += int(rows.sum())
     if not measured or ref.width <= 0:
