@@ -91,7 +91,7 @@ def _by_kind(run: ScenarioRun, stream: str = "semcom") -> dict[str, float]:
 
 def _by_reason(run: ScenarioRun) -> dict[str, int]:
     """How many embeddings semcom sent, per emission reason, and over how many tracks."""
-    from shared.messages import Embedding, TrackEnd
+    from shared.messages import Embedding, TrackEnd, TrackSummary
 
     out: dict[str, int] = {}
     tracks = set()
@@ -100,7 +100,7 @@ def _by_reason(run: ScenarioRun) -> dict[str, int]:
             key = sent.message.reason.name.lower()
             out[key] = out.get(key, 0) + 1
             tracks.add(sent.message.track_id)
-        elif isinstance(sent.message, TrackEnd):
+        elif isinstance(sent.message, TrackEnd | TrackSummary):
             tracks.add(sent.message.track_id)
     out["tracks"] = len(tracks)
     return out
