@@ -30,6 +30,8 @@ from cloud.api.routes import build_api_router
 from cloud.api.service import QueryService
 from cloud.api.text_search import TextSearchService
 from cloud.catalog import Catalog
+from cloud.codebooks import CodebookLibrary
+from cloud.codebooks_auto import CodebookFitter
 from cloud.config import CloudConfig, parse_age
 from cloud.dashboard.deps import DashboardDeps
 from cloud.dashboard.router import install_dashboard
@@ -88,12 +90,14 @@ class Services:
     ingest: Ingest
     retention: Retention | None
     link: LinkMonitor  # each edge's link health, fed by ingest (dashboard, GET /v1/edges)
+    codebooks: CodebookLibrary  # fitted codebooks, by content hash (cloud/codebooks.py)
+    fitter: CodebookFitter | None  # fits a codebook per encoder space (codebooks.auto_fit)
 
 
 def build_services(config: CloudConfig) -> Services:
     assert config.database is not None  # filled in by the config's validator
     engine = open_database(config.database)
-    codecs = CodecSet(load_codebook(path) for path in config.codebooks)
+    codecs = CodecSet(load_codebook(path) for path in config.codebooks.files)
     metrics = CloudMetrics()
     store = Store(engine, codecs)
     indexer = Indexer(
@@ -115,8 +119,19 @@ def build_services(config: CloudConfig) -> Services:
 
         retention = Retention(engine, parse_age(config.retention), metrics, cut)
     link = LinkMonitor()
-    ingest = Ingest(store, writer, metrics, link)
-    return Services(engine, codecs, metrics, store, indexer, writer, ingest, retention, link)
+    # every codebook the cloud fitted decodes (journal, index, decoder) before any session
+    library = CodebookLibrary(engine, codecs)
+    library.load_all()
+    offer = config.codebooks.offer == "fitted"
+    ingest = Ingest(store, writer, metrics, link, library, offer)
+    fitter = (
+        CodebookFitter(engine, library, config.codebooks, metrics.registry)
+        if config.codebooks.auto_fit
+        else None
+    )
+    return Services(
+        engine, codecs, metrics, store, indexer, writer, ingest, retention, link, library, fitter
+    )
 
 
 def _alerts_term(alerts: AlertDispatcher) -> Coroutine[Any, Any, None]:
@@ -219,6 +234,9 @@ def create_app(
         if alerts is not None:
             led = leases.led("alerts", partial(_alerts_term, alerts))
             tasks.append(asyncio.create_task(led, name="alerts"))
+        if s.fitter is not None:
+            led = leases.led("codebooks", s.fitter.run)
+            tasks.append(asyncio.create_task(led, name="codebook-fit"))
         try:
             yield
         finally:

@@ -137,7 +137,7 @@ def serve(
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if codebooks:
-        overrides["codebooks"] = [str(p) for p in codebooks]
+        overrides["codebooks.files"] = [str(p) for p in codebooks]
     if ice_hosts:
         overrides["ice_host_addresses"] = list(ice_hosts)
     if decoder is not None:

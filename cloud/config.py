@@ -29,6 +29,7 @@ from pydantic import (
 
 from cloud.alerts.config import AlertsConfig
 from cloud.analytics.config import AnalyticsConfig
+from cloud.codebooks_config import CodebooksConfig
 from cloud.decoder.config import DecoderConfig
 from cloud.describe.config import DescriberConfig
 from shared import limits, settings
@@ -290,10 +291,10 @@ class CloudConfig(_Model):
         default_factory=dict,
         description="Edges allowed to connect: {edge_id: {token: ...} or {token_sha256: ...}}.",
     )
-    codebooks: tuple[Path, ...] = Field(
-        (),
-        description="Codebook files (.npz, `semcom codec fit`) edges may use; the built-in "
-        "f32/f16/int8 codecs are always accepted.",
+    codebooks: CodebooksConfig = Field(
+        default_factory=CodebooksConfig,
+        description="Codebook files edges may use, and the codebooks the cloud fits and "
+        "pushes (a plain list of files is read as `files`).",
     )
     tls: TlsConfig | None = Field(None, description="Serve signaling over HTTPS.")
     ice_servers: tuple[IceServerConfig, ...] = Field((), description="STUN/TURN servers.")

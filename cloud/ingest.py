@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from cloud.codebooks import CodebookLibrary
 from cloud.linkmon import LinkMonitor
 from cloud.metrics import CloudMetrics
 from cloud.session import EdgeSession
@@ -172,14 +173,22 @@ class Ingest:
         writer: Writer,
         metrics: CloudMetrics,
         link: LinkMonitor | None = None,
+        codebooks: CodebookLibrary | None = None,
+        offer_codebooks: bool = True,
     ) -> None:
+        """``codebooks``: the fitted codebooks each session accepts and, with
+        ``offer_codebooks``, offers to its edge (:mod:`cloud.codebook_push`)."""
         self.store = store
         self.writer = writer
         self.metrics = metrics
         self.link = link if link is not None else LinkMonitor()
+        self.codebooks = codebooks
+        self.offer_codebooks = offer_codebooks
 
     def open(self, edge_id: str, transport: str = "") -> LiveSession:
         """A new session of ``edge_id`` over ``transport`` ("webrtc", "websocket")."""
         session_id = secrets.token_hex(8)
-        session = EdgeSession(edge_id, session_id, self.store, self.link)
+        session = EdgeSession(
+            edge_id, session_id, self.store, self.link, self.codebooks, self.offer_codebooks
+        )
         return LiveSession(session, self.writer, self.metrics, transport)

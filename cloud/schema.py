@@ -357,12 +357,13 @@ codebooks = Table(
     metadata,
     Column("content_hash", LargeBinary(32), primary_key=True),
     Column("codec_id", String(64), nullable=False),
+    Column("space", String(200), nullable=False),  # the space name (encoder-dim...)
     Column("encoder", String(128), nullable=False),
     Column("dim", Integer, nullable=False),
     Column("file", LargeBinary, nullable=False),  # the PQCodec.save bytes
     Column("info", JSON, nullable=False),  # how it was fitted, held-out recall
     Column("created_us", BigInteger, nullable=False),
-    Index(None, "encoder", "dim"),
+    Index(None, "space"),
 )
 
 

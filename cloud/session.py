@@ -20,7 +20,11 @@ Rules:
 - data frames are stored (journal and catalog rows, one transaction), then acknowledged with
   the exact seq ranges stored (new and repeats), so the edge may forget them; a frame that
   cannot be stored gets a non-fatal ``INTERNAL`` Error with its seq, the others are acked;
-- seq 0 is for control messages: a data message with seq 0 gets a ``BAD_MESSAGE`` Error.
+- seq 0 is for control messages: a data message with seq 0 gets a ``BAD_MESSAGE`` Error;
+- codebooks (since protocol v4): after the Hello, and on heartbeats, the newest codebook the
+  cloud fitted for the edge's encoder space is offered when the Hello does not announce it;
+  the edge's ``CodebookAck`` messages are answered with chunks (:mod:`cloud.codebook_push`).
+  A Hello naming a codebook the cloud stored (fitted on another replica) is accepted.
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.codebook_push import CodebookPush, PushError
+from cloud.codebooks import CodebookLibrary
 from cloud.journal import Frame
 from cloud.linkmon import LinkMonitor
 from cloud.project import Received, Space
 from cloud.store import Store, WriteRequest, WriteResult
 from shared import limits
 from shared.codec import decode, encode
-from shared.errors import CodecError, CodecMismatch, DecodeError, VersionMismatch
+from shared.errors import CodebookError, CodecError, CodecMismatch, DecodeError, VersionMismatch
 from shared.framing import BATCH_MAGIC, unpack_batch
 from shared.messages import (
     Ack,
+    CodebookAck,
     Detections,
     Embedding,
     Envelope,
@@ -73,9 +82,22 @@ class SessionStats:
 
 class EdgeSession:
     def __init__(
-        self, edge_id: str, session_id: str, store: Store, link: LinkMonitor | None = None
+        self,
+        edge_id: str,
+        session_id: str,
+        store: Store,
+        link: LinkMonitor | None = None,
+        codebooks: CodebookLibrary | None = None,
+        offer_codebooks: bool = True,
     ) -> None:
+        """``codebooks``: where fitted codebooks are found (Hellos naming one another replica
+        fitted) and, with ``offer_codebooks``, offered to the edge (:mod:`cloud.codebook_push`).
+        """
         self.edge_id = edge_id
+        self.codebooks = codebooks
+        self.push = (
+            CodebookPush(codebooks, edge_id) if codebooks is not None and offer_codebooks else None
+        )
         self.session_id = session_id
         self.store = store
         self.codecs: CodecSet = store.codecs
@@ -186,6 +208,9 @@ class EdgeSession:
                 replies.append(reply)
                 if not accepted:
                     return replies, None  # fatal: the session is closed
+                if self.push is not None and self.space is not None:
+                    offers = self.push.start(env.message, self.space.name)
+                    replies += [self._reply(m) for m in offers]
                 continue
             if self.space is None:
                 replies.append(self._error(ErrorCode.BAD_MESSAGE, "Hello must come first", env.seq))
@@ -197,6 +222,11 @@ class EdgeSession:
                 arrived.clear()
                 self.link.heartbeat(self.edge_id, env.message)
                 replies.append(self._reply(Heartbeat(0, 0.0, 0, "", 0)))  # liveness for the edge
+                if self.push is not None:  # a codebook fitted since the Hello
+                    replies += [self._reply(m) for m in self.push.poll()]
+                continue
+            if isinstance(env.message, CodebookAck):  # control (seq 0): answered, not stored
+                replies += self._codebook_ack(env.message)
                 continue
             if env.seq == 0:
                 if isinstance(env.message, _DATA):  # stored and acked by seq: needs one
@@ -223,6 +253,14 @@ class EdgeSession:
             request.messages[env.seq] = Received(env.seq, env.capture_ts_us, env.message)
         return replies, request
 
+    def _codebook_ack(self, ack: CodebookAck) -> list[bytes]:
+        if self.push is None:
+            return [self._error(ErrorCode.BAD_MESSAGE, "CodebookAck: no codebook was offered")]
+        try:
+            return [self._reply(m) for m in self.push.on_ack(ack)]
+        except PushError as exc:
+            return [self._error(ErrorCode.BAD_MESSAGE, str(exc))]
+
     def _check_code(self, msg: Embedding) -> tuple[ErrorCode, str] | None:
         if msg.codec not in self.codecs:
             return (
@@ -239,6 +277,13 @@ class EdgeSession:
         return None
 
     def _hello(self, hello: Hello) -> tuple[bytes, bool]:
+        if self.codebooks is not None:  # a codebook fitted on another replica, or since start
+            for ref in hello.codecs:
+                if int.from_bytes(ref.content_hash[:4], "little") not in self.codecs:
+                    try:
+                        self.codebooks.by_hash(ref.content_hash)
+                    except (CodebookError, SQLAlchemyError) as exc:  # the codec stays unknown
+                        logger.warning("codebook %s: %s", ref.content_hash.hex()[:12], exc)
         try:
             accepted = [
                 self.codecs.accept(ref.codec_id, ref.content_hash, hello.embedding_dim)

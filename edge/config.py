@@ -312,6 +312,16 @@ class UplinkConfig(_Model):
     batch_bytes: int = Field(
         60_000, ge=1024, le=65_000, description="Largest data-channel message (batch of frames)."
     )
+    accept_codebooks: bool = Field(
+        True,
+        description="Take the codebook the cloud fits for this encoder and pushes: it is kept "
+        "in codebook_dir and every embedding uses it from then on (also after a restart).",
+    )
+    codebook_dir: Path | None = Field(
+        None,
+        description="Where pushed codebooks are kept (default: next to the spool, "
+        "<spool name>-codebooks/).",
+    )
     window_bytes: int = Field(
         262_144, ge=4096, description="Unacknowledged bytes allowed in flight."
     )

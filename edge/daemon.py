@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge.capture import Frame, FrameSource, open_source
-from edge.config import EdgeConfig
+from edge.codebooks import CodebookReceiver, CodebookStore
+from edge.config import EdgeConfig, UplinkConfig
 from edge.detect import Detector
 from edge.embed import Encoder, build_encoder
 from edge.errors import UplinkRejected
@@ -22,6 +26,9 @@ from edge.spool import Spool
 from edge.status import StatusLine
 from edge.uplink import Uplink
 from edge.uplink_thread import UplinkThread
+from shared import limits
+from shared.messages import CodecRef, Hello
+from shared.pq import PQCodec
 from shared.vectors import create_codec
 
 logger = logging.getLogger(__name__)
@@ -83,6 +90,9 @@ def build_agent(
     if sink is None:
         sink = FileSink(config.sink.path) if config.sink is not None else NullSink()
     outbox = Outbox(config.edge_id, sink, times=times)
+    if uplink is not None and up is not None and up.accept_codebooks:
+        assert isinstance(sink, SpoolSink)
+        wire_codebooks(up, pipeline, outbox, sink, uplink.uplink)
 
     def hello(frame: Frame) -> None:
         outbox.put(
@@ -106,6 +116,54 @@ def build_agent(
         stale_after_s=config.health.stale_after_s,
     )
     return Agent(config, source, pipeline, outbox, sink, runner, uplink, metrics)
+
+
+def wire_codebooks(
+    up: UplinkConfig, pipeline: EdgePipeline, outbox: Outbox, sink: SpoolSink, link: Uplink
+) -> CodebookReceiver:
+    """Let ``link`` take the codebooks the cloud pushes, switching ``pipeline`` to each; a
+    codebook kept from before a restart is used at once (the first Hello announces it)."""
+    store = CodebookStore(codebook_dir(up), pipeline.encoder.name, pipeline.encoder.dim)
+    kept = store.current()
+    if kept is not None:
+        pipeline.adopt(kept)
+        _mark(link, kept)
+        logger.info("embeddings use the codebook %s kept in %s", kept, store.directory)
+    receiver = CodebookReceiver(store, lambda book: _switch(book, pipeline, outbox, sink, link))
+    link.codebooks = receiver
+    return receiver
+
+
+def codebook_dir(up: UplinkConfig) -> Path:
+    """Where pushed codebooks are kept: ``codebook_dir``, or next to the spool."""
+    if up.codebook_dir is not None:
+        return up.codebook_dir
+    return up.spool_path.with_name(up.spool_path.stem + "-codebooks")
+
+
+def _mark(link: Uplink, book: PQCodec) -> None:
+    link.codebook = book.codec_id
+    link.stats.codebook = f"{book.codec_id} {book.content_hash.hex()[:12]}"
+
+
+def _switch(
+    book: PQCodec, pipeline: EdgePipeline, outbox: Outbox, sink: SpoolSink, link: Uplink
+) -> None:
+    """Switch the embeddings to a codebook the cloud pushed (called by the uplink's receiver).
+
+    First the live Hello is announced again with the codebook added to its codecs (so every
+    frame spooled from now on goes under a Hello naming it: frames made before are sent in
+    their own Hello's session, see edge.groups), then the pipeline encodes with it."""
+    if pipeline.pinned and pipeline.codec.content_hash == book.content_hash:
+        return
+    hello = sink.hello
+    if isinstance(hello, Hello) and all(r.content_hash != book.content_hash for r in hello.codecs):
+        codecs = (*hello.codecs, CodecRef(book.codec_id, book.content_hash))
+        hello = dataclasses.replace(hello, codecs=codecs[-limits.MAX_CODECS :])
+        outbox.put(time.time_ns() // 1_000, hello, control=True)
+    pipeline.adopt(book)
+    _mark(link, book)
+    logger.info("embeddings switched to the codebook the cloud pushed: %s", book)
 
 
 def run_agent(agent: Agent, stop: threading.Event, *, status: bool = True) -> RunStats:

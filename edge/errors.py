@@ -8,7 +8,8 @@ EdgeError
 ├── SourceError          a frame source that cannot be opened
 ├── UplinkRejected       the cloud refused this edge for good (token, codec, version)
 ├── HelloRefused         the cloud refused the Hello of an older group of spooled frames
-└── ListenFailed         the health listener (/metrics, /healthz) cannot use its address
+├── ListenFailed         the health listener (/metrics, /healthz) cannot use its address
+└── CodebookTransferError  a codebook chunk the edge did not ask for (wrong hash or offset)
 """
 
 from __future__ import annotations
@@ -56,3 +57,8 @@ class HelloRefused(EdgeError):
 
 class ListenFailed(EdgeError):
     """The health listener cannot listen on its address (in use, not this machine's)."""
+
+
+class CodebookTransferError(EdgeError):
+    """A codebook chunk from the cloud that was not asked for (another codebook, another
+    offset, past the offered size): nothing was written and nothing switched."""

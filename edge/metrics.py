@@ -229,6 +229,7 @@ class EdgeMetrics:
             body["uplink_state"] = self.uplink.stats.state
             body["spool_depth"] = self.uplink.spool.pending
             body["spool_bytes"] = self.uplink.spool.pending_bytes
+            body["codebook"] = self.uplink.stats.codebook  # pushed by the cloud ("": none)
         return not reason, body
 
 

@@ -199,11 +199,19 @@ def _link(m: EdgeMetrics, uplink: Uplink) -> Iterator[Metric]:
         "What the link delivers, as the codec ladder estimates it (the heartbeat's rate).",
         s.delivered_bps,
     )
-    if uplink.rung_known:
+    if uplink.rung_known or uplink.codebook:
         yield _by(
             GaugeMetricFamily,
             "semcom_edge_codec_rung",
             "The ladder rung (codec id) embeddings use now (1).",
             "rung",
-            {uplink.ladder.codec: 1.0},
+            {uplink.codebook or uplink.ladder.codec: 1.0},
+        )
+    if s.codebook:
+        yield _by(
+            GaugeMetricFamily,
+            "semcom_edge_codebook",
+            "The codebook the cloud pushed that embeddings use (codec id and hash prefix) (1).",
+            "codebook",
+            {s.codebook: 1.0},
         )

@@ -113,6 +113,8 @@ class EdgePipeline:
         self.codec_fp = fingerprint(codec)
         #: when set (by the uplink's rate controller), picks the ladder rung of each batch
         self.pick_rung: Callable[[], int] | None = None
+        #: a codebook the cloud pushed is in use (:meth:`adopt`): every batch uses ``codec``
+        self.pinned = False
         self.policy = policy
         self.crop_scale = crop_scale
         self.times = times or StageTimes()
@@ -156,11 +158,12 @@ class EdgePipeline:
         with self.times.measure("embed"):
             vectors = self.encoder.embed(np.stack([j.crop for j in jobs]))
         out: list[Timed] = []
-        if self.pick_rung is not None:
+        if self.pick_rung is not None and not self.pinned:
             codec = self.ladder[self.pick_rung()]
             codec_fp = fingerprint(codec)
         else:
-            codec, codec_fp = self.codec, self.codec_fp
+            codec = self.codec  # one read: adopt() may switch it from another thread
+            codec_fp = fingerprint(codec)
         with self.times.measure("codec"):
             keep = [
                 i for i, j in enumerate(jobs) if self.policy.on_embedding(j.request, vectors[i])
@@ -194,6 +197,22 @@ class EdgePipeline:
     def finish(self) -> list[Timed]:
         now = time.time_ns() // 1_000
         return [(now, m) for m in self.policy.flush()]
+
+    def adopt(self, codec: VectorCodec) -> None:
+        """Encode every embedding from now on with ``codec`` (a codebook the cloud fitted and
+        pushed), announced from the next Hello on with the ladder's codecs. The caller
+        announces that Hello before calling this (edge.daemon), so no frame is ever spooled
+        under a Hello that does not name its codec."""
+        if codec.dim != self.encoder.dim:
+            raise ValueError(
+                f"codec {codec.codec_id} encodes dim {codec.dim}, the encoder gives "
+                f"{self.encoder.dim}"
+            )
+        if all(c.content_hash != codec.content_hash for c in self.ladder):
+            self.ladder = (*self.ladder, codec)
+        self.codec_fp = fingerprint(codec)
+        self.codec = codec
+        self.pinned = True  # after the codec: a batch that sees it pinned encodes with it
 
     def hello(self, software_version: str, frame: Frame, fps: float | None) -> Hello:
         return Hello(

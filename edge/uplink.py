@@ -17,6 +17,10 @@ One asyncio loop (in its own thread beside the pipeline's, see
 - **keep alive**: heartbeats, which also tell the cloud the link's health (backlog, delivered
   rate, reconnects, the ladder's rung and the spool's bytes: :meth:`Uplink.heartbeat`); nothing
   heard for ``timeout_s`` means the link is dead;
+- **codebooks**: the cloud may offer a codebook it fitted for this edge's encoder space; the
+  receiver (:mod:`edge.codebooks`) pulls it chunk by chunk on the control channel, verifies and
+  keeps it, and the composition root switches the embeddings to it; heartbeats then report its
+  codec id as the rung;
 - **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
   rate); the pipeline asks ``uplink.ladder.pick()`` which codec each embedding batch uses, and
   ``on_adapt`` passes the emission policy's chattiness;
@@ -36,8 +40,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from edge import groups
 from edge.backoff import Backoff
+from edge.codebooks import CodebookReceiver
 from edge.config import UplinkConfig
-from edge.errors import HelloRefused, UplinkRejected
+from edge.errors import CodebookTransferError, HelloRefused, UplinkRejected
 from edge.groups import SessionGroup
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
 from edge.spool import Priority, Spool
@@ -46,7 +51,19 @@ from edge.uplink_stats import UplinkStats
 from shared.codec import decode, encode
 from shared.errors import DecodeError
 from shared.framing import BATCH_MAGIC, pack_batch, unpack_batch
-from shared.messages import Ack, Envelope, Error, ErrorCode, Heartbeat, HelloAck, Message
+from shared.messages import (
+    Ack,
+    CodebookAck,
+    CodebookChunk,
+    CodebookOffer,
+    CodebookState,
+    Envelope,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    HelloAck,
+    Message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +104,11 @@ class Uplink:
         self.health: HealthSummary | None = None
         #: called with each acknowledged frame's send-to-ack latency (ms)
         self.on_ack_latency: Callable[[float], None] | None = None
+        #: takes the codebooks the cloud pushes (None: offers are refused by silence)
+        self.codebooks: CodebookReceiver | None = None
+        #: the codec id of the pushed codebook the embeddings use ("": none): heartbeats
+        #: report it as the rung
+        self.codebook = ""
         now = clock()
         self.bucket = (
             TokenBucket(config.max_rate, burst_for(config.max_rate, config.burst_bytes), now)
@@ -347,6 +369,8 @@ class Uplink:
                 message = env.message
                 if isinstance(message, Ack):
                     await self._on_ack(message)
+                elif isinstance(message, (CodebookOffer, CodebookChunk)):
+                    await self._on_codebook(transport, message)
                 elif isinstance(message, Error):
                     self._on_error(message)
                     if message.ref_seq:
@@ -361,6 +385,27 @@ class Uplink:
                         if moved:
                             logger.error("seq %d quarantined: %s", message.ref_seq, reason)
                         self._settle(message.ref_seq)
+
+    async def _on_codebook(
+        self, transport: Transport, message: CodebookOffer | CodebookChunk
+    ) -> None:
+        """A codebook offer or chunk: answered on the control channel (see edge.codebooks)."""
+        receiver = self.codebooks
+        if receiver is None:
+            return
+        try:
+            if isinstance(message, CodebookOffer):
+                ack = await asyncio.to_thread(receiver.offer, message)
+            else:
+                ack = await asyncio.to_thread(receiver.chunk, message)
+        except CodebookTransferError as exc:
+            logger.warning("codebook chunk ignored: %s", exc)
+            self.stats.codebook_errors += 1
+            offer = receiver.receiving
+            if offer is None or receiver.have == offer.size:
+                return
+            ack = CodebookAck(offer.content_hash, CodebookState.WANT, receiver.have)
+        await transport.send_control(self._frame(ack))
 
     def _settle(self, seq: int) -> int:
         info = self._in_flight.pop(seq, None)
@@ -479,7 +524,7 @@ class Uplink:
             min(self.spool.pending, 2**32 - 1),
             min(self._delivered_bps(now), 1e12),
             min(max(0, self.stats.connects - 1), 2**32 - 1),
-            self.ladder.codec if self._rung_known else "",
+            self.codebook or (self.ladder.codec if self._rung_known else ""),
             self.spool.pending_bytes,
         )
         if self.health is not None:

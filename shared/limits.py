@@ -49,6 +49,13 @@ MAX_ACK_RANGES: Final = 1_024  # (first, last) seq ranges in one Ack
 MAX_BUNDLE_MESSAGES: Final = 4_096  # messages in one bundle frame
 MAX_HEALTH_ENTRIES: Final = 16  # named figures in a Heartbeat's health summary
 MAX_HEALTH_NAME_CHARS: Final = 32  # a health figure's name, [a-z][a-z0-9_]*
+#: Largest codebook file an edge is offered (``CodebookOffer.size``), in bytes: a 4096-d
+#: input projected to 1024 dims needs 16 MiB of float32 and its centroids; real ones are
+#: ~0.1-1 MiB.
+MAX_CODEBOOK_BYTES: Final = 1 << 25
+#: Bytes of a codebook file in one ``CodebookChunk`` (under the msgpack bin cap, so a chunk's
+#: frame stays far below ``MAX_FRAME_BYTES`` even uncompressed).
+MAX_CODEBOOK_CHUNK_BYTES: Final = 16_000
 #: Largest seq (``Envelope.seq``, ``HelloAck.last_seq``, ``Ack`` ranges, ``Error.ref_seq``) and
 #: largest timestamp in microseconds (capture/send times, ``TrackEnd`` times): msgpack carries
 #: u64, but storage (SQLite INTEGER, PostgreSQL BIGINT) holds signed 64-bit integers, so a

@@ -74,6 +74,9 @@ class MessageType(IntEnum):
     HEARTBEAT = 8
     ERROR = 9
     TRACK_SUMMARY = 10
+    CODEBOOK_OFFER = 11
+    CODEBOOK_CHUNK = 12
+    CODEBOOK_ACK = 13
 
 
 class EmitReason(IntEnum):
@@ -297,6 +300,55 @@ class Error(Record):
     fatal: bool = wire(Bool())
 
 
+class CodebookState(IntEnum):
+    """What an edge says about an offered codebook (:class:`CodebookAck`)."""
+
+    WANT = 1  # send the file from ``offset`` on (resumable: the edge keeps what it has)
+    INSTALLED = 2  # verified, saved, and used for the next embeddings
+    REFUSED = 3  # not taken (see ``reason``); the cloud does not offer it again this session
+
+
+@dataclass(frozen=True, slots=True)
+class CodebookOffer(Record):
+    """Cloud -> edge, seq 0: a codebook fitted for the edge's encoder space is available.
+
+    ``content_hash`` is the codec's content hash (:attr:`shared.pq.PQCodec.content_hash`), which
+    the edge checks on the loaded file; ``size`` the bytes of its ``.npz`` file.
+    """
+
+    codec_id: str = wire(Str(limits.MAX_CODEC_ID_CHARS, min_chars=1))
+    content_hash: bytes = wire(_HASH)
+    size: int = wire(UInt(32, low=1, high=limits.MAX_CODEBOOK_BYTES))
+    encoder: str = wire(_NAME)
+    dim: int = wire(UInt(16, low=1, high=limits.MAX_EMBEDDING_DIM))
+
+
+@dataclass(frozen=True, slots=True)
+class CodebookChunk(Record):
+    """Cloud -> edge, seq 0: the bytes ``[offset, offset + len(data))`` of an offered file."""
+
+    content_hash: bytes = wire(_HASH)
+    offset: int = wire(UInt(32, high=limits.MAX_CODEBOOK_BYTES - 1))
+    data: bytes = wire(Bytes(limits.MAX_CODEBOOK_CHUNK_BYTES))
+
+    def _validate(self) -> None:
+        if not self.data:
+            raise InvalidMessage("CodebookChunk.data", "must not be empty")
+        if self.offset + len(self.data) > limits.MAX_CODEBOOK_BYTES:
+            raise InvalidMessage("CodebookChunk.offset", "ends past the largest codebook")
+
+
+@dataclass(frozen=True, slots=True)
+class CodebookAck(Record):
+    """Edge -> cloud, seq 0: ask for the file from ``offset`` on, or say it is installed or
+    refused (``reason``: why). Never stored."""
+
+    content_hash: bytes = wire(_HASH)
+    state: CodebookState = wire(Enum(CodebookState))
+    offset: int = wire(UInt(32, high=limits.MAX_CODEBOOK_BYTES))
+    reason: str = wire(Str(limits.MAX_TEXT_CHARS), default="")
+
+
 @dataclass(frozen=True, slots=True)
 class TrackSummary(Record):
     """A track summarised at its end (``final``) or on a keyframe of a long track.
@@ -350,6 +402,9 @@ Message = (
     | Heartbeat
     | Error
     | TrackSummary
+    | CodebookOffer
+    | CodebookChunk
+    | CodebookAck
 )
 
 MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
@@ -363,6 +418,9 @@ MESSAGE_TYPES: Final[dict[MessageType, type[Message]]] = {
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.ERROR: Error,
     MessageType.TRACK_SUMMARY: TrackSummary,
+    MessageType.CODEBOOK_OFFER: CodebookOffer,
+    MessageType.CODEBOOK_CHUNK: CodebookChunk,
+    MessageType.CODEBOOK_ACK: CodebookAck,
 }
 TYPE_OF: Final[dict[type[Message], MessageType]] = {v: k for k, v in MESSAGE_TYPES.items()}
 

@@ -15,12 +15,14 @@ decomposition of the covariance and Lloyd's k-means with k-means++ seeding.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -106,15 +108,19 @@ class PQCodec:
         y = y.reshape(len(c), self.reduced_dim)
         return np.asarray(y @ self.projection.T + self.mean, dtype=np.float32)
 
-    def save(self, path: str | Path) -> None:
-        """Write the codebook as ``.npz`` (plain arrays, no pickles) with its hash recorded."""
+    def save(self, path: str | Path | BinaryIO) -> None:
+        """Write the codebook as ``.npz`` (plain arrays, no pickles) with its hash recorded, to
+        a file path or a binary file object (the cloud stores and sends the bytes)."""
         meta = {
             "format": FORMAT_VERSION,
             "codec_id": self.codec_id,
             "content_hash": self.content_hash.hex(),
             "info": self.info,
         }
-        with open(path, "wb") as fh:
+        with contextlib.ExitStack() as stack:
+            fh = (
+                path if not isinstance(path, (str, Path)) else stack.enter_context(open(path, "wb"))
+            )
             np.savez(
                 fh,
                 mean=self.mean,
@@ -123,6 +129,12 @@ class PQCodec:
                 meta=np.array(json.dumps(meta, sort_keys=True)),
             )
 
+    def to_bytes(self) -> bytes:
+        """The ``.npz`` file :meth:`save` writes, as bytes."""
+        buf = io.BytesIO()
+        self.save(buf)
+        return buf.getvalue()
+
     def __repr__(self) -> str:
         return (
             f"PQCodec(id={self.codec_id}, dim={self.dim}, reduced_dim={self.reduced_dim}, "
@@ -130,9 +142,10 @@ class PQCodec:
         )
 
 
-def load_codebook(path: str | Path) -> PQCodec:
-    """Load a codebook written by :meth:`PQCodec.save`, verifying its recorded hash."""
-    p = str(path)
+def load_codebook(path: str | Path | BinaryIO) -> PQCodec:
+    """Load a codebook written by :meth:`PQCodec.save` (a path or a binary file object),
+    verifying its recorded hash."""
+    p = str(path) if isinstance(path, (str, Path)) else "<bytes>"
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
