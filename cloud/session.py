@@ -13,6 +13,9 @@ Rules:
 - a frame that does not decode, claims another edge id, or names a codec the edge did not
   announce gets a typed ``Error`` and is not acknowledged; the other frames of the same batch
   are still stored;
+- a bundle frame (protocol 4, :mod:`shared.bundle`) is unpacked into its messages, and each
+  is checked, stored, acknowledged or refused by its own seq as if it came alone (a refused
+  one gets an ``Error`` with its seq, the others are stored);
 - heartbeats are answered with a heartbeat (the edge's liveness check); what they report
   (backlog, and since protocol v3 reconnects, rung and spool bytes) is kept on the session and
   given to the :class:`~cloud.linkmon.LinkMonitor`, with every data frame accepted for storing
@@ -43,6 +46,7 @@ from cloud.linkmon import LinkMonitor
 from cloud.project import Received, Space
 from cloud.store import Store, WriteRequest, WriteResult
 from shared import limits
+from shared.bundle import decode_bundle, is_bundle
 from shared.codec import decode, encode
 from shared.errors import CodebookError, CodecError, CodecMismatch, DecodeError, VersionMismatch
 from shared.framing import BATCH_MAGIC, unpack_batch
@@ -185,15 +189,10 @@ class EdgeSession:
         monitor, which takes them in one call (a lock taken per frame made the threads that
         parse several edges' messages queue on it)."""
         request: WriteRequest | None = None
-        for frame in raw:
-            self.stats.received += 1
-            try:
-                env = decode(frame)
-            except VersionMismatch as exc:
-                return [*replies, self._version_error(exc)], None  # fatal: session closed
-            except DecodeError as exc:
-                replies.append(self._error(ErrorCode.BAD_MESSAGE, f"undecodable frame: {exc}"))
-                continue
+        unpacked = self._unpack(raw, replies)
+        if unpacked is None:
+            return replies, None  # fatal VERSION_MISMATCH: the session is closed
+        for env, frame, size in unpacked:
             if env.edge_id != self.edge_id:
                 replies.append(
                     self._error(
@@ -245,13 +244,46 @@ class EdgeSession:
                     replies.append(self._error(problem[0], problem[1], env.seq))
                     continue
                 codec_id = self.codecs.resolve(env.message.codec).codec_id
-            arrived.append((len(frame), env.capture_ts_us, codec_id))
+            arrived.append((size, env.capture_ts_us, codec_id))
             if request is None:
                 spool_id = self.hello.spool_id if self.hello is not None else ""
                 request = WriteRequest(self.edge_id, self.space, spool_id=spool_id)
             request.frames.append(Frame(env.seq, int(env.type), env.capture_ts_us, frame))
             request.messages[env.seq] = Received(env.seq, env.capture_ts_us, env.message)
         return replies, request
+
+    def _unpack(
+        self, raw: list[bytes], replies: list[bytes]
+    ) -> list[tuple[Envelope, bytes, int]] | None:
+        """Every message of the received frames, each with the frame the journal keeps and its
+        share of the bytes received; a frame that does not decode gets a ``BAD_MESSAGE`` Error
+        (the others go on); None after a fatal ``VERSION_MISMATCH`` (added to ``replies``).
+
+        A bundle's messages are stored, acknowledged and refused one by one, by their own
+        seqs, exactly as if each had come in a frame of its own: the journal keeps each as a
+        single frame (re-encoded), and each counts an even share of the bundle's bytes."""
+        out: list[tuple[Envelope, bytes, int]] = []
+        for frame in raw:
+            try:
+                if is_bundle(frame):
+                    envelopes = decode_bundle(frame)
+                    self.stats.received += len(envelopes)
+                    share, extra = divmod(len(frame), len(envelopes))
+                    out += [
+                        (env, encode(env), share + (1 if i < extra else 0))
+                        for i, env in enumerate(envelopes)
+                    ]
+                else:
+                    self.stats.received += 1
+                    out.append((decode(frame), frame, len(frame)))
+            except VersionMismatch as exc:
+                replies.append(self._version_error(exc))
+                return None
+            except DecodeError as exc:
+                if is_bundle(frame):  # a single frame was counted before decoding
+                    self.stats.received += 1
+                replies.append(self._error(ErrorCode.BAD_MESSAGE, f"undecodable frame: {exc}"))
+        return out
 
     def _codebook_ack(self, ack: CodebookAck) -> list[bytes]:
         if self.push is None:
