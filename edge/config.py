@@ -167,13 +167,37 @@ class PolicyConfig(_Model):
         description="Send an embedding at least this often per track, drifted or not (s).",
     )
     lost_frames: int = Field(30, ge=1, description="Frames unseen before a track is ended.")
-    path_points: int = Field(32, ge=2, le=256, description="Boxes kept in a TrackEnd path.")
+    path_tolerance_px: float = Field(
+        2.0,
+        ge=0.0,
+        le=1_000.0,
+        description="A TrackSummary's path keeps the boxes needed to redraw every box of the "
+        "track within this many pixels (interpolated in time: shared/paths.py).",
+    )
+    path_grid: int = Field(
+        16,
+        ge=1,
+        le=4_096,
+        description="Grid of a TrackSummary's path boxes, in units of 1/65535 of the frame "
+        "(16: 0.16 px of 640 px).",
+    )
+    summary_every_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="Summarise a track still in view this often (s; 0: only at its end); the "
+        "next summary continues its path.",
+    )
     counts_every_frames: int = Field(
-        1, ge=0, description="Send FrameCounts every N frames (0: never)."
+        0,
+        ge=0,
+        description="Send FrameCounts every N frames (0: never; the cloud derives objects in "
+        "view from the tracks).",
     )
     counts_on_change: bool = Field(True, description="Skip FrameCounts equal to the last sent.")
     detections_every_frames: int = Field(
-        5, ge=0, description="Send all boxes every N frames (0: never)."
+        0,
+        ge=0,
+        description="Send all boxes every N frames (0: never; paths come in TrackSummary).",
     )
     max_pending_embeddings: int = Field(
         32,

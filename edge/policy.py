@@ -8,14 +8,17 @@ none of this):
   ``recheck_scale``) and send only if the cosine distance to the last *sent* embedding reaches
   ``drift_threshold``;
 - **keyframe**: send anyway once ``keyframe_interval_s`` passed since the last send;
-- **track end**: after ``lost_frames`` unseen frames, a :class:`TrackEnd` with duration, class
-  votes and a sampled box path (tracks never confirmed end silently, counted as flicker);
-- **counts**: a :class:`FrameCounts` every ``counts_every_frames`` frames (skipped when unchanged
-  if ``counts_on_change``), and all boxes as :class:`Detections` every ``detections_every_frames``.
+- **track summary**: after ``lost_frames`` unseen frames, a final :class:`TrackSummary` with
+  duration, frames, class votes and the box path simplified to ``path_tolerance_px``
+  (:mod:`edge.summaries`; tracks never confirmed end silently, counted as flicker); a long
+  track also every ``summary_every_s`` (a keyframe summary; the next one continues its path);
+- **counts** (optional, off by default: the cloud derives objects in view from the tracks): a
+  :class:`FrameCounts` every ``counts_every_frames`` frames (skipped when unchanged if
+  ``counts_on_change``), and all boxes as :class:`Detections` every ``detections_every_frames``.
 
 Under uplink pressure the rate controller lowers :attr:`EmissionPolicy.chattiness` below 1:
-drift checks, keyframes, counts and boxes are then spaced out by ``1 / chattiness`` (first
-sightings and track ends are never held back).
+drift checks, keyframes, keyframe summaries, counts and boxes are then spaced out by
+``1 / chattiness`` (first sightings and final summaries are never held back).
 
 The policy is sans-IO and thread-safe: the detection thread calls :meth:`observe`, the encoder
 thread :meth:`on_embedding` / :meth:`on_skipped`.
@@ -33,9 +36,15 @@ from numpy.typing import NDArray
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
 from edge.relink import Relinker
+from edge.summaries import summary_path
 from shared.geometry import Box
 from shared.limits import MAX_DETECTIONS
-from shared.messages import Detections, EmitReason, FrameCounts, Message, TrackEnd
+from shared.messages import Detections, EmitReason, FrameCounts, Message, TrackSummary
+from shared.paths import TimedBox
+
+#: Boxes a track buffers at most between summaries (about 3 minutes at 25 fps): a longer
+#: stretch is summarised early, so memory stays bounded with ``summary_every_s`` 0.
+MAX_BUFFERED_POINTS = 4_096
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +68,10 @@ class _Track:
     last_index: int
     frames: int = 0
     votes: Counter[int] = field(default_factory=Counter)
-    path: list[Box] = field(default_factory=list)
+    #: Boxes since the last summary (the first is that summary's last point when ``anchored``).
+    path: list[TimedBox] = field(default_factory=list)
+    anchored: bool = False
+    summarised_us: int = 0  # capture time of the last summary (first_seen_us before any)
     sent_vector: NDArray[np.float32] | None = None
     sent_us: int = 0
     checked_us: int = 0
@@ -77,6 +89,7 @@ class PolicyStats:
     drift_checks_quiet: int = 0
     skipped: int = 0
     boxes_truncated: int = 0  # frames with more boxes than one Detections message holds
+    keyframe_summaries: int = 0  # TrackSummary messages of tracks still in view
     relinked: int = 0  # new tracks continuing a just-lost one (edge/relink.py): no first sight
 
 
@@ -92,6 +105,7 @@ class EmissionPolicy:
         self._tracks: dict[int, _Track] = {}
         self._frames = 0
         self._last_counts: dict[int, int] | None = None
+        self._frame_size = (1, 1)  # px, of the last observed frame (for the path tolerance)
         self._lock = threading.Lock()
         self.chattiness = 1.0  # set by the uplink's rate controller, in (0, 1]
         self.relinker = Relinker(config)
@@ -112,6 +126,7 @@ class EmissionPolicy:
         with self._lock:
             boxes = self.relinker.rename(boxes, capture_ts_us)
             self._frames += 1
+            self._frame_size = (width, height)
             for i in range(len(boxes)):
                 tid = int(boxes.track_ids[i])
                 if tid <= 0:
@@ -123,11 +138,14 @@ class EmissionPolicy:
                 track = self._tracks.get(tid)
                 if track is None:
                     track = self._tracks[tid] = _Track(tid, capture_ts_us, capture_ts_us, index)
+                    track.summarised_us = capture_ts_us
                     self.stats.tracks_started += 1
                 track.frames += 1
                 track.last_seen_us, track.last_index = capture_ts_us, index
                 track.votes[cls] += 1
-                self._add_point(track, box)
+                self._add_point(track, TimedBox(capture_ts_us, box))
+                if self._summary_due(track, capture_ts_us):
+                    messages.append(self._summary(track, final=False))
                 reason = self._due(track, capture_ts_us, _side(box_px))
                 if reason is not None:
                     track.pending = True
@@ -155,11 +173,46 @@ class EmissionPolicy:
             return EmitReason.DRIFT
         return None
 
-    def _add_point(self, track: _Track, box: Box) -> None:
-        """Keep at most ``path_points`` boxes, evenly thinned as the track grows."""
-        track.path.append(box)
-        if len(track.path) > self.config.path_points:
-            track.path = track.path[::2] + ([track.path[-1]] if len(track.path) % 2 == 0 else [])
+    def _add_point(self, track: _Track, point: TimedBox) -> None:
+        track.path.append(point)
+
+    def _summary_due(self, track: _Track, now: int) -> bool:
+        """A keyframe summary of a confirmed track: ``summary_every_s`` (stretched under rate
+        pressure) passed since its last one, or its buffer is full."""
+        if track.sent_vector is None:
+            return False
+        every = self.config.summary_every_s * 1e6 * self._stretch()
+        return bool(every and now - track.summarised_us >= every) or (
+            len(track.path) >= MAX_BUFFERED_POINTS
+        )
+
+    def _summary(self, track: _Track, final: bool) -> TrackSummary:
+        """The track's summary; its last path point becomes the next summary's anchor."""
+        c = self.config
+        width, height = self._frame_size
+        path = summary_path(
+            track.path,
+            track.first_seen_us,
+            anchored=track.anchored,
+            tolerance_px=c.path_tolerance_px,
+            grid=c.path_grid,
+            width=width,
+            height=height,
+        )
+        if not final:
+            self.stats.keyframe_summaries += 1
+            track.path, track.anchored = track.path[-1:], True
+            track.summarised_us = track.last_seen_us
+        return TrackSummary(
+            self.camera,
+            track.track_id,
+            track.first_seen_us,
+            track.last_seen_us,
+            track.frames,
+            dict(track.votes),
+            final,
+            path,
+        )
 
     def on_embedding(self, request: EmbedRequest, vector: NDArray[np.float32]) -> bool:
         """Record an embedding; True when it must be sent (drift checks may stay quiet)."""
@@ -217,21 +270,13 @@ class EmissionPolicy:
         lost = [t for t in self._tracks.values() if index - t.last_index > self.config.lost_frames]
         return [m for t in lost if (m := self._end(t)) is not None]
 
-    def _end(self, track: _Track) -> TrackEnd | None:
+    def _end(self, track: _Track) -> TrackSummary | None:
         del self._tracks[track.track_id]
         if track.sent_vector is None and track.frames < self.config.confirm_frames:
             self.stats.flicker_tracks += 1
             return None
         self.stats.tracks_ended += 1
-        return TrackEnd(
-            self.camera,
-            track.track_id,
-            track.first_seen_us,
-            track.last_seen_us,
-            track.frames,
-            dict(track.votes),
-            tuple(track.path),
-        )
+        return self._summary(track, final=True)
 
     def flush(self) -> list[Message]:
         """End every open track (at shutdown or the end of a stream)."""

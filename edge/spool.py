@@ -44,6 +44,7 @@ from shared.messages import (
     Hello,
     Message,
     TrackEnd,
+    TrackSummary,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def priority_of(message: Message) -> Priority:
         if message.reason is EmitReason.FIRST_SIGHT:
             return Priority.FIRST_SIGHT
         return Priority.EMBEDDING_UPDATE
-    if isinstance(message, TrackEnd):
+    if isinstance(message, TrackEnd | TrackSummary):
         return Priority.TRACK_END
     if isinstance(message, Detections):
         return Priority.BOXES

@@ -97,7 +97,7 @@ def test_metrics_are_the_pipelines_own_counters(edge: Edge) -> None:
     assert figures["semcom_edge_frames_dropped_total"] == stats.dropped_frames == 0
     assert labelled(figures, "semcom_edge_messages_total") == dict(o.messages)
     assert labelled(figures, "semcom_edge_message_bytes_total") == dict(o.bytes)
-    assert {"Hello", "Embedding", "TrackEnd", "FrameCounts"} <= set(o.messages)
+    assert {"Hello", "Embedding", "TrackSummary"} <= set(o.messages)
     # every data message sits in the spool (no uplink ran); Hello is control, never spooled
     assert figures["semcom_edge_spool_messages"] == edge.spool.pending == o.total_messages - 1
     assert figures["semcom_edge_spool_bytes"] == edge.spool.pending_bytes > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from edge.sink import FileSink
 from edge.status import StatusLine
 from shared.codec import decode
 from shared.framing import read_frames
-from shared.messages import Embedding, Envelope, FrameCounts, Hello, TrackEnd
+from shared.messages import Embedding, Envelope, Hello, TrackSummary
 from shared.vectors import CodecSet, create_codec
 from tests.scripted import GroundTruthDetector
 
@@ -80,10 +81,13 @@ def test_pipeline_end_to_end_into_a_message_file(tiny_video: Path, tmp_path: Pat
         assert vector.shape == (1, 64)
         assert abs(float(np.linalg.norm(vector)) - 1.0) < 0.02
     assert book.codec_id == "int8"
-    ends = [e.message for e in envs if isinstance(e.message, TrackEnd)]
+    ends = [e.message for e in envs if isinstance(e.message, TrackSummary)]
     assert sorted(m.track_id for m in ends) == [1, 2]  # flushed at the end of the file
     assert ends[0].frames == 30
-    assert any(isinstance(e.message, FrameCounts) for e in envs)
+    assert ends[0].final
+    assert ends[0].path.points  # its simplified box path
+    kinds = {type(e.message).__name__ for e in envs}
+    assert kinds == {"Hello", "Embedding", "TrackSummary"}  # track-level: no counts or boxes
     assert sink.last_seq == envs[-1].seq  # the sink numbered them
     again = FileSink(out)  # appending continues the numbering
     assert again.last_seq == envs[-1].seq
@@ -142,7 +146,11 @@ def test_edge_run_command(tiny_video: Path, tmp_path: Path) -> None:
 
 def test_edge_run_stops_cleanly_on_sigterm(tiny_video: Path, tmp_path: Path) -> None:
     out = tmp_path / "sig.semcom"
-    proc = subprocess.Popen(_edge_cmd(tiny_video, out, "--loop"), stderr=subprocess.PIPE, text=True)
+    # per-frame counts on (off by default: track-level), so that records stream every frame
+    env = {**os.environ, "SEMCOM_EDGE__POLICY__COUNTS_EVERY_FRAMES": "1"}
+    proc = subprocess.Popen(
+        _edge_cmd(tiny_video, out, "--loop"), stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
         time.sleep(0.2)  # the first flush happens within a second of the first frame
@@ -191,7 +199,7 @@ def test_real_video_with_the_real_detector(shared_data: Path, tmp_path: Path) ->
     assert stats.frames == 100
     envs = read_file(tmp_path / "real.semcom")
     kinds = {type(e.message).__name__ for e in envs}
-    assert {"Hello", "FrameCounts", "Detections", "Embedding", "TrackEnd"} <= kinds
+    assert {"Hello", "Embedding", "TrackSummary"} <= kinds
     assert agent.pipeline.rois > 100  # cars on every frame
 
 

@@ -8,7 +8,9 @@ import pytest
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
 from edge.policy import EmbedRequest, EmissionPolicy
-from shared.messages import Detections, EmitReason, FrameCounts, TrackEnd
+from shared.geometry import Box
+from shared.messages import Detections, EmitReason, FrameCounts, TrackSummary
+from shared.paths import TimedBox, boxes_at
 
 FPS = 25
 W, H = 640, 360
@@ -106,22 +108,80 @@ def test_keyframe_interval_forces_a_send() -> None:
     ]
 
 
-def test_track_end_summary_after_lost_frames() -> None:
-    s = Script(confirm_frames=2, lost_frames=5, path_points=4)
-    for i in range(10):
+def test_final_summary_after_lost_frames() -> None:
+    s = Script(confirm_frames=2, lost_frames=5, path_grid=1)
+    for i in range(10):  # constant speed: the path is its two ends
         s.frame(boxes((3, 2 if i < 7 else 7, 10.0 + 5 * i)))
     for _ in range(6):
         s.frame(boxes())
-    ends = [m for m in s.messages if isinstance(m, TrackEnd)]
+    ends = [m for m in s.messages if isinstance(m, TrackSummary)]
     assert len(ends) == 1
     end = ends[0]
-    assert end.track_id == 3
-    assert end.frames == 10
+    assert (end.track_id, end.final, end.frames) == (3, True, 10)
     assert end.class_votes == {2: 7, 7: 3}
-    assert end.duration_s == pytest.approx(9 / FPS, abs=1e-6)
-    assert 2 <= len(end.path) <= 4
-    assert end.path[0].x1 == pytest.approx(10 / W, abs=1e-4)
-    assert end.path[-1].x1 == pytest.approx(55 / W, abs=1e-4)  # the last box is kept
+    assert (end.last_seen_us - end.first_seen_us) / 1e6 == pytest.approx(9 / FPS, abs=1e-6)
+    assert [p.offset_ms for p in end.path.points] == [0, 360]
+    assert end.path.points[0].box.x1 == pytest.approx(10 / W, abs=1e-4)
+    assert end.path.points[-1].box.x1 == pytest.approx(55 / W, abs=1e-4)
+
+
+def _zigzag_x(i: int) -> float:
+    """A car that drives right for 2 s, then left: one corner at frame 50."""
+    return 100.0 + 4 * (i if i <= 50 else 100 - i)
+
+
+def test_summary_path_redraws_every_frame_within_tolerance() -> None:
+    s = Script(confirm_frames=1, lost_frames=3, path_tolerance_px=1.5, summary_every_s=0)
+    truth: list[TimedBox] = []
+    for i in range(90):
+        s.frame(boxes((5, 2, _zigzag_x(i))))
+        ts = 1_000_000 + i * 1_000_000 // FPS
+        truth.append(TimedBox(ts, Box.from_pixels(_zigzag_x(i), 100, _zigzag_x(i) + 40, 130, W, H)))
+    for _ in range(4):
+        s.frame(boxes())
+    (end,) = [m for m in s.messages if isinstance(m, TrackSummary)]
+    assert len(end.path.points) == 3  # start, the corner, the end
+    points = [
+        TimedBox(t, p.box) for t, p in zip(end.point_times_us(), end.path.points, strict=True)
+    ]
+    got = boxes_at(points, [p.t_us for p in truth])
+    worst = max(abs(g.box.x1 - t.box.x1) * W for g, t in zip(got, truth, strict=True))
+    assert worst <= 1.5 + 0.2  # the tolerance, and a ms of time rounding at 100 px/s
+
+
+def test_keyframe_summaries_continue_the_path_without_overlap() -> None:
+    s = Script(confirm_frames=1, lost_frames=3, summary_every_s=1.0, path_tolerance_px=0.5)
+    for i in range(90):  # 3.6 s in view: keyframe summaries at 1, 2 and 3 s, then the final
+        s.frame(boxes((5, 2, _zigzag_x(i))))
+    for _ in range(4):
+        s.frame(boxes())
+    got = [m for m in s.messages if isinstance(m, TrackSummary)]
+    assert [m.final for m in got] == [False, False, False, True]
+    assert [m.frames for m in got] == [26, 51, 76, 90]
+    assert s.policy.stats.keyframe_summaries == 3
+    times = [t for m in got for t in m.point_times_us()]
+    assert times == sorted(set(times))  # each point sent once, in order
+    assert times[0] == got[0].first_seen_us
+    assert times[-1] == got[-1].last_seen_us
+    assert 1_000_000 + 50 * 40_000 in times  # the corner
+
+
+def test_rate_pressure_spaces_out_keyframe_summaries() -> None:
+    s = Script(confirm_frames=1, lost_frames=3, summary_every_s=1.0)
+    s.policy.chattiness = 0.5
+    for i in range(90):
+        s.frame(boxes((5, 2, _zigzag_x(i))))
+    got = [m for m in s.messages if isinstance(m, TrackSummary)]
+    assert [m.frames for m in got] == [51]  # every 2 s instead of every 1 s
+
+
+def test_defaults_are_track_level() -> None:
+    s = Script()
+    for i in range(40):
+        s.frame(boxes((1, 2, 10.0 + i), (2, 2, 300.0)))
+    s.messages += s.policy.flush()
+    kinds = {type(m).__name__ for m in s.messages}
+    assert kinds == {"TrackSummary"}  # no FrameCounts, no Detections
 
 
 def test_flicker_tracks_end_silently_and_flush_ends_the_rest() -> None:
@@ -130,14 +190,14 @@ def test_flicker_tracks_end_silently_and_flush_ends_the_rest() -> None:
     for _ in range(4):
         s.frame(boxes((10, 2, 200.0)))
     assert s.policy.stats.flicker_tracks == 1
-    assert not [m for m in s.messages if isinstance(m, TrackEnd)]
+    assert not [m for m in s.messages if isinstance(m, TrackSummary)]
     ends = s.policy.flush()
-    assert [m.track_id for m in ends if isinstance(m, TrackEnd)] == [10]
+    assert [m.track_id for m in ends if isinstance(m, TrackSummary)] == [10]
     assert s.policy.active_tracks == 0
 
 
 def test_untracked_boxes_are_counted_not_embedded() -> None:
-    s = Script(confirm_frames=1, detections_every_frames=1)
+    s = Script(confirm_frames=1, counts_every_frames=1, detections_every_frames=1)
     requests = s.frame(boxes((0, 2, 10.0), (0, 0, 50.0)))
     assert requests == []
     counts = [m for m in s.messages if isinstance(m, FrameCounts)]
@@ -147,7 +207,7 @@ def test_untracked_boxes_are_counted_not_embedded() -> None:
 
 
 def test_counts_sent_on_change_only() -> None:
-    s = Script(counts_on_change=True, detections_every_frames=0)
+    s = Script(counts_every_frames=1, counts_on_change=True, detections_every_frames=0)
     for n in (1, 1, 1, 2, 2, 0):
         s.frame(boxes(*[(i + 1, 2, 10.0 + 60 * i) for i in range(n)]))
     assert [m.counts for m in s.messages if isinstance(m, FrameCounts)] == [{2: 1}, {2: 2}, {}]
@@ -173,7 +233,7 @@ def test_crowded_frame_keeps_the_most_confident_boxes() -> None:
         np.linspace(0.01, 0.99, n).astype(np.float32),
         np.arange(1, n + 1, dtype=np.int64),
     )
-    s = Script(detections_every_frames=1, confirm_frames=100)
+    s = Script(counts_every_frames=1, detections_every_frames=1, confirm_frames=100)
     s.frame(fb)
     dets = [m for m in s.messages if isinstance(m, Detections)][-1]
     assert len(dets.boxes) == 512

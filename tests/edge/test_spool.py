@@ -11,7 +11,15 @@ import pytest
 
 from edge.spool import Priority, Spool, SpoolFull, priority_of
 from shared.geometry import Box
-from shared.messages import Detections, Embedding, EmitReason, FrameCounts, TrackEnd
+from shared.messages import (
+    Detections,
+    Embedding,
+    EmitReason,
+    FrameCounts,
+    TrackEnd,
+    TrackSummary,
+)
+from shared.pathwire import TrackPath
 
 
 def frame(tag: bytes, size: int = 100):  # type: ignore[no-untyped-def]
@@ -113,6 +121,8 @@ def test_priorities_of_messages() -> None:
     assert priority_of(first) is Priority.FIRST_SIGHT
     assert priority_of(drift) is Priority.EMBEDDING_UPDATE
     assert priority_of(TrackEnd("c", 1, 0, 1, 2, {}, ())) is Priority.TRACK_END
+    summary = TrackSummary("c", 1, 0, 1, 2, {}, False, TrackPath(16, ()))
+    assert priority_of(summary) is Priority.TRACK_END
     assert priority_of(Detections("c", (), (), (), ())) is Priority.BOXES
     assert priority_of(FrameCounts("c", {})) is Priority.COUNTS
 
