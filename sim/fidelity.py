@@ -2,9 +2,11 @@
 against what the edge itself saw at full rate on the same frames.
 
 The reference is the :class:`~sim.measure.Recording`'s RoIs: every tracked box (track id > 0)
-of every frame, as the edge's detector and tracker produced it. The estimate is rebuilt only
-from the messages the strategy put on the wire (:class:`CloudView`, one reader per message
-type; a message a strategy did not send never reaches it). Four measures:
+of every frame, as the edge's detector and tracker produced it, under the ids the preset's
+policy gave them (a new tracker id it re-linked to a just-lost track counts as that track).
+The estimate is rebuilt only from the messages the strategy put on the wire
+(:class:`CloudView`, one reader per message type; a message a strategy did not send never
+reaches it). Four measures:
 
 - **objects in view** per class per 10 s window. Reference: per window, the mean over its frames
   of the tracked boxes of each class (a box counts in its track's majority class). Estimate:
@@ -253,17 +255,29 @@ class Reference:
     track_frames: dict[int, int]
 
     @staticmethod
-    def of(rois: Iterable[RoI], frame_times: Sequence[float], width: int, height: int) -> Reference:
+    def of(
+        rois: Iterable[RoI],
+        frame_times: Sequence[float],
+        width: int,
+        height: int,
+        relinks: Sequence[tuple[int, int]] = (),
+    ) -> Reference:
+        """``relinks``: (tracker id, the track id it continues), in the order the edge's
+        policy re-linked them (edge/relink.py): the reference follows the edge's own ids."""
+        alias: dict[int, int] = {}
+        for new, old in relinks:
+            alias[new] = alias.get(old, old)
         tracked = [r for r in rois if r.track_id > 0]
+        ids = [alias.get(r.track_id, r.track_id) for r in tracked]
         votes: dict[int, Counter[int]] = {}
-        for r in tracked:
-            votes.setdefault(r.track_id, Counter())[r.class_id] += 1
+        for r, tid in zip(tracked, ids, strict=True):
+            votes.setdefault(tid, Counter())[r.class_id] += 1
         return Reference(
             np.asarray(frame_times, np.float64),
             width,
             height,
             np.asarray([r.t_s for r in tracked], np.float64),
-            np.asarray([r.track_id for r in tracked], np.int64),
+            np.asarray(ids, np.int64),
             np.asarray([(r.box.x1 + r.box.x2) / 2 for r in tracked], np.float64),
             np.asarray([(r.box.y1 + r.box.y2) / 2 for r in tracked], np.float64),
             {tid: max(sorted(v), key=lambda c: v[c]) for tid, v in votes.items()},

@@ -115,6 +115,7 @@ class Stream:
     codec_id: str
     messages: list[Sent] = field(default_factory=list)
     description: str = ""
+    relinks: list[tuple[int, int]] = field(default_factory=list)  # see Recording.relinks
 
 
 @dataclass
@@ -143,6 +144,8 @@ class Recording:
     embeds_computed: int = 0  # crops the encoder embedded (every preset together)
     embeds_reused: int = 0  # crops a second preset asked for that were embedded already
     min_track_frames: int = 3  # reference tracks shorter than this are flicker (confirm_frames)
+    #: (tracker id, track id it continues) for each re-link the policy made (edge/relink.py)
+    relinks: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def frames(self) -> int:
@@ -235,6 +238,12 @@ def measure_video(
                 _record(rec, r, end_us, end, message)
         rec.h264_total_bytes = meter.close()
         rec.embeds_computed, rec.embeds_reused = encoder.computed, encoder.reused
+        for r in runs:
+            links = _relinks(r.pipeline)
+            if r.name == "semcom":
+                rec.relinks = links
+            else:
+                next(s for s in rec.streams if s.name == r.name).relinks = links
     except MediaError as exc:
         raise MeasureError(f"cannot encode the frames of {source}: {exc}") from None
     finally:
@@ -251,6 +260,12 @@ class _Run:
     pipeline: EdgePipeline
     framer: MessageFramer
     codec: KeepingCodec
+
+
+def _relinks(pipeline: EdgePipeline) -> list[tuple[int, int]]:
+    """The re-links a pipeline's policy made, oldest first (none without a relinker)."""
+    relinker = getattr(pipeline.policy, "relinker", None)
+    return [(link.new_id, link.old_id) for link in getattr(relinker, "links", ())]
 
 
 def _record(rec: Recording, run: _Run, ts_us: int, t: float, message: Message) -> None:

@@ -324,7 +324,13 @@ def semcom_payloads(
     with and without track-aware emission, and ``semcom-ladder`` when a ladder of two or more
     codecs is given. ``warmup_vectors``: the cloud's codebook threshold (None: no warm-up)."""
     random = " (random-init encoder)" if rec.random_init else ""
-    ref = Reference.of(rec.rois, rec.frame_times, rec.width, rec.height) if rec.rois else None
+
+    def reference(relinks: Sequence[tuple[int, int]] = ()) -> Reference | None:
+        if not rec.rois:
+            return None
+        return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, relinks)
+
+    ref = reference(rec.relinks)
     times = [s.t_s for s in rec.messages]
     out = [
         _sent_payload(
@@ -344,7 +350,7 @@ def semcom_payloads(
                 f"{stream.description or stream.name}: {stream.codec_id} codes{random}",
                 rec,
                 stream.messages,
-                ref,
+                reference(stream.relinks),
                 warmup_vectors,
             )
         )
@@ -368,9 +374,10 @@ def semcom_payloads(
         if all_rois and rec.rois:
             items, messages = _all_rois(rec, codec, seed)
             fid = None
-            if ref is not None:  # vectors are stand-ins (one per track): no recall measured
+            raw = reference()  # every RoI under the tracker's own ids
+            if raw is not None:  # vectors are stand-ins (one per track): no recall measured
                 view = view_of(((t, m, None, None) for t, m in messages), rec.t0_us)
-                fid = measure_fidelity(ref, view, min_track_frames=rec.min_track_frames)
+                fid = measure_fidelity(raw, view, min_track_frames=rec.min_track_frames)
             out.append(
                 replace(
                     _payload(

@@ -128,3 +128,18 @@ def _recall(view: CloudView) -> tuple[float, float, float, int]:
     assert fid.track_r10 is not None
     assert fid.track_r10_f32 is not None
     return fid.track_r10_ratio, fid.track_r10, fid.track_r10_f32, fid.track_r10_queries
+
+
+def test_a_relinked_tracker_id_counts_as_the_track_it_continues() -> None:
+    # the tracker lost the car after t = 4 and gave it id 5 at t = 6; the edge re-linked 5 to 1
+    rois = _rois(frames=range(5)) + _rois(track=5, frames=range(6, 10))
+    messages: list[tuple[float, Message]] = [(i, _detections(i)) for i in (0, 4, 6, 9)]
+    raw = measure_fidelity(Reference.of(rois, [float(i) for i in range(10)], W, H), _view(messages))
+    assert raw.confirmed_reference == {2: 2}  # two tracker ids
+    assert raw.path_unknown_frames == 4
+    linked = Reference.of(rois, [float(i) for i in range(10)], W, H, relinks=[(5, 1)])
+    fid = measure_fidelity(linked, _view(messages))
+    assert fid.confirmed_exact
+    assert fid.confirmed_reference == {2: 1}
+    assert fid.path_unknown_frames == 0
+    assert fid.path_rmse_pct == pytest.approx(0.0, abs=1e-3)
