@@ -54,8 +54,8 @@ def unit_rows(x: NDArray[np.floating]) -> NDArray[np.float32]:
     return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), np.float32)
 
 
-def faiss_pq(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) -> PQCodec:
-    """Train faiss's PCA (with random rotation) + PQ(m x 8 bits) on ``x`` and convert it."""
+def train_faiss(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) -> tuple[Any, Any]:
+    """faiss's PCA (eigen power 0, random rotation) and PQ(m x 8 bits), trained on ``x``."""
     import faiss  # local: a heavy native library, only where codebooks are fitted
 
     n, dim = x.shape
@@ -64,23 +64,42 @@ def faiss_pq(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) ->
     if n < CENTROIDS:
         raise CodecError(f"need at least {CENTROIDS} samples to fit, got {n}")
     xs = np.ascontiguousarray(x, dtype=np.float32)
-    pca = faiss.PCAMatrix(dim, reduced_dim, 0.0, True)  # eigen_power 0, random rotation
+    pca = faiss.PCAMatrix(dim, reduced_dim, 0.0, True)
     pca.train(xs)
-    a = faiss.vector_to_array(pca.A).reshape(reduced_dim, dim)
-    mean = faiss.vector_to_array(pca.mean).astype(np.float32)
-    y = np.ascontiguousarray(pca.apply(xs), dtype=np.float32)
     pq = faiss.ProductQuantizer(reduced_dim, m, 8)
     pq.cp.seed = int(seed)
     pq.cp.max_points_per_centroid = 1 << 20  # train on every sample (no silent subsampling)
     pq.cp.min_points_per_centroid = 1  # a few thousand samples are enough here: no warning
-    pq.train(y)
-    centroids = faiss.vector_to_array(pq.centroids).reshape(m, CENTROIDS, reduced_dim // m)
+    pq.train(np.ascontiguousarray(pca.apply(xs), dtype=np.float32))
+    return pca, pq
+
+
+def to_pqcodec(pca: Any, pq: Any, info: dict[str, Any] | None = None) -> PQCodec:
+    """The :class:`PQCodec` that encodes and decodes as faiss's ``pca`` then ``pq`` do."""
+    import faiss
+
+    d, dim = int(pca.d_out), int(pca.d_in)
+    a = faiss.vector_to_array(pca.A).reshape(d, dim)
+    mean = faiss.vector_to_array(pca.mean).astype(np.float32)
+    centroids = faiss.vector_to_array(pq.centroids).reshape(int(pq.M), CENTROIDS, int(pq.dsub))
     return PQCodec(
         mean,
         np.ascontiguousarray(a.T, dtype=np.float32),
         np.ascontiguousarray(centroids, dtype=np.float32),
-        {"trainer": "faiss", "samples": int(n), "input_dim": int(dim), "reduced_dim": reduced_dim},
+        dict(info or {}),
     )
+
+
+def faiss_pq(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) -> PQCodec:
+    """Train faiss's PCA (with random rotation) + PQ(m x 8 bits) on ``x`` and convert it."""
+    pca, pq = train_faiss(x, m, reduced_dim, seed)
+    info = {
+        "trainer": "faiss",
+        "samples": len(x),
+        "input_dim": x.shape[1],
+        "reduced_dim": reduced_dim,
+    }
+    return to_pqcodec(pca, pq, info)
 
 
 def fit_codebook(
