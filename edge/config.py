@@ -349,6 +349,30 @@ class UplinkConfig(_Model):
     window_bytes: int = Field(
         262_144, ge=4096, description="Unacknowledged bytes allowed in flight."
     )
+    bundles: bool = Field(
+        True,
+        description="Send the spooled messages of one data-channel message as one bundle frame "
+        "(protocol 4: one header, varint/delta coded; docs/wire.md) when that is smaller than "
+        "a batch of single frames; false: always batches.",
+    )
+    bundle_linger_ms: float = Field(
+        500.0,
+        ge=0,
+        le=60_000,
+        description="Wait up to this long (ms) for more messages before sending a bundle that "
+        "is not full: a latency/bytes trade-off. Every message waits up to this much longer for "
+        "its ack, and a bundle's header and deltas are shared by more messages (500 ms: a "
+        "track's boxes at 2 Hz and its summary share one header; the lean preset waits 5 s). "
+        "Never waited on a backlog (a full bundle) or while draining.",
+    )
+    bundle_box_step: int = Field(
+        64,
+        ge=1,
+        le=65_535,
+        description="Grid of the boxes in a bundle, in 1/65,535 of the frame (64: 1/1,024 of "
+        "the frame, 0.6 px at 640 px); 1 keeps boxes exact. A coarser grid makes box deltas "
+        "smaller.",
+    )
     heartbeat_s: float = Field(2.0, gt=0, description="Heartbeat period (s).")
     timeout_s: float = Field(
         10.0, gt=0, description="Reconnect when nothing was heard from the cloud this long (s)."

@@ -17,6 +17,7 @@ class UplinkStats:
     last_error: str = ""
     sent_frames: int = 0
     sent_bytes: int = 0
+    sent_bundles: int = 0  # data-channel messages sent as one bundle frame (protocol 4)
     acked_frames: int = 0
     acked_bytes: int = 0
     rejected_frames: int = 0

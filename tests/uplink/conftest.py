@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -22,6 +22,7 @@ from edge.loadgen import CodecChoice, SceneSpec, SyntheticScene
 from edge.pipeline import Outbox
 from edge.replay import ReplayReport, run_replay
 from edge.sink import FileSink
+from shared.bundle import quantise
 from shared.codec import decode
 from shared.framing import read_frames
 from shared.messages import Envelope, Hello
@@ -177,10 +178,20 @@ def write_stream(
         return [decode(f) for f in read_frames(fh)]
 
 
+#: The grid of the boxes the uplink bundles (its default): what the cloud stores is what a
+#: bundle delivers (boxes on this grid, confidences in 1/255 steps).
+BOX_STEP: Final = UplinkConfig.model_fields["bundle_box_step"].default
+
+
+def said(env: Envelope) -> tuple[int, str]:
+    """What a message says as the cloud stores it (quantised as a bundle carries it; the same
+    whether it came in a bundle or alone), whatever seq it was sent under."""
+    return env.capture_ts_us, repr(quantise(env.message, BOX_STEP))
+
+
 def content(frame: bytes) -> tuple[int, str]:
-    """What a message says, whatever seq it was sent under."""
-    env = decode(frame)
-    return env.capture_ts_us, repr(env.message)
+    """What a stored frame says (see :func:`said`)."""
+    return said(decode(frame))
 
 
 class EdgeThread(threading.Thread):

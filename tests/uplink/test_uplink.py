@@ -15,6 +15,7 @@ import pytest
 from edge.errors import UplinkRejected
 from edge.spool import Priority, priority_of
 from shared.codec import decode
+from shared.framing import read_frames
 from shared.messages import CameraInfo, Hello
 from shared.pq import fit_pq
 from shared.synthetic import ClusteredSpec, clustered_embeddings
@@ -27,6 +28,7 @@ from tests.uplink.conftest import (
     content,
     edge_cli,
     edge_env,
+    said,
     spool_counter,
     spool_pending,
     uplink_config,
@@ -37,8 +39,14 @@ from tests.uplink.conftest import (
 pytestmark = pytest.mark.uplink
 
 
+def spooled_frames(stream: Path) -> list[bytes]:
+    """The data frames of a message file, as single frames (what the spool keeps)."""
+    with open(stream, "rb") as fh:
+        return [f for f in read_frames(fh) if decode(f).seq]
+
+
 def _data(envs: list) -> set[tuple[int, str]]:
-    return {(e.capture_ts_us, repr(e.message)) for e in envs if e.seq != 0}
+    return {said(e) for e in envs if e.seq != 0}
 
 
 @pytest.mark.parametrize("transport", ["webrtc", "websocket"])
@@ -55,6 +63,9 @@ def test_handshake_sends_everything_once_and_acks_empty_the_spool(
     assert edge.report is not None
     assert edge.report.left_in_spool == 0
     assert edge.report.uplink["connects"] == 1
+    # sent as bundle frames (protocol 4), smaller than the frames the spool keeps
+    assert edge.report.uplink["sent_bundles"] >= 1
+    assert edge.report.uplink["sent_bytes"] < sum(len(f) for f in spooled_frames(stream)) / 2
     stored = cloud.stored()
     assert {content(f) for _, _, f in stored} == _data(envs)
     assert len(stored) == len(_data(envs))
