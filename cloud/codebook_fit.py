@@ -54,7 +54,9 @@ def unit_rows(x: NDArray[np.floating]) -> NDArray[np.float32]:
     return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), np.float32)
 
 
-def train_faiss(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) -> tuple[Any, Any]:
+def train_faiss(
+    x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0, kmeans_iters: int = 25
+) -> tuple[Any, Any]:
     """faiss's PCA (eigen power 0, random rotation) and PQ(m x 8 bits), trained on ``x``."""
     import faiss  # local: a heavy native library, only where codebooks are fitted
 
@@ -68,6 +70,7 @@ def train_faiss(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0)
     pca.train(xs)
     pq = faiss.ProductQuantizer(reduced_dim, m, 8)
     pq.cp.seed = int(seed)
+    pq.cp.niter = int(kmeans_iters)
     pq.cp.max_points_per_centroid = 1 << 20  # train on every sample (no silent subsampling)
     pq.cp.min_points_per_centroid = 1  # a few thousand samples are enough here: no warning
     pq.train(np.ascontiguousarray(pca.apply(xs), dtype=np.float32))
@@ -90,9 +93,11 @@ def to_pqcodec(pca: Any, pq: Any, info: dict[str, Any] | None = None) -> PQCodec
     )
 
 
-def faiss_pq(x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0) -> PQCodec:
+def faiss_pq(
+    x: NDArray[np.float32], m: int, reduced_dim: int, seed: int = 0, kmeans_iters: int = 25
+) -> PQCodec:
     """Train faiss's PCA (with random rotation) + PQ(m x 8 bits) on ``x`` and convert it."""
-    pca, pq = train_faiss(x, m, reduced_dim, seed)
+    pca, pq = train_faiss(x, m, reduced_dim, seed, kmeans_iters)
     info = {
         "trainer": "faiss",
         "samples": len(x),
@@ -110,6 +115,7 @@ def fit_codebook(
     held_out: float = 0.1,
     max_train: int = 50_000,
     seed: int = 0,
+    kmeans_iters: int = 25,
     progress: Progress | None = None,
 ) -> tuple[PQCodec, FitReport]:
     """Fit an ``m``-byte codebook on unit-normalised ``samples`` and measure it on a held-out
@@ -122,16 +128,22 @@ def fit_codebook(
         raise CodecError(f"samples must be finite (n, dim) floats, got shape {x.shape}")
     x = unit_rows(x)
     n, dim = x.shape
+    n_held = max(20, int(n * held_out))
+    if n - n_held < CENTROIDS:
+        raise CodecError(
+            f"need at least {CENTROIDS} samples to fit (and {n_held} more held out), got {n}"
+        )
     if m > dim:
         raise CodecError(f"m={m} sub-quantisers need at least {m} dims, got {dim}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    n_held = max(20, int(n * held_out))
     held, train = x[order[:n_held]], x[order[n_held:]]
     if len(train) > max_train:
         train = train[:max_train]
     if len(train) < CENTROIDS:
-        raise CodecError(f"need at least {CENTROIDS + n_held} samples to fit, got {n}")
+        raise CodecError(
+            f"need at least {CENTROIDS} samples to fit (and {n_held} more held out), got {n}"
+        )
     n_query = max(10, len(held) // 10)
     queries, base = held[:n_query], held[n_query:]
 
@@ -143,7 +155,7 @@ def fit_codebook(
     best: PQCodec | None = None
     for d in candidates:
         say(f"fitting PCA {dim}->{d} + PQ{m}x8 on {len(train)} samples")
-        book = faiss_pq(train, m, d, seed)
+        book = faiss_pq(train, m, d, seed, kmeans_iters)
         selection[str(d)] = round(measure(book), 4)
         if best is None or selection[str(d)] > selection[str(best.reduced_dim)]:
             best = book
@@ -158,5 +170,7 @@ def fit_codebook(
         held_out=len(held),
         seconds=time.monotonic() - started,
     )
-    best.info.update(seed=int(seed), selection=selection, **report.as_dict())
+    best.info.update(
+        seed=int(seed), kmeans_iters=int(kmeans_iters), selection=selection, **report.as_dict()
+    )
     return best, report

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
+from edge.encoder_options import encoder_model_options
 from shared.errors import ProtocolError
 
 
@@ -17,7 +19,9 @@ def codec() -> None:
 
 
 @codec.command()
-@click.argument("embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "embeddings", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--out",
     "-o",
@@ -40,71 +44,139 @@ def codec() -> None:
     help="Dimensions kept by the projection (multiple of --m) [default: the best of m, 2m, 4m "
     "by held-out recall@10].",
 )
-@click.option("--kmeans-iters", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option(
-    "--normalize/--no-normalize",
-    default=True,
+    "--kmeans-iters",
+    type=click.IntRange(1, 200),
+    default=25,
     show_default=True,
-    help="L2-normalise samples first (the edge sends unit vectors).",
+    help="k-means iterations of each sub-quantiser (faiss).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--source",
+    "-s",
+    "sources",
+    multiple=True,
+    help="Fit on the crops of this video (repeatable) instead of EMBEDDINGS, embedded with "
+    "the edge's own detector, crop rule and encoder (the flags below, as `semcom edge run`).",
+)
+@click.option(
+    "--edge-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Edge YAML config for --source (its detector, crop and encoder; flags win).",
+)
+@click.option("--detector", "-d", help="Detector for --source (name or model file).")
+@click.option("--imgsz", type=int, help="Detector input size (px).")
+@click.option("--conf", type=float, help="Detector confidence threshold.")
+@click.option("--encoder", "-e", help="Encoder for --source: timm name, .onnx, open_clip:...")
+@encoder_model_options
+@click.option(
+    "--random-init-encoder", is_flag=True, default=None, help="DEVELOPMENT ONLY: untrained."
+)
+@click.option(
+    "--encoder-runtime", type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]), default=None
+)
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="--source: embed every N-th frame.",
+)
+@click.option(
+    "--max-per-source",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="--source: at most this many embeddings of each video.",
+)
 def fit(
-    embeddings: Path,
+    embeddings: Path | None,
     out: Path,
     m: int,
     reduced_dim: int | None,
     kmeans_iters: int,
-    normalize: bool,
     seed: int,
+    sources: tuple[str, ...],
+    edge_config: Path | None,
+    every: int,
+    max_per_source: int,
+    **encoder_flags: Any,
 ) -> None:
-    """Fit a reduced-dimension product-quantised codebook on sample EMBEDDINGS.
+    """Fit a reduced-dimension product-quantised codebook (faiss PCA + PQ, as the cloud's
+    auto-fitter does) on sample EMBEDDINGS, or on the crops of --source videos.
 
-    EMBEDDINGS is a .npy (n, dim) array or a .npz with an 'embeddings' array, ideally thousands
-    of embeddings of crops from the cameras the codebook will serve. 10 % are held out to report
-    the reconstruction quality.
+    EMBEDDINGS is a .npy (n, dim) array or a .npz with an 'embeddings' array (`semcom edge
+    embed-sample`), ideally thousands of embeddings of crops from the cameras the codebook will
+    serve. 10 % are held out to report the recall@10 and cosine it keeps.
     """
-    from shared.pq import fit_pq
+    from cloud.codebook_fit import fit_codebook
     from shared.vectors import load_embeddings
 
     if out.suffix != ".npz":
         raise click.BadParameter("the codebook file must end in .npz", param_hint="--out")
+    if (embeddings is None) == (not sources):
+        raise click.UsageError("give either EMBEDDINGS or --source (repeatable), not both")
     try:
-        x = load_embeddings(embeddings)
-        if normalize:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(x))
-        held = order[: max(1, len(x) // 10)]
-        train = x[order[len(held) :]]
-
-        def progress(stage: str, i: int, total: int) -> None:
-            click.echo(f"\r{stage} {i}/{total}", nl=(i == total), err=True)
-
-        book = fit_pq(
-            train,
+        if embeddings is not None:
+            x, origin = load_embeddings(embeddings), str(embeddings)
+        else:
+            x, origin = _embed_sources(sources, edge_config, every, max_per_source, encoder_flags)
+        book, report = fit_codebook(
+            x,
             m=m,
             reduced_dim=reduced_dim,
-            kmeans_iters=kmeans_iters,
             seed=seed,
-            progress=progress,
+            kmeans_iters=kmeans_iters,
+            progress=lambda text: click.echo(text, err=True),
         )
-        rebuilt = book.decode(book.encode(x[held]))
-        cos = (rebuilt * x[held]).sum(1) / np.maximum(
-            np.linalg.norm(rebuilt, axis=1) * np.linalg.norm(x[held], axis=1), 1e-12
-        )
-        book.info.update(
-            source=str(embeddings),
-            normalized=normalize,
-            heldout_cosine_mean=round(float(cos.mean()), 6),
-        )
+        book.info.update(source=origin, normalized=True)
         book.save(out)
     except ProtocolError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"wrote {out}: {book.codec_id}, dim {book.dim} -> {book.reduced_dim} -> {book.code_bytes} "
-        f"bytes, explained variance {book.info['explained_variance']:.3f}, held-out cosine "
-        f"{cos.mean():.4f}, content hash {book.content_hash.hex()[:16]}"
+        f"bytes, held-out recall@10 {report.recall_at_10:.4f}, 1-recall@10 "
+        f"{report.nn_in_top_10:.4f}, cosine {report.cosine_mean:.4f} ({report.held_out} held "
+        f"out of {report.train + report.held_out}), content hash {book.content_hash.hex()[:16]}"
     )
+
+
+def _embed_sources(
+    sources: tuple[str, ...],
+    edge_config: Path | None,
+    every: int,
+    max_per_source: int,
+    flags: dict[str, Any],
+) -> tuple[np.ndarray, str]:
+    """Embeddings of every source's crops, made as the edge makes them (edge/sample.py)."""
+    from pydantic import ValidationError
+
+    from edge.cli import flag_overrides
+    from edge.config import load_config
+    from edge.errors import EdgeError
+    from edge.sample import collect_embeddings
+    from shared.settings import describe_errors
+
+    parts, described = [], []
+    for source in sources:
+        overrides = flag_overrides(source=source, **flags)
+        overrides["source.pace"] = False
+        overrides["source.loop"] = False
+        try:
+            config = load_config(edge_config, overrides)
+            vectors, description = collect_embeddings(config, max_per_source, every)
+        except ValidationError as exc:
+            raise click.ClickException(describe_errors(exc.errors())) from None
+        except EdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(description, err=True)
+        parts.append(vectors)
+        described.append(description)
+    x = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    if not len(x):
+        raise click.ClickException("no detections in the sources: nothing to fit on")
+    return x, "; ".join(described)
 
 
 @codec.command()
