@@ -93,6 +93,7 @@ _DETECTION_COLUMNS = (
     detections.c.y2,
     detections.c.seq,
     spaces.c.name.label("space"),
+    detections.c.path_point,
 )
 
 
@@ -119,6 +120,7 @@ def _detection(row: Row[Any]) -> DetectionRecord:
         box=(float(m["x1"]), float(m["y1"]), float(m["x2"]), float(m["y2"])),
         seq=int(m["seq"]),
         space=None if m["space"] is None else str(m["space"]),
+        path_point=bool(m["path_point"]),
     )
 
 

@@ -46,6 +46,7 @@ class DetectionRecord:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to [0, 1]
     seq: int
     space: str | None
+    path_point: bool = False  # a point of a TrackSummary's simplified path (no confidence: 0)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ Rules:
   sighting is within ``track_gap_us`` of it (or, for a track that already ended, inside its
   time span: messages arrive out of order, by priority); otherwise it opens a new track (tracker
   ids restart with the edge). ``TrackEnd`` closes the track with its class votes and path.
+- **Track summaries** (:mod:`cloud.project_summary`): a ``TrackSummary`` sets the track's
+  span, frames and class votes (closing it when final), and stores its path points as
+  sightings flagged ``path_point`` (boxes between them are interpolated when read).
 - **One row per sighting**: a box from a per-frame ``Detections`` message and the ``Embedding``
   sent for the same object and frame (same camera, tracker id, time) share one detection row,
   whatever order they arrive in, as long as both are recent (an LRU of ``recent_boxes``).
@@ -30,9 +33,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, bindparam, func, select, text, update
 
+from cloud.project_summary import best_class, summary_points, summary_times_stored
 from cloud.schema import bulk_insert, cameras, detections, embeddings, frame_counts, tracks
 from shared.geometry import Box
-from shared.messages import Detections, Embedding, FrameCounts, Message, TrackEnd
+from shared.messages import Detections, Embedding, FrameCounts, Message, TrackEnd, TrackSummary
 from shared.vectors import CodecSet
 
 
@@ -276,6 +280,22 @@ class Projector:
         if best is not None:
             st.class_id = best
 
+    def _summarise(self, camera: int, summary: TrackSummary) -> _Track:
+        """The track a summary describes, with its span, frames and votes set from it (the
+        whole track so far: a later summary supersedes an earlier one) and closed if final.
+        Its ``path`` stays as it is: the path is in the flagged sightings."""
+        best = best_class(summary.class_votes)
+        st = self._track(camera, summary.track_id, summary.last_seen_us, best or 0)
+        st.first = min(st.first, summary.first_seen_us)
+        st.last = max(st.last, summary.last_seen_us)
+        st.frames = max(st.frames or 0, summary.frames)
+        st.ended = st.ended or summary.final
+        st.votes = {str(k): v for k, v in summary.class_votes.items()}
+        if best is not None:
+            st.class_id = best
+        self._touch(st)
+        return st
+
     def _flush_tracks(self, conn: Connection, new: list[_Track], now_us: int) -> set[int]:
         """Insert the new tracks (ids in order) and update the changed ones, stamping
         ``updated_us`` with ``now_us``; returns the ids written."""
@@ -373,14 +393,15 @@ class Projector:
         for edge_id, space, items in batches:  # one query per camera for the tracks named
             for item in items:
                 msg = item.message
-                if isinstance(msg, (Detections, Embedding, TrackEnd, FrameCounts)):
+                if isinstance(msg, (Detections, Embedding, TrackEnd, FrameCounts, TrackSummary)):
                     camera = self.camera_id(conn, edge_id, msg.camera, now_us)
                     work.append((edge_id, space, item, camera))
                 if isinstance(msg, Detections):
                     wanted.update((camera, t) for t in msg.track_ids if t)
-                elif isinstance(msg, (Embedding, TrackEnd)):
+                elif isinstance(msg, (Embedding, TrackEnd, TrackSummary)):
                     wanted.add((camera, msg.track_id))
         self._load_tracks(conn, wanted)
+        stored = summary_times_stored(conn, self._tracks, work)  # path points already stored
         for edge_id, space, item, camera in work:
             msg, ts = item.message, item.capture_ts_us
             if isinstance(msg, Detections):
@@ -430,6 +451,20 @@ class Projector:
                 ]
             elif isinstance(msg, TrackEnd):
                 self._end_track(camera, msg)
+            elif isinstance(msg, TrackSummary):
+                st = self._summarise(camera, msg)
+                for ts, box in summary_points(msg):
+                    key = (camera, msg.track_id, ts)
+                    if key in self._embedded or key in self._boxes or key in batch_keys:
+                        continue  # a sighting at that time is stored already
+                    if st.pk is not None and (st.pk, ts) in stored:
+                        continue  # re-sent (a spool that was reset): stored before
+                    batch_keys[key] = len(rows)
+                    track_of.append(st)
+                    row = _row(edge_id, item.seq, camera, ts, st.class_id or 0, 0.0, box, False)
+                    row["path_point"] = True
+                    rows.append(row)
+                    keys.append(key)
         written = self._flush_tracks(conn, self._created, now_us)
         self._created = []
         sighted = {o.pk for o in track_of if o is not None and o.pk is not None} - written
@@ -539,4 +574,5 @@ def _row(
         "edge_id": edge_id,
         "seq": seq,
         "has_embedding": has_embedding,
+        "path_point": False,
     }

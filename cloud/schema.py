@@ -53,6 +53,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -173,6 +174,9 @@ detections = Table(
     Column("edge_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),  # the journal frame it came from
     Column("has_embedding", Boolean, nullable=False),
+    # a point of a TrackSummary's simplified path: boxes between two are interpolated when
+    # read (migration ``0009``)
+    Column("path_point", Boolean, nullable=False, server_default=false()),
     Index(None, "camera_id", "ts_us"),
     Index(None, "ts_us"),
     Index(None, "track_id"),

@@ -64,6 +64,7 @@ from shared.messages import (
     HelloAck,
     Message,
     TrackEnd,
+    TrackSummary,
 )
 from shared.vectors import CodecSet
 
@@ -73,7 +74,7 @@ CLOUD_ID = "cloud"
 #: Protocol versions whose Error message is laid out as ours (version byte aside).
 _SAME_ERROR_LAYOUT = (1, 2, 3)
 #: Messages that are stored and acknowledged by (edge, seq), so they need a seq >= 1.
-_DATA = (Detections, Embedding, TrackEnd, FrameCounts)
+_DATA = (Detections, Embedding, TrackEnd, FrameCounts, TrackSummary)
 
 
 @dataclass

@@ -10,7 +10,12 @@ What the cloud learns of a track's motion comes in two kinds of message:
   seen in. Only the path's first box (at ``first_seen_us``) and last box (at
   ``last_seen_us``) have known times.
 
-A track's samples are its Detections boxes plus the TrackEnd path's two ends. A track that
+- :class:`~shared.messages.TrackSummary` (the default policy's, since protocol 4): the
+  points of the track's simplified path, each at its own time: exact (time, box) samples
+  (the engine interpolates between them), class votes, and (``final``) the track's end.
+
+A track's samples are its Detections boxes and TrackSummary points plus the TrackEnd path's
+two ends. A track that
 has fewer than two Detections boxes (an edge sending no boxes, or a short track) takes its
 whole path instead, with times spread evenly from first to last sight (an approximation:
 exact when the track was seen in every frame). Its class is the TrackEnd's majority vote,
@@ -33,7 +38,7 @@ from cloud.analytics.geometry import Track
 from shared.codec import decode
 from shared.framing import read_frames
 from shared.geometry import Box
-from shared.messages import Detections, Envelope, Hello, TrackEnd
+from shared.messages import Detections, Envelope, Hello, TrackEnd, TrackSummary
 
 
 class MessageFileError(ValueError):
@@ -48,6 +53,8 @@ class _Building:
     samples: dict[int, Box] = field(default_factory=dict)
     votes: Counter[int] = field(default_factory=Counter)
     end: TrackEnd | None = None
+    summary_votes: dict[int, int] | None = None  # the latest TrackSummary's
+    final: bool = False  # a final TrackSummary came
 
     @property
     def key(self) -> str:
@@ -63,7 +70,8 @@ class CollectedTrack:
     camera: str
     track_id: int
     detections_samples: int
-    """Samples taken from Detections boxes (the rest come from the TrackEnd path)."""
+    """Samples taken from Detections boxes and TrackSummary points (exact times; the rest
+    come from the TrackEnd path)."""
     path_timed: bool
     """True when the samples are the TrackEnd path with interpolated times."""
 
@@ -114,12 +122,14 @@ def _finish(b: _Building, ended: bool) -> CollectedTrack | None:
     if not samples:
         return None
     votes = Counter(b.end.class_votes) if b.end is not None and b.end.class_votes else b.votes
+    if (b.end is None or not b.end.class_votes) and b.summary_votes:
+        votes = Counter(b.summary_votes)
     class_id = votes.most_common(1)[0][0] if votes else None
     track = Track(
         b.key,
         [(t, _as_tuple(samples[t])) for t in sorted(samples)],
         class_id,
-        ended=ended or b.end is not None,
+        ended=ended or b.end is not None or b.final,
     )
     return CollectedTrack(track, b.camera, b.track_id, from_detections, path_timed)
 
@@ -168,6 +178,14 @@ def collect_tracks(envelopes: Iterable[Envelope], *, complete: bool = True) -> C
             b = building(message.camera, message.track_id)
             b.end = message
             done.append(open_.pop((message.camera, message.track_id)))
+        elif isinstance(message, TrackSummary):
+            b = building(message.camera, message.track_id)
+            for ts, point in zip(message.point_times_us(), message.path.points, strict=True):
+                b.samples.setdefault(ts, point.box)
+            b.summary_votes = dict(message.class_votes)
+            if message.final:
+                b.final = True
+                done.append(open_.pop((message.camera, message.track_id)))
     everything = sorted([*done, *open_.values()], key=lambda b: order[id(b)])
     tracks = [t for b in everything if (t := _finish(b, complete)) is not None]
     return Collected(tuple(tracks), start_us, sizes, counts)

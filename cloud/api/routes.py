@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,6 +23,7 @@ from cloud.api.errors import InvalidParameter
 from cloud.api.grouping import Grouping
 from cloud.api.metrics import ApiMetrics, timed_route
 from cloud.api.params import MAX_FILTER_ITEMS, CameraId, ClassId, DetectionId, Time, TrackId
+from cloud.api.path_schemas import ObjectsInView, TrackPath
 from cloud.api.query import Cameras, Classes, Cursor, From, PageSize, To
 from cloud.api.schemas import (
     CameraList,
@@ -125,6 +126,34 @@ def build_api_router(deps: ApiDeps) -> APIRouter:
     async def track(track_id: Annotated[TrackId, Path()]) -> Track:
         """A track with its detections (oldest first, at most 1000)."""
         return await asyncio.to_thread(service.track, track_id)
+
+    @api.get(
+        "/v1/tracks/{track_id}/path",
+        response_model=TrackPath,
+        responses=_NOT_FOUND,
+        tags=["catalog"],
+    )
+    async def track_path(
+        track_id: Annotated[TrackId, Path()],
+        step_ms: Annotated[
+            int, Query(ge=1, le=3_600_000, description="Interpolated box spacing (ms).")
+        ] = 40,
+    ) -> TrackPath:
+        """A track's boxes: its sightings, and between them a box every `step_ms`
+        interpolated in time (flagged `interpolated`): how a track sent as a simplified path
+        (TrackSummary) is redrawn."""
+        return await asyncio.to_thread(service.track_path, track_id, step_ms)
+
+    @api.get("/v1/objects-in-view", response_model=ObjectsInView, tags=["catalog"])
+    async def objects_in_view(
+        from_: Annotated[Time, Query(alias="from", description="Start of the first window.")],
+        to: Annotated[Time, Query(description="End of the last window (exclusive).")],
+        camera: Cameras = None,
+        window_s: Annotated[float, Query(gt=0, le=86_400, description="Window length (s).")] = 10.0,
+    ) -> ObjectsInView:
+        """Objects in view per class: per window, the mean number of tracks of each class in
+        view, from the tracks' first and last sightings (no per-frame counts needed)."""
+        return await asyncio.to_thread(service.objects_in_view, camera, from_, to, window_s)
 
     @api.get("/v1/stats", response_model=Stats, tags=["catalog"])
     async def stats() -> Stats:

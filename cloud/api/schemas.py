@@ -79,6 +79,12 @@ class Detection(_Out):
     embedding_space: str | None = Field(
         description="Embedding space of its stored embedding; null: no embedding."
     )
+    path_point: bool = Field(
+        False,
+        description="A point of the track's simplified path (a TrackSummary's), not a box sent "
+        "for that frame: its confidence is 0, and boxes between two are interpolated "
+        "(/v1/tracks/{id}/path).",
+    )
 
     @classmethod
     def of(cls, d: DetectionRecord) -> Detection:
@@ -94,6 +100,7 @@ class Detection(_Out):
             box=Box.of(d.box),
             journal_seq=d.seq,
             embedding_space=d.space,
+            path_point=d.path_point,
         )
 
 

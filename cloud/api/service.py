@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.api import schemas, search_schemas
+from cloud.api import path_schemas, schemas, search_schemas
 from cloud.api.deps import ApiDeps
 from cloud.api.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from cloud.api.grouping import Exclusion, Grouping, nearest_groups
 from cloud.api.images import ImageError, decode_image
+from cloud.catalog_paths import TooManyBoxes, objects_in_view, track_path
 from cloud.catalog_records import EmbeddingRecord, InvalidCursor
 from cloud.index.base import Hit, SearchFilter
 from cloud.index.errors import BackendUnavailable, IndexClosed, IndexProblem
@@ -89,6 +90,34 @@ class QueryService:
         if found is None:
             raise NotFound(f"no track with id {track_id}")
         return schemas.Track.of(found)
+
+    def track_path(self, track_id: int, step_ms: int) -> path_schemas.TrackPath:
+        try:
+            with self.catalog.engine.connect() as conn:
+                found = track_path(conn, track_id, step_ms * 1000)
+        except TooManyBoxes as exc:
+            raise InvalidParameter("step_ms", f"{exc}: use a larger step") from None
+        if found is None:
+            raise NotFound(f"no track with id {track_id}")
+        return path_schemas.TrackPath(
+            track_id=track_id,
+            step_ms=step_ms,
+            boxes=[path_schemas.PathStep.of(b) for b in found],
+        )
+
+    def objects_in_view(
+        self, cameras: list[int] | None, from_us: int, to_us: int, window_s: float
+    ) -> path_schemas.ObjectsInView:
+        if to_us <= from_us:
+            raise InvalidParameter("to", "must be after from")
+        try:
+            with self.catalog.engine.connect() as conn:
+                found = objects_in_view(conn, cameras, from_us, to_us, round(window_s * 1e6))
+        except TooManyBoxes as exc:
+            raise InvalidParameter("window_s", f"{exc}: use a larger window") from None
+        return path_schemas.ObjectsInView(
+            window_s=window_s, windows=[path_schemas.ViewWindowOut.of(w) for w in found]
+        )
 
     def stats(self) -> schemas.Stats:
         return schemas.Stats.of(self.catalog.stats(), self.catalog.spaces())

@@ -37,7 +37,9 @@ from shared.messages import (
     Hello,
     Message,
     TrackEnd,
+    TrackSummary,
 )
+from shared.pathwire import PathPoint, TrackPath
 from shared.vectors import create_codec
 
 T0 = 1_700_000_000_000_000
@@ -295,3 +297,33 @@ def test_the_constant_encoder_gives_unit_vectors() -> None:
     vectors = encoder.embed(np.zeros((3, 16, 16, 3), np.uint8))
     assert vectors.shape == (3, encoder.dim)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+
+
+def test_a_summary_only_stream_gives_timed_tracks(tmp_path: Path) -> None:
+    """The default (track-level) policy sends no boxes: a keyframe TrackSummary and the final
+    one, whose path points carry their own times."""
+    path = tmp_path / "summaries.semcom"
+    keyframe = TrackSummary(
+        CAM,
+        4,
+        _t(0),
+        _t(20),
+        21,
+        {CAR: 21},
+        False,
+        TrackPath(
+            16, (PathPoint(0, _box(0.55, _car_y(0))), PathPoint(800, _box(0.55, _car_y(20))))
+        ),
+    )
+    final = TrackSummary(
+        CAM, 4, _t(0), _t(43), 44, {CAR: 40, TRUCK: 4}, True,
+        TrackPath(16, (PathPoint(1720, _box(0.55, _car_y(43))),)),
+    )  # fmt: skip
+    _record(path, [(_t(20), keyframe), (_t(44), final)])
+    collected = collect_tracks(read_messages(path), complete=False)
+    (car,) = collected.tracks
+    assert [t for t, _ in car.track.samples] == [_t(0), _t(20), _t(43)]
+    assert car.track.samples[1][1] == pytest.approx(_tuple(_box(0.55, _car_y(20))), abs=2e-4)
+    assert car.track.class_id == CAR
+    assert car.track.ended  # the final summary ended it
+    assert not car.path_timed
