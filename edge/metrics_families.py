@@ -136,6 +136,11 @@ def _tracks(pipeline: EdgePipeline) -> Iterator[Metric]:
         "semcom_edge_tracks_started_total", "Tracks confirmed.", policy.stats.tracks_started
     )
     yield _counter("semcom_edge_tracks_ended_total", "Tracks ended.", policy.stats.tracks_ended)
+    yield _counter(
+        "semcom_edge_tracks_relinked_total",
+        "New tracker ids continuing a just-lost track (no first sight sent).",
+        policy.stats.relinked,
+    )
     yield _gauge("semcom_edge_tracks_active", "Tracks alive now.", policy.active_tracks)
 
 

@@ -103,6 +103,7 @@ def test_metrics_are_the_pipelines_own_counters(edge: Edge) -> None:
     assert figures["semcom_edge_spool_bytes"] == edge.spool.pending_bytes > 0
     assert figures["semcom_edge_tracks_started_total"] == policy.tracks_started == 2
     assert figures["semcom_edge_tracks_ended_total"] == 2  # flushed at the end of the file
+    assert figures["semcom_edge_tracks_relinked_total"] == 0  # two tracks, both always seen
     assert figures["semcom_edge_tracks_active"] == 0
     assert figures["semcom_edge_uplink_connected"] == 0
     assert figures["semcom_edge_uplink_reconnects_total"] == 0
