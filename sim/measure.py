@@ -42,6 +42,7 @@ from shared.framing import read_frames
 from shared.geometry import Box
 from shared.messages import Embedding, Envelope, Message
 from shared.vectors import VectorCodec, builtin_codecs, create_codec, fingerprint
+from sim.bundling import BundleSettings
 from sim.errors import MeasureError
 from sim.media import H264Meter, MediaError, jpeg_bytes, raw_bytes
 from sim.replay import CachingEncoder, KeepingCodec, RecordingDetector, ReplayDetector
@@ -116,6 +117,7 @@ class Stream:
     messages: list[Sent] = field(default_factory=list)
     description: str = ""
     relinks: list[tuple[int, int]] = field(default_factory=list)  # see Recording.relinks
+    bundling: BundleSettings = field(default_factory=BundleSettings)  # its uplink's bundling
 
 
 @dataclass
@@ -146,6 +148,7 @@ class Recording:
     min_track_frames: int = 3  # reference tracks shorter than this are flicker (confirm_frames)
     #: (tracker id, track id it continues) for each re-link the policy made (edge/relink.py)
     relinks: list[tuple[int, int]] = field(default_factory=list)
+    bundling: BundleSettings = field(default_factory=BundleSettings)  # see sim.bundling
 
     @property
     def frames(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from sim.bundling import BundleSettings
 from sim.des import Capacity, SimResult, SimSettings, max_cameras, simulate
 from sim.errors import MeasureError
 from sim.measure import MediaSettings, Recording, measure_video
@@ -170,9 +171,11 @@ def record_clip(
         extra=extra,
     )
     rec.min_track_frames = config.policy.confirm_frames
+    rec.bundling = BundleSettings.of(config.uplink)
     for stream in rec.streams:
         if stream.name == LEAN_STRATEGY and lean_preset is not None:
             stream.description = f"the lean preset ({lean_preset.name})"
+            stream.bundling = BundleSettings.of(lean.uplink)
     return rec
 
 

@@ -28,8 +28,12 @@ Every semcom strategy built from recorded messages carries its :class:`~sim.fide
 ``semcom`` and the streams, its :class:`~sim.warmup.Warmup` (the same messages on the universal
 int8 rung, until the cloud has fitted a codebook).
 
-Sizes are bytes of encoded frames (header + msgpack + zstd), without data-channel batching,
-SCTP/DTLS/UDP/IP headers (a few % for frames of a kilobyte) or pixel container headers.
+Sizes are bytes of encoded frames (header + msgpack + zstd), without SCTP/DTLS/UDP/IP headers
+(a few % for frames of a kilobyte) or pixel container headers. The track-aware semcom
+strategies (``semcom``, the streams, ``semcom-<codec>`` and their warm-up) are measured as the
+uplink sends them, in bundle frames (:mod:`sim.bundling`: one per linger window); each
+:class:`~sim.measure.Sent` keeps its single-frame size for per-kind breakdowns, and
+``semcom-ladder`` and the ``-all-rois`` strategies count single frames.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from numpy.typing import NDArray
 
 from shared.messages import Embedding, EmitReason, Message
 from shared.vectors import VectorCodec, create_codec, fingerprint
+from sim.bundling import BundleSettings, bundle_sizes
 from sim.fidelity import Fidelity, Reference, measure_fidelity, view_of
 from sim.measure import MessageFramer, Recording, RoI, Sent
 from sim.warmup import WARMUP_VECTORS, Warmup, warmup_of
@@ -254,6 +259,26 @@ def _source(sent: Sent) -> NDArray[np.float32] | None:
     return sent.original if sent.original is not None else sent.vector
 
 
+def _recoded(messages: Sequence[Sent], codec: VectorCodec) -> list[tuple[float, Message]]:
+    """The recorded messages (with their times) with every embedding re-encoded with ``codec``."""
+    out: list[tuple[float, Message]] = []
+    for sent in messages:
+        vector = _source(sent)
+        message = sent.message
+        if isinstance(message, Embedding) and vector is not None:
+            code = codec.encode(vector[None, :])[0].tobytes()
+            message = replace(message, codec=fingerprint(codec), code=code)
+        out.append((sent.t_s, message))
+    return out
+
+
+def _bundled(
+    items: Iterable[tuple[float, Message]], settings: BundleSettings, t0_us: int
+) -> list[int]:
+    """Sizes of what the uplink sends for these messages: bundle frames (sim.bundling)."""
+    return [n for _, n in bundle_sizes(items, settings, t0_us)]
+
+
 def _reencoded(messages: Sequence[Sent], codec: VectorCodec) -> list[int]:
     """Sizes of the recorded messages with every embedding re-encoded with ``codec``."""
     sizer = _Sizer()
@@ -297,13 +322,16 @@ def _sent_payload(
     messages: Sequence[Sent],
     ref: Reference | None,
     warmup_vectors: int | None,
+    bundling: BundleSettings,
 ) -> Payload:
-    """A strategy made of recorded messages as sent, with its fidelity and warm-up."""
-    payload = _payload(name, description, rec, ((s.t_s, s.size) for s in messages))
+    """A strategy made of recorded messages as sent (in bundle frames, as the uplink sends
+    them: ``bundling``), with its fidelity and warm-up."""
+    items = bundle_sizes(((s.t_s, s.message) for s in messages), bundling, rec.t0_us)
+    payload = _payload(name, description, rec, items)
     warm = None
     if warmup_vectors is not None and rec.dim > 0:
         warm = warmup_of(
-            _reencoded(messages, create_codec("int8", rec.dim)),
+            _bundled(_recoded(messages, create_codec("int8", rec.dim)), bundling, rec.t0_us),
             sum(s.kind == "Embedding" for s in messages),
             rec.duration_s,
             warmup_vectors,
@@ -331,7 +359,6 @@ def semcom_payloads(
         return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, relinks)
 
     ref = reference(rec.relinks)
-    times = [s.t_s for s in rec.messages]
     out = [
         _sent_payload(
             "semcom",
@@ -341,6 +368,7 @@ def semcom_payloads(
             rec.messages,
             ref,
             warmup_vectors,
+            rec.bundling,
         )
     ]
     for stream in rec.streams:
@@ -352,6 +380,7 @@ def semcom_payloads(
                 stream.messages,
                 reference(stream.relinks),
                 warmup_vectors,
+                stream.bundling,
             )
         )
     has_vectors = any(s.vector is not None for s in rec.messages) or not any(
@@ -367,7 +396,7 @@ def semcom_payloads(
                     f"semcom-{codec.codec_id}",
                     f"track-aware, every embedding as {codec.codec_id}",
                     rec,
-                    zip(times, _reencoded(rec.messages, codec), strict=True),
+                    bundle_sizes(_recoded(rec.messages, codec), rec.bundling, rec.t0_us),
                 )
             )
             out[-1] = replace(out[-1], fidelity=_fidelity(rec, ref, rec.messages, codec))

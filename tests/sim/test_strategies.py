@@ -17,7 +17,9 @@ from edge.pipeline import EdgePipeline, Outbox
 from edge.policy import EmissionPolicy
 from edge.sink import FileSink
 from semcom.cli import cli
+from shared.messages import Message
 from shared.vectors import create_codec
+from sim.bundling import bundle_sizes
 from sim.measure import Recording, measure_video, read_message_file
 from sim.strategies import RAW_2048_FRAME_BYTES, build_payloads, headline
 from tests.conftest import write_video
@@ -69,7 +71,12 @@ def test_every_strategy_is_measured_on_the_same_frames(
     assert 0.9 * 2 * 768 * 4 < paper.bytes_per_frame < 2 * (768 * 4 + 200)
     # semcom: track-aware (two tracks, embedded once each), far below every RoI every frame
     sem = p["semcom"]
-    assert sem.total_bytes == sum(s.size for s in rec.messages)
+    # as the uplink sends them: bundle frames, smaller than the single frames
+    items = [(s.t_s, s.message) for s in rec.messages]
+    bundled = bundle_sizes(items, rec.bundling, rec.t0_us)
+    assert sem.total_bytes == sum(n for _, n in bundled)
+    assert len(sem.sizes) == len(bundled) < len(rec.messages)
+    assert sem.total_bytes < sum(s.size for s in rec.messages)
     assert sum(s.kind == "Embedding" for s in rec.messages) == 2
     assert sem.total_bytes < p["semcom-f16-all-rois"].total_bytes < paper.total_bytes
     assert p["semcom-f32"].total_bytes > p["semcom-f16"].total_bytes > p["semcom-int8"].total_bytes
@@ -83,6 +90,10 @@ def test_every_strategy_is_measured_on_the_same_frames(
         100 * (1 - paper.bytes_per_frame / RAW_2048_FRAME_BYTES)
     )
     assert h.reduction_vs_raw_pct == pytest.approx(100 * (1 - paper.total_bytes / (raw_frame * 30)))
+
+
+def items(rec: Recording) -> list[tuple[float, Message]]:
+    return [(s.t_s, s.message) for s in rec.messages]
 
 
 def _write_message_file(rec: Recording, pipeline: EdgePipeline, path: Path) -> None:
@@ -113,7 +124,7 @@ def test_a_recorded_message_file_gives_the_semcom_strategies(
     names = {p.name: p for p in build_payloads(again, ("int8",), ())}
     assert "raw" not in names
     assert "semcom-int8" in names
-    recorded = sum(s.size for s in rec.messages)
+    recorded = sum(n for _, n in bundle_sizes(items(rec), rec.bundling, rec.t0_us))
     assert abs(names["semcom"].total_bytes - recorded) <= 4 * len(rec.messages)
 
 
