@@ -119,8 +119,10 @@ def test_ten_seconds_of_the_real_clip(shared_data: Path, tmp_path: Path) -> None
     edge = report["edge"]
     assert edge["frames"] == 250
     assert (edge["imgsz"], edge["tracker"], edge["start_s"]) == (320, "bytetrack", 35.0)
-    assert edge["messages"]["Detections"] > 0
-    assert edge["messages"]["TrackEnd"] > 0
+    # the default policy is track-level: summaries with simplified paths, no per-frame boxes
+    assert edge["messages"]["TrackSummary"] > 0
+    assert "Detections" not in edge["messages"]
+    assert edge["boxes_every_frames"] == 0
     assert messages.stat().st_size > 0
     assert report["notes"] == []  # the scene's aspect is the video's
 
