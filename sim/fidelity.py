@@ -8,12 +8,13 @@ The estimate is rebuilt only from the messages the strategy put on the wire
 (:class:`CloudView`, one reader per message type; a message a strategy did not send never
 reaches it). Four measures:
 
-- **objects in view** per class per 10 s window. Reference: per window, the mean over its frames
-  of the tracked boxes of each class (a box counts in its track's majority class). Estimate:
-  the mean over the same frames of the tracks the cloud knows whose span (first to last seen)
-  covers the frame, in the track's class (its votes' majority). Error: ``sum |est - ref| /
-  sum ref`` over every (window, class) pair, a fraction (0.05 = 5 %); a window-level sum, so
-  rare classes and empty windows cannot blow it up;
+- **objects in view** per class per 10 s window: per window, the mean over its frames of the
+  tracks in view, each in its majority class. A track is in view from its first to its last
+  sighting (the tracker bridges frames where the detector missed the object; so does the
+  cloud's span). Reference: the edge's tracks at full rate; estimate: the tracks the cloud
+  knows, with the span and class it knows. Error: ``sum |est - ref| / sum ref`` over every
+  (window, class) pair, a fraction (0.05 = 5 %); a window-level sum, so rare classes and
+  empty windows cannot blow it up;
 - **confirmed tracks** per class: the reference's tracks seen in at least ``min_track_frames``
   frames (shorter ones are flicker that every emission policy drops) against the tracks the
   cloud knows, per majority class; exact or not, with both counts;
@@ -297,17 +298,19 @@ def objects_in_view_error(
     frames_per = np.bincount(frame_window, minlength=windows).astype(np.float64)
     classes = sorted(set(ref.track_class.values()) | {t.class_id for t in view.tracks.values()})
     col = {c: i for i, c in enumerate(classes)}
-    truth = np.zeros((windows, len(classes)))
-    est = np.zeros((windows, len(classes)))
-    if len(ref.t):
-        w = (ref.t // window_s).astype(np.int64)
-        c = np.asarray([col[ref.track_class[int(tid)]] for tid in ref.track], np.int64)
-        np.add.at(truth, (w, c), 1.0)
-    eps = 1e-6
-    for known in view.tracks.values():
-        a, b = known.first_last()
-        alive = (ref.frame_times >= a - eps) & (ref.frame_times <= b + eps)
-        np.add.at(est[:, col[known.class_id]], frame_window[alive], 1.0)
+
+    def in_view(spans: Iterable[tuple[float, float, int]]) -> NDArray[np.float64]:
+        out = np.zeros((windows, len(classes)))
+        for a, b, cls in spans:
+            alive = (ref.frame_times >= a - 1e-6) & (ref.frame_times <= b + 1e-6)
+            np.add.at(out[:, col[cls]], frame_window[alive], 1.0)
+        return out
+
+    truth = in_view(
+        (float(ref.t[ref.track == tid].min()), float(ref.t[ref.track == tid].max()), cls)
+        for tid, cls in ref.track_class.items()
+    )
+    est = in_view((*t.first_last(), t.class_id) for t in view.tracks.values())
     per = np.maximum(frames_per, 1.0)[:, None]
     total = float((truth / per).sum())
     if total <= 0:

@@ -143,3 +143,11 @@ def test_a_relinked_tracker_id_counts_as_the_track_it_continues() -> None:
     assert fid.confirmed_reference == {2: 1}
     assert fid.path_unknown_frames == 0
     assert fid.path_rmse_pct == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_track_is_in_view_between_its_sightings() -> None:
+    # the detector missed the car at t = 4 and 5; the tracker kept it: it was in view
+    rois = _rois(frames=range(4)) + _rois(frames=range(6, 10))
+    fid = measure_fidelity(_reference(rois), _view([(0, _detections(0)), (9, _detections(9))]))
+    assert fid.objects_in_view_error == pytest.approx(0.0)
+    assert fid.path_rmse_pct == pytest.approx(0.0, abs=1e-3)
