@@ -52,6 +52,7 @@ from cloud.retention import Retention
 from cloud.signaling import build_router
 from cloud.store import Store
 from cloud.writer import Writer
+from shared.models.codebooks import shipped_codebooks
 from shared.pq import load_codebook
 from shared.vectors import CodecSet
 from shared.version import software_version
@@ -98,6 +99,8 @@ def build_services(config: CloudConfig) -> Services:
     assert config.database is not None  # filled in by the config's validator
     engine = open_database(config.database)
     codecs = CodecSet(load_codebook(path) for path in config.codebooks.files)
+    for book in shipped_codebooks():  # the models manifest's encoders' codebooks, provisioned
+        codecs.add(book)
     metrics = CloudMetrics()
     store = Store(engine, codecs)
     indexer = Indexer(

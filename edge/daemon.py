@@ -14,7 +14,7 @@ from edge.codebooks import CodebookReceiver, CodebookStore
 from edge.config import EdgeConfig, UplinkConfig
 from edge.detect import Detector
 from edge.embed import Encoder, build_encoder
-from edge.errors import UplinkRejected
+from edge.errors import ConfigError, UplinkRejected
 from edge.health_server import open_health
 from edge.metrics import EdgeMetrics
 from edge.pipeline import EdgePipeline, Outbox, StageTimes
@@ -27,7 +27,10 @@ from edge.status import StatusLine
 from edge.uplink import Uplink
 from edge.uplink_thread import UplinkThread
 from shared import limits
+from shared.errors import CodebookError
 from shared.messages import CodecRef, Hello
+from shared.models.codebooks import shipped_codebook
+from shared.models.errors import ModelError
 from shared.pq import PQCodec
 from shared.vectors import create_codec
 
@@ -67,6 +70,10 @@ def build_agent(
     pipeline = EdgePipeline(
         detector, encoder, codec, policy, config.crop.scale, times, ladder=ladder
     )
+    shipped = _shipped_codebook(config)
+    if shipped is not None:  # fitted on generic crops: PQ codes from the first frame
+        pipeline.adopt(shipped)
+        logger.info("embeddings use the codebook that ships with the encoder: %s", shipped)
     uplink: UplinkThread | None = None
     if sink is None and up is not None:
         spool_sink = SpoolSink(Spool(up.spool_path, up.spool_max_bytes))
@@ -116,6 +123,18 @@ def build_agent(
         stale_after_s=config.health.stale_after_s,
     )
     return Agent(config, source, pipeline, outbox, sink, runner, uplink, metrics)
+
+
+def _shipped_codebook(config: EdgeConfig) -> PQCodec | None:
+    """The codebook of the models-manifest encoder the config names, when one ships with it
+    (``codebook:`` of the entry) and is provisioned; a wrong file is a ConfigError."""
+    name = getattr(config.encoder, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        return shipped_codebook(name)
+    except (CodebookError, ModelError) as exc:
+        raise ConfigError(f"encoder {name!r}: its codebook cannot be used: {exc}") from None
 
 
 def wire_codebooks(

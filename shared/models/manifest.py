@@ -65,6 +65,16 @@ class Download:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestCodebook:
+    """A PQ codebook that ships with an encoder (fitted on generic crops): its file, next to the
+    model's in the models directory, and the content hash it must have
+    (:attr:`shared.pq.PQCodec.content_hash`, hex)."""
+
+    file: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     """One named model; ``download`` None means import only (no public download)."""
 
@@ -82,6 +92,7 @@ class ModelEntry:
     pretrained_tag: str | None = None  # open_clip's pretrained tag (e.g. laion2b_s34b_b79k)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # for the model factory
     notes: str = ""
+    codebook: ManifestCodebook | None = None  # an encoder's codebook, used from its start
 
     @property
     def import_only(self) -> bool:
@@ -132,6 +143,9 @@ class ModelEntry:
             "sha256": self.sha256,
             "size": self.size,
             "notes": self.notes,
+            "codebook": None
+            if self.codebook is None
+            else {"file": self.codebook.file, "content_hash": self.codebook.content_hash},
         }
 
 
@@ -212,7 +226,7 @@ def parse_manifest(data: object, source: str = "<manifest>") -> Manifest:
 
 _REQUIRED = {"name", "kind", "family", "library_id", "file", "licence", "dim", "preprocessing"}
 _REQUIRED |= {"download", "sha256"}
-_OPTIONAL = {"size", "pretrained_tag", "model_kwargs", "notes"}
+_OPTIONAL = {"size", "pretrained_tag", "model_kwargs", "notes", "codebook"}
 
 
 def _entry(raw: object, where: str, source: str) -> ModelEntry:
@@ -264,7 +278,24 @@ def _entry(raw: object, where: str, source: str) -> ModelEntry:
         pretrained_tag=tag if isinstance(tag, str) else None,
         model_kwargs=dict(kwargs),
         notes=str(d.get("notes") or ""),
+        codebook=_codebook(d.get("codebook"), kind, f"{where}.codebook", source),
     )
+
+
+def _codebook(raw: object, kind: str, where: str, source: str) -> ManifestCodebook | None:
+    if raw is None:
+        return None
+    if kind != "encoder":
+        raise ManifestError(source, f"{where}: only an encoder has a codebook")
+    d = _mapping(raw, where, source)
+    _keys(d, {"file", "content_hash"}, set(), where, source)
+    file = _str(d["file"], f"{where}.file", source)
+    if Path(file).name != file or not file.endswith(".npz"):
+        raise ManifestError(source, f"{where}.file must be a plain .npz file name, got {file!r}")
+    digest = d["content_hash"]
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise ManifestError(source, f"{where}.content_hash must be 64 lower-case hex digits")
+    return ManifestCodebook(file, digest)
 
 
 def _preprocessing(raw: object, where: str, source: str) -> Preprocessing | None:
