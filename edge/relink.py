@@ -7,8 +7,9 @@ about to send a new track's first-sight embedding, :meth:`Relinker.match` looks 
 track that was lost before the new one started and agrees with it on both:
 
 - **position**: the new track's first box centre lies within ``relink_max_offset`` box sides
-  (of the lost track's last box) of where the lost track would be at that time, moving on at
-  the constant velocity fitted to its last sightings;
+  (the longer side of the smaller of the two boxes: the lost track's last, the new track's
+  first) of where the lost track would be at that time, moving on at the constant velocity
+  fitted to its last sightings;
 - **appearance**: the cosine similarity of the new crop's embedding (the edge's encoder) and the
   lost track's last sent embedding is at least ``relink_min_cosine``.
 
@@ -92,7 +93,7 @@ class Link:
 
     new_id: int
     old_id: int
-    offset_sides: float  # distance from the predicted centre, in lost box sides
+    offset_sides: float  # distance from the predicted centre, in box sides (the smaller box)
     cosine: float
     gap_s: float  # from the lost track's last sighting to the new track's first
     old_vector: NDArray[np.float32]  # the lost track's last sent embedding
@@ -158,7 +159,7 @@ class Relinker:
             if gap <= 0 or gap > self.window_us:  # seen together, or lost too long ago
                 continue
             px, py = old.predict(start.ts_us)
-            side = max(old.last.w, old.last.h, 1.0)
+            side = max(min(max(old.last.w, old.last.h), max(start.w, start.h)), 1.0)
             offset = math.hypot(start.cx - px, start.cy - py) / side
             cosine = float(np.dot(vector, old.vector))
             if offset > self.max_offset or cosine < self.min_cosine:

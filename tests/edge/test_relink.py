@@ -215,3 +215,33 @@ def test_unconfirmed_lost_tracks_are_no_candidates() -> None:
     s.run(range(4, 10), {2: A}, (2, 20.0, 100.0))
     assert s.first_sights == [2]
     assert s.policy.stats.relinked == 0
+
+
+def test_the_offset_is_measured_in_sides_of_the_smaller_box() -> None:
+    """A lost 200x150 px box and a new 40x30 px one 60 px from its predicted centre: 0.3 sides
+    of the big box, but 1.5 of the small one, so no link (a big box would excuse anything
+    near it); the same new box at the predicted centre links (same look)."""
+    for dy, linked in ((60.0, False), (0.0, True)):
+        policy = EmissionPolicy(
+            PolicyConfig(confirm_frames=3, relink_min_cosine=0.8, detections_every_frames=0),
+            "cam-01",
+        )
+        sent: list[int] = []
+        for i in range(20):
+            ts = 1_000_000 + i * 1_000_000 // FPS
+            if i < 10:  # big, still: centre (200, 175)
+                fb = FrameBoxes(
+                    np.asarray([[100, 100, 300, 250]], np.float32),
+                    np.asarray([2]),
+                    np.asarray([0.9], np.float32),
+                    np.asarray([1]),
+                )
+            elif i < 12:
+                fb = FrameBoxes.empty()
+            else:
+                fb = frame_boxes((2, 180.0, 160.0 + dy))
+            _, requests = policy.observe(i, ts, W, H, fb)
+            for r in requests:
+                if policy.on_embedding(r, A) and r.reason is EmitReason.FIRST_SIGHT:
+                    sent.append(r.track_id)
+        assert sent == ([1] if linked else [1, 2]), dy
