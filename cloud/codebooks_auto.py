@@ -75,33 +75,42 @@ class CodebookFitter:
         )
         self.universal = Gauge(
             "semcom_codebook_universal_vectors",
-            "Embeddings on universal rungs (f32/f16/int8) per space without a codebook yet.",
+            "Embeddings on universal rungs (f32/f16/int8) of a space without a codebook yet, "
+            "counted up to auto_fit_min_vectors.",
             ["space"],
             registry=r,
         )
 
     def due(self) -> list[tuple[int, str, str, int, int]]:
-        """Spaces without a codebook: (space id, name, encoder, dim, universal embeddings),
-        those with enough embeddings first."""
+        """Spaces without a codebook: (space id, name, encoder, dim, universal embeddings, counted
+        up to ``auto_fit_min_vectors``: a bounded read per space, whatever the catalog's size),
+        those with the most first."""
         have = self.library.spaces()
-        universal = list(builtin_codecs())
+        need = self.config.auto_fit_min_vectors
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(spaces.c.id, spaces.c.name, spaces.c.encoder, spaces.c.dim, func.count())
-                .select_from(
-                    embeddings.join(spaces, embeddings.c.space_id == spaces.c.id).join(
-                        codecs_table, embeddings.c.codec == codecs_table.c.fingerprint
+            universal = list(
+                conn.execute(
+                    select(codecs_table.c.fingerprint).where(
+                        codecs_table.c.codec_id.in_(list(builtin_codecs()))
                     )
-                )
-                .where(codecs_table.c.codec_id.in_(universal))
-                .group_by(spaces.c.id, spaces.c.name, spaces.c.encoder, spaces.c.dim)
+                ).scalars()
+            )
+            rows = conn.execute(
+                select(spaces.c.id, spaces.c.name, spaces.c.encoder, spaces.c.dim)
             ).all()
-        out = []
-        for r in rows:
-            if r.name in have:
-                continue
-            self.universal.labels(r.name).set(int(r[4]))
-            out.append((int(r.id), str(r.name), str(r.encoder), int(r.dim), int(r[4])))
+            out = []
+            for r in rows:
+                if r.name in have or not universal:
+                    continue
+                some = (
+                    select(embeddings.c.detection_id)
+                    .where(embeddings.c.space_id == r.id, embeddings.c.codec.in_(universal))
+                    .limit(need)
+                    .subquery()
+                )
+                n = int(conn.execute(select(func.count()).select_from(some)).scalar_one())
+                self.universal.labels(r.name).set(n)
+                out.append((int(r.id), str(r.name), str(r.encoder), int(r.dim), n))
         return sorted(out, key=lambda t: -t[4])
 
     def samples(self, space_id: int, dim: int, limit: int) -> np.ndarray:
