@@ -280,7 +280,10 @@ class Catalog:
             frames=None if row.frames is None else int(row.frames),
             ended=bool(row.ended),
             class_votes=_votes(row.class_votes),
-            path=_path(row.path),
+            # a track sent as TrackSummary has no sampled path: its path points are
+            path=_path(row.path)
+            if row.path is not None
+            else [d.box for d in found if d.path_point],
             detection_count=total,
             detections=found,
         )

@@ -157,7 +157,10 @@ class Track(_Out):
     frames: int | None = Field(description="Frames the tracker saw it in (from the track end).")
     ended: bool = Field(description="Whether the edge reported the track's end.")
     class_votes: dict[int, int] = Field(description="Frames per class id.")
-    path: list[Box] = Field(description="Sampled boxes along the track, oldest first.")
+    path: list[Box] = Field(
+        description="Sampled boxes along the track (a TrackEnd's), or the points of its "
+        "simplified path (TrackSummary), oldest first."
+    )
     detection_count: int = Field(description="Detections of the track in the catalog.")
     detections: list[Detection] = Field(
         description="Its detections, oldest first, at most 1000 (see detection_count)."

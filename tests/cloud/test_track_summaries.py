@@ -117,6 +117,7 @@ def test_summaries_become_one_track_and_path_points_once(engine: Engine) -> None
     assert found is not None
     assert [d.path_point for d in found.detections] == [True, False, True, True, True]
     assert found.detections[0].confidence == 0.0  # path points carry no detector confidence
+    assert [round(b[0], 4) for b in found.path] == [0.1, 0.3, 0.3, 0.5]  # its points
 
 
 def test_track_path_interpolates_between_points(engine: Engine) -> None:
