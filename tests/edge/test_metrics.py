@@ -201,6 +201,7 @@ def test_healthz_answers_200_only_while_frames_are_fresh(edge: Edge) -> None:
             "uplink_state": "starting",
             "spool_depth": 0,
             "spool_bytes": 0,
+            "codebook": "",  # none pushed by the cloud yet
         }
         clock.t += 10.0
         status, body = healthz(server.url)
