@@ -50,7 +50,7 @@ from shared.geometry import Box
 from shared.messages import Detections, Embedding, Message, TrackEnd, TrackSummary
 from shared.paths import TimedBox, boxes_at
 from sim.measure import RoI
-from sim.recall_metrics import Pool, per_query, summarise
+from sim.recall_metrics import Pool, per_query, summarise, unit_rows
 
 WINDOW_S: Final = 10.0
 """Objects-in-view windows (s of video)."""
@@ -359,7 +359,7 @@ def track_recall(view: CloudView) -> tuple[float | None, float | None, float | N
     if len(vectors) < 2 or any(v.original is None for v in vectors):
         return None, None, None, 0
     originals = np.stack([v.original for v in vectors if v.original is not None])
-    decoded = np.stack([v.decoded for v in vectors]).astype(np.float32)
+    decoded = unit_rows(np.stack([v.decoded for v in vectors]))  # the index searches by cosine
     pool = Pool(
         originals.astype(np.float32),
         np.asarray([v.track_id for v in vectors], np.int64),

@@ -71,6 +71,13 @@ class PerQuery:
         )
 
 
+def unit_rows(x: NDArray[np.floating]) -> F32:
+    """Rows scaled to unit length (a decoded PQ code is not): cosine, as the cloud's index."""
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
+
+
 def top_k(queries: F32, base: F32, allowed: Mask, k: int = K) -> NDArray[np.intp]:
     """(q, k) indices of the k best-scoring allowed base rows per query, best first.
 

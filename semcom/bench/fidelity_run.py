@@ -33,6 +33,7 @@ from sim.recall_metrics import (
     f32_truth,
     per_query,
     summarise,
+    unit_rows,
 )
 
 BUILTIN: Final = ("f32", "f16", "int8")
@@ -110,13 +111,6 @@ class CodecResult:
     bytes_per_roi: float
     summary: Summary
     reduced_dim: list[int]  # PQ: the fitted reduced dim of each fold
-
-
-def unit_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Rows scaled to unit length, as the cloud's index stores decoded vectors
-    (``cloud.index.batch.unit_rows``): every score is then a cosine."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
 
 
 def roi_frame(codec: VectorCodec, code: bytes, sample: CropSample, i: int) -> bytes:

@@ -113,6 +113,12 @@ def test_same_track_recall_is_a_ratio_to_f32() -> None:
     assert queries == 60
     assert ratio == pytest.approx(1.0)
     assert r10 == r10_f32 == 1.0
+    # a decoded code off unit length (PQ's) is searched by cosine, as the index does
+    scales = rng.uniform(0.2, 5.0, len(items)).astype(np.float32)
+    scaled = view_of(
+        ((t, _embedding(k, int(t)), v * scales[j], v) for j, (t, k, v) in enumerate(items)), T0_US
+    )
+    assert _recall(scaled)[0] == pytest.approx(1.0)
     # a codec that keeps nothing of the vector: the own track is found about by chance (10 / 59)
     noise = rng.standard_normal((60, 32)).astype(np.float32)
     lost = view_of(
