@@ -75,7 +75,7 @@ class TrackingConfig(_Model):
     new tracks") and differ from ultralytics' own where that made fewer false new tracks."""
 
     track_buffer: int = Field(
-        30,
+        60,
         ge=1,
         le=10_000,
         description="Frames a lost track is kept for re-association by the tracker (at the "
@@ -95,7 +95,7 @@ class TrackingConfig(_Model):
         0.25, ge=0.0, le=1.0, description="Score a box needs to start a new track."
     )
     match_thresh: float = Field(
-        0.8,
+        0.95,
         gt=0.0,
         le=1.0,
         description="Highest association cost (1 - IoU, fused with the score) of a match.",
@@ -110,7 +110,14 @@ class DetectorConfig(_Model):
         ".onnx, .engine or .yaml (a .yaml builds an untrained model: development only).",
     )
     imgsz: int = Field(640, ge=32, le=4096, description="Inference size (px).")
-    conf: float = Field(0.25, ge=0.0, le=1.0, description="Confidence threshold.")
+    conf: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Confidence threshold. Low, as ultralytics' own tracking default: ByteTrack "
+        "matches boxes down to detector.tracking.track_low_thresh to tracks it holds (a new "
+        "track needs new_track_thresh), so a vehicle's weak frames do not break its track.",
+    )
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold.")
     classes: tuple[int, ...] = Field(ROAD_USERS, description="Class ids kept (COCO ids).")
     tracker: Literal["bytetrack", "botsort"] = Field(
@@ -212,7 +219,7 @@ class PolicyConfig(_Model):
         "never): edge/relink.py.",
     )
     relink_min_cosine: float = Field(
-        0.8,
+        0.65,
         ge=-1.0,
         le=1.0,
         description="Cosine similarity a new track's first embedding needs with the lost "
@@ -223,7 +230,7 @@ class PolicyConfig(_Model):
         gt=0.0,
         le=10.0,
         description="Largest distance of the new track's first box centre from the lost "
-        "track's position predicted at constant velocity, in lost box sides.",
+        "track's position predicted at constant velocity, in box sides (of the smaller box).",
     )
 
 
