@@ -53,8 +53,14 @@ class StatusLine:
             f"frames {s.frames} ({fps:.1f} fps) | tracks {self.pipeline.policy.active_tracks} | "
             f"messages {o.total_messages} ({msg_rate:.1f}/s) | {byte_rate / 1000:.2f} kB/s | "
             f"dropped {s.dropped_frames} frames, {s.skipped_embeddings} embeds"
-            f"{self._source_note()}{self.tag}"
+            f"{self._source_note()}{self._codebook_note()}{self.tag}"
         )
+
+    def _codebook_note(self) -> str:
+        """The codebook the embeddings use since the cloud pushed it (or it shipped)."""
+        if not self.pipeline.pinned:
+            return ""
+        return f" | codebook {self.pipeline.codec.codec_id}"
 
     def _source_note(self) -> str:
         stats = self.runner.source.stats
