@@ -157,16 +157,17 @@ def test_a_connection_opens_and_closes_its_session_in_the_monitor(store: Store) 
     assert sample("semcom_edge_backlog", {"edge": EDGE}) == 12
 
 
-def test_a_v2_edge_gets_a_fatal_version_mismatch_it_can_read(store: Store) -> None:
-    v3 = hello()
-    v2 = v3[:2] + b"\x02" + v3[3:]  # what an edge of protocol version 2 sends first
+@pytest.mark.parametrize("old", [2, 3])
+def test_an_older_edge_gets_a_fatal_version_mismatch_it_can_read(store: Store, old: int) -> None:
+    current = hello()
+    frame = current[:2] + bytes([old]) + current[3:]  # what an older edge sends first
     session = EdgeSession(EDGE, "s", store)
-    [reply] = session.receive(v2)
-    assert reply[2] == 2  # written in the edge's version: the Error is laid out alike
+    [reply] = session.receive(frame)
+    assert reply[2] == old  # written in the edge's version: the Error is laid out alike
     error = decode(reply[:2] + bytes([limits.PROTOCOL_VERSION]) + reply[3:]).message
     assert isinstance(error, Error)
     assert (error.code, error.fatal) == (ErrorCode.VERSION_MISMATCH, True)
-    assert "protocol version 2 is not supported" in error.message
-    assert "this cloud speaks 3" in error.message
+    assert f"protocol version {old} is not supported" in error.message
+    assert f"this cloud speaks {limits.PROTOCOL_VERSION}" in error.message
     assert session.closed
-    assert session.receive(v3) == []  # the session is over
+    assert session.receive(current) == []  # the session is over
