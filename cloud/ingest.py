@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from cloud.codebook_push import PushStats
 from cloud.codebooks import CodebookLibrary
 from cloud.linkmon import LinkMonitor
 from cloud.metrics import CloudMetrics
@@ -74,8 +76,12 @@ class LiveSession:
         async with self._lock:
             stats = self.session.stats
             received, rejected = stats.received, stats.rejected.copy()
+            push = self.session.push
+            pushed = dataclasses.replace(push.stats) if push is not None else None
             replies, request = await asyncio.to_thread(self.session.parse, data)
             edge = self.edge_id
+            if push is not None and pushed is not None:
+                self._push_metrics(pushed, push.stats)
             self.metrics.received.labels(edge).inc(stats.received - received)
             self.metrics.received_bytes.labels(edge).inc(len(data))
             self.metrics.backlog.labels(edge).set(self.session.edge_backlog)
@@ -87,6 +93,17 @@ class LiveSession:
                 self.metrics.errors.labels(code).inc(n)
             stored = await self.writer.enqueue(request) if request is not None else None
         return self._complete(replies, request, stored)
+
+    def _push_metrics(self, before: PushStats, after: PushStats) -> None:
+        edge, m = self.edge_id, self.metrics
+        if after.offers > before.offers:
+            m.codebook_offers.labels(edge).inc(after.offers - before.offers)
+        if after.chunk_bytes > before.chunk_bytes:
+            m.codebook_chunk_bytes.labels(edge).inc(after.chunk_bytes - before.chunk_bytes)
+        if after.installed > before.installed:
+            m.codebook_installs.labels(edge, "installed").inc(after.installed - before.installed)
+        if after.refused > before.refused:
+            m.codebook_installs.labels(edge, "refused").inc(after.refused - before.refused)
 
     async def _complete(
         self,

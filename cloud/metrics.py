@@ -59,6 +59,19 @@ class CloudMetrics:
         self.errors = Counter(
             "semcom_errors_sent", "Error messages sent to edges by code.", ["code"], registry=r
         )
+        # Codebooks pushed to edges (cloud/codebook_push.py).
+        self.codebook_offers = Counter(
+            "semcom_codebook_offers", "Codebooks offered to edges.", ["edge"], registry=r
+        )
+        self.codebook_chunk_bytes = Counter(
+            "semcom_codebook_chunk_bytes", "Codebook bytes sent to edges.", ["edge"], registry=r
+        )
+        self.codebook_installs = Counter(
+            "semcom_codebook_installs",
+            "Codebooks edges verified and switched to (state: installed or refused).",
+            ["edge", "state"],
+            registry=r,
+        )
         # The writer (group commit) and the index behind it.
         self.writer_pending = Gauge(
             "semcom_writer_pending_frames", "Frames waiting for the ingest writer.", registry=r
