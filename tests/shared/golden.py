@@ -18,6 +18,10 @@ from shared.geometry import Box
 from shared.messages import (
     Ack,
     CameraInfo,
+    CodebookAck,
+    CodebookChunk,
+    CodebookOffer,
+    CodebookState,
     CodecRef,
     Detections,
     Embedding,
@@ -161,6 +165,19 @@ SAMPLES: dict[str, Envelope] = {
     ),
     "error": Envelope(
         "cloud", 0, T0, T0, Error(ErrorCode.CODEC_MISMATCH, "codec 'pq32x8' mismatch", 43, True)
+    ),
+    "codebook_offer": Envelope(
+        "cloud",
+        0,
+        T0,
+        T0,
+        CodebookOffer("pq32x8", bytes(range(32)), 70_000, "mobilenetv2_100", 1280),
+    ),
+    "codebook_chunk": Envelope(
+        "cloud", 0, T0, T0, CodebookChunk(bytes(range(32)), 16_000, bytes(range(256)) * 4)
+    ),
+    "codebook_ack": Envelope(
+        "edge-01", 0, T0, T0, CodebookAck(bytes(range(32)), CodebookState.WANT, 16_000, "")
     ),
 }
 
