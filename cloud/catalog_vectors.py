@@ -18,10 +18,11 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from cloud.codebooks import CodebookLibrary
 from cloud.project import NewVectors
 from cloud.schema import codecs as codecs_table
 from cloud.schema import detections, embeddings, spaces
-from shared.errors import CodecError
+from shared.errors import CodebookError, CodecError
 from shared.vectors import CodecSet, VectorCodec, create_codec
 
 logger = logging.getLogger(__name__)
@@ -124,15 +125,32 @@ class CatalogVectors:
             batch.ts_us += [int(rows[n][5]) for n in members]
         return batch
 
+    def _fitted(self, fp: int) -> VectorCodec | None:
+        """The codebook the cloud stored (``codebooks``) for a catalog codec, if any."""
+        with self.engine.connect() as conn:
+            content_hash = conn.execute(
+                select(codecs_table.c.content_hash).where(codecs_table.c.fingerprint == fp)
+            ).scalar()
+        if content_hash is None:
+            return None
+        try:
+            return CodebookLibrary(self.engine, self.codecs).by_hash(bytes(content_hash))
+        except CodebookError as exc:
+            logger.error(
+                "the stored codebook %s cannot be read: %s", bytes(content_hash).hex(), exc
+            )
+            return None
+
     def _codec(self, fp: int) -> VectorCodec | None:
         if fp in self.codecs:
             return self.codecs.resolve(fp)
         if fp in self._known:
             codec_id, dim = self._known[fp]
+            codec: VectorCodec | None
             try:
                 codec = create_codec(codec_id, dim)
             except CodecError:
-                codec = None
+                codec = self._fitted(fp)  # a codebook another replica fitted, or one stored
             if codec is not None:
                 self.codecs.add(codec)
                 return codec

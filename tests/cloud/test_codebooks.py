@@ -226,6 +226,11 @@ def test_codes_of_two_codebooks_of_one_space_decode_into_one_searchable_space(
     vectors = vectors[order]
     # each vector, whatever its codec, finds the original it came from as its nearest
     assert ((vectors @ x.T).argmax(axis=1) == np.arange(90)).mean() > 0.9
+    # another replica's index, whose codec set never saw either codebook, reads them too
+    follower = CatalogVectors(engine, CodecSet())
+    (space,) = follower.spaces()
+    assert len(follower.read(space, follower.ids(space.id)).ids) == 90
+    assert follower.skipped_undecodable == 0
 
 
 def test_a_codebook_ack_the_session_did_not_offer_gets_a_typed_error(engine: Engine) -> None:
