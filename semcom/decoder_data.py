@@ -98,6 +98,7 @@ def cache_key(spec: BuildSpec) -> str:
             det.iou,
             list(det.classes),
             det.tracker,
+            det.tracking.model_dump(),
         ],
         "encoder": [
             enc.name,

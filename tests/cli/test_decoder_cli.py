@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from numpy.typing import NDArray
 
-from edge.config import DetectorConfig, SourceConfig, TimmEncoderConfig
+from edge.config import DetectorConfig, SourceConfig, TimmEncoderConfig, TrackingConfig
 from edge.detect import FrameBoxes
 from semcom.cli import cli
 from semcom.decoder_data import BuildSpec, build_dataset, cache_path
@@ -122,6 +123,8 @@ def test_builder_uses_the_edge_code_and_caches(tiny_video: Path, tmp_path: Path)
     assert cached
     assert np.array_equal(again.crops, dataset.crops)
     assert cache_path(_spec(tiny_video, 128), tmp_path) != path
+    retracked = spec.detector.model_copy(update={"tracking": TrackingConfig(track_buffer=90)})
+    assert cache_path(replace(spec, detector=retracked), tmp_path) != path
 
 
 def test_empty_sources_are_refused(tiny_video: Path, tmp_path: Path) -> None:
