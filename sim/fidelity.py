@@ -261,15 +261,16 @@ class Reference:
         frame_times: Sequence[float],
         width: int,
         height: int,
-        relinks: Sequence[tuple[int, int]] = (),
+        track_ids: Sequence[int] | None = None,
     ) -> Reference:
-        """``relinks``: (tracker id, the track id it continues), in the order the edge's
-        policy re-linked them (edge/relink.py): the reference follows the edge's own ids."""
-        alias: dict[int, int] = {}
-        for new, old in relinks:
-            alias[new] = alias.get(old, old)
-        tracked = [r for r in rois if r.track_id > 0]
-        ids = [alias.get(r.track_id, r.track_id) for r in tracked]
+        """``track_ids``: each RoI's id as the edge's policy saw it (after its re-linking,
+        edge/relink.py), in the order of ``rois``; the tracker's ids when None."""
+        rois = list(rois)
+        if track_ids is not None and len(track_ids) != len(rois):
+            raise ValueError(f"{len(track_ids)} track ids for {len(rois)} RoIs")
+        given = [r.track_id for r in rois] if track_ids is None else list(track_ids)
+        tracked = [r for r, tid in zip(rois, given, strict=True) if tid > 0]
+        ids = [tid for tid in given if tid > 0]
         votes: dict[int, Counter[int]] = {}
         for r, tid in zip(tracked, ids, strict=True):
             votes.setdefault(tid, Counter())[r.class_id] += 1

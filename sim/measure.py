@@ -45,7 +45,13 @@ from shared.vectors import VectorCodec, builtin_codecs, create_codec, fingerprin
 from sim.bundling import BundleSettings
 from sim.errors import MeasureError
 from sim.media import H264Meter, MediaError, jpeg_bytes, raw_bytes
-from sim.replay import CachingEncoder, KeepingCodec, RecordingDetector, ReplayDetector
+from sim.replay import (
+    CachingEncoder,
+    KeepingCodec,
+    RecordingDetector,
+    RenameRecorder,
+    ReplayDetector,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +122,7 @@ class Stream:
     codec_id: str
     messages: list[Sent] = field(default_factory=list)
     description: str = ""
-    relinks: list[tuple[int, int]] = field(default_factory=list)  # see Recording.relinks
+    roi_track_ids: list[int] | None = None  # see Recording.roi_track_ids
     bundling: BundleSettings = field(default_factory=BundleSettings)  # its uplink's bundling
 
 
@@ -146,8 +152,9 @@ class Recording:
     embeds_computed: int = 0  # crops the encoder embedded (every preset together)
     embeds_reused: int = 0  # crops a second preset asked for that were embedded already
     min_track_frames: int = 3  # reference tracks shorter than this are flicker (confirm_frames)
-    #: (tracker id, track id it continues) for each re-link the policy made (edge/relink.py)
-    relinks: list[tuple[int, int]] = field(default_factory=list)
+    #: each RoI's track id as the policy saw it, after its re-linking (edge/relink.py), in the
+    #: order of ``rois``; None: the tracker's ids
+    roi_track_ids: list[int] | None = None
     bundling: BundleSettings = field(default_factory=BundleSettings)  # see sim.bundling
 
     @property
@@ -198,6 +205,10 @@ def measure_video(
         r.pipeline.detector = recorder if r.pipeline is pipeline else ReplayDetector(recorder)
         r.pipeline.encoder = encoder
         r.pipeline.codec = r.codec
+        relinker = getattr(r.pipeline.policy, "relinker", None)
+        if relinker is not None:
+            r.renames = RenameRecorder(relinker)
+            r.pipeline.policy.relinker = r.renames  # type: ignore[assignment]
     fps = float(src.fps or 25.0)
     rec: Recording | None = None
     meter = H264Meter(fps, media.h264_crf)
@@ -242,16 +253,20 @@ def measure_video(
         rec.h264_total_bytes = meter.close()
         rec.embeds_computed, rec.embeds_reused = encoder.computed, encoder.reused
         for r in runs:
-            links = _relinks(r.pipeline)
+            ids = r.renames.ids if r.renames is not None else None
+            if ids is not None and len(ids) != len(rec.rois):  # a policy that skips frames
+                ids = None
             if r.name == "semcom":
-                rec.relinks = links
+                rec.roi_track_ids = ids
             else:
-                next(s for s in rec.streams if s.name == r.name).relinks = links
+                next(s for s in rec.streams if s.name == r.name).roi_track_ids = ids
     except MediaError as exc:
         raise MeasureError(f"cannot encode the frames of {source}: {exc}") from None
     finally:
         for r, (det, enc, codec) in zip(runs, saved, strict=True):
             r.pipeline.detector, r.pipeline.encoder, r.pipeline.codec = det, enc, codec
+            if r.renames is not None:
+                r.pipeline.policy.relinker = r.renames.inner
     return rec
 
 
@@ -263,12 +278,7 @@ class _Run:
     pipeline: EdgePipeline
     framer: MessageFramer
     codec: KeepingCodec
-
-
-def _relinks(pipeline: EdgePipeline) -> list[tuple[int, int]]:
-    """The re-links a pipeline's policy made, oldest first (none without a relinker)."""
-    relinker = getattr(pipeline.policy, "relinker", None)
-    return [(link.new_id, link.old_id) for link in getattr(relinker, "links", ())]
+    renames: RenameRecorder | None = None
 
 
 def _record(rec: Recording, run: _Run, ts_us: int, t: float, message: Message) -> None:

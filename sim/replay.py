@@ -1,6 +1,7 @@
 """Run several emission presets on one pass over a clip without repeating model work.
 
 The first pipeline detects and tracks; the others get the same boxes (:class:`ReplayDetector`),
+each policy's re-linked ids are kept (:class:`RenameRecorder`),
 and every pipeline embeds through one :class:`CachingEncoder` that computes each crop once per
 frame (two presets asking for the same track in the same frame crop the same pixels).
 :class:`KeepingCodec` keeps the f32 vectors a pipeline encoded, in order, so the fidelity
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -86,6 +88,23 @@ class CachingEncoder:
         if not keys:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._cache[k] for k in keys])
+
+
+class RenameRecorder:
+    """Stands in for a policy's relinker (edge/relink.py), keeping the track id it gave each
+    box of each frame, in order: the edge's own ids, after re-linking, for the reference."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.ids: list[int] = []
+
+    def rename(self, boxes: FrameBoxes, ts_us: int) -> FrameBoxes:
+        out: FrameBoxes = self.inner.rename(boxes, ts_us)
+        self.ids.extend(int(v) for v in out.track_ids)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class KeepingCodec:

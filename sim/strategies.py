@@ -353,12 +353,12 @@ def semcom_payloads(
     codecs is given. ``warmup_vectors``: the cloud's codebook threshold (None: no warm-up)."""
     random = " (random-init encoder)" if rec.random_init else ""
 
-    def reference(relinks: Sequence[tuple[int, int]] = ()) -> Reference | None:
+    def reference(track_ids: Sequence[int] | None = None) -> Reference | None:
         if not rec.rois:
             return None
-        return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, relinks)
+        return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, track_ids)
 
-    ref = reference(rec.relinks)
+    ref = reference(rec.roi_track_ids)
     out = [
         _sent_payload(
             "semcom",
@@ -378,7 +378,7 @@ def semcom_payloads(
                 f"{stream.description or stream.name}: {stream.codec_id} codes{random}",
                 rec,
                 stream.messages,
-                reference(stream.relinks),
+                reference(stream.roi_track_ids),
                 warmup_vectors,
                 stream.bundling,
             )

@@ -143,7 +143,8 @@ def test_a_relinked_tracker_id_counts_as_the_track_it_continues() -> None:
     raw = measure_fidelity(Reference.of(rois, [float(i) for i in range(10)], W, H), _view(messages))
     assert raw.confirmed_reference == {2: 2}  # two tracker ids
     assert raw.path_unknown_frames == 4
-    linked = Reference.of(rois, [float(i) for i in range(10)], W, H, relinks=[(5, 1)])
+    ids = [1] * len(rois)  # the policy's ids: 5 re-linked to 1
+    linked = Reference.of(rois, [float(i) for i in range(10)], W, H, track_ids=ids)
     fid = measure_fidelity(linked, _view(messages))
     assert fid.confirmed_exact
     assert fid.confirmed_reference == {2: 1}

@@ -104,6 +104,11 @@ def test_both_presets_share_detections_and_embeddings(
         assert a.original is not None
         assert b.original is not None
         np.testing.assert_array_equal(a.original, b.original)
+    # each policy's own ids for every RoI (after re-linking): the fidelity reference
+    assert rec.roi_track_ids is not None
+    assert len(rec.roi_track_ids) == len(rec.rois)
+    assert lean.roi_track_ids is not None
+    assert set(lean.roi_track_ids) == {1, 2}
     kinds = {s.kind for s in lean.messages}
     assert "Embedding" in kinds
     assert kinds & {"TrackEnd", "TrackSummary"}
