@@ -319,6 +319,16 @@ class UplinkConfig(_Model):
         description="Spool bound (e.g. 256MiB); when full, the lowest-priority oldest messages "
         "go first (counts, then boxes, then embedding updates, then track ends).",
     )
+    accept_codebooks: bool = Field(
+        True,
+        description="Take the codebook the cloud fits for this encoder and pushes: it is kept "
+        "in codebook_dir and every embedding uses it from then on (also after a restart).",
+    )
+    codebook_dir: Path | None = Field(
+        None,
+        description="Where pushed codebooks are kept (default: next to the spool, "
+        "<spool name>-codebooks/).",
+    )
     max_rate: Rate | None = Field(
         None, description="Uplink budget, e.g. 200kbit (token bucket; default: unlimited)."
     )
@@ -342,16 +352,6 @@ class UplinkConfig(_Model):
     )
     batch_bytes: int = Field(
         60_000, ge=1024, le=65_000, description="Largest data-channel message (batch of frames)."
-    )
-    accept_codebooks: bool = Field(
-        True,
-        description="Take the codebook the cloud fits for this encoder and pushes: it is kept "
-        "in codebook_dir and every embedding uses it from then on (also after a restart).",
-    )
-    codebook_dir: Path | None = Field(
-        None,
-        description="Where pushed codebooks are kept (default: next to the spool, "
-        "<spool name>-codebooks/).",
     )
     window_bytes: int = Field(
         262_144, ge=4096, description="Unacknowledged bytes allowed in flight."
