@@ -253,7 +253,7 @@ def measure_video(
         rec.h264_total_bytes = meter.close()
         rec.embeds_computed, rec.embeds_reused = encoder.computed, encoder.reused
         for r in runs:
-            ids = r.renames.ids if r.renames is not None else None
+            ids = r.renames.relinked_ids() if r.renames is not None else None
             if ids is not None and len(ids) != len(rec.rois):  # a policy that skips frames
                 ids = None
             if r.name == "semcom":

@@ -103,6 +103,14 @@ class RenameRecorder:
         self.ids.extend(int(v) for v in out.track_ids)
         return out
 
+    def relinked_ids(self) -> list[int]:
+        """The ids, with the frames a re-linked track was seen before its link (its first-sight
+        embedding decides it) under the track it continues, as the policy merged them."""
+        alias: dict[int, int] = {}
+        for link in getattr(self.inner, "links", ()):
+            alias[link.new_id] = alias.get(link.old_id, link.old_id)
+        return [alias.get(i, i) for i in self.ids]
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
