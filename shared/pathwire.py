@@ -25,6 +25,7 @@ from shared import limits
 from shared.errors import InvalidMessage
 from shared.geometry import BOX_UNITS, Box
 from shared.schema import WireType
+from shared.varint import unzigzag, write_svarint, write_uvarint
 
 _MAX_VARINT_BYTES: Final = 5  # 35 bits: every field here is below 2**32
 
@@ -60,17 +61,6 @@ def quantise(box: Box, grid: int) -> Box:
     return Box(*(_coord(_cells(v, grid), grid) for v in (box.x1, box.y1, box.x2, box.y2)))
 
 
-def _put(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _zig(value: int) -> int:
-    return value * 2 if value >= 0 else -value * 2 - 1
-
-
 class _Reader:
     def __init__(self, data: bytes, path: str) -> None:
         self.data, self.pos, self.path = data, 0, path
@@ -90,7 +80,7 @@ class _Reader:
 
     def zvarint(self, what: str) -> int:
         z = self.varint(what)
-        return z >> 1 if not z & 1 else -(z >> 1) - 1
+        return unzigzag(z)
 
 
 class PathType(WireType[TrackPath]):
@@ -129,16 +119,16 @@ class PathType(WireType[TrackPath]):
 
     def pack(self, value: TrackPath) -> bytes:
         out = bytearray()
-        _put(out, value.grid)
-        _put(out, len(value.points))
+        write_uvarint(out, value.grid)
+        write_uvarint(out, len(value.points))
         t = x = y = w = h = 0
         for p in value.points:
             cx, cy = _cells(p.box.x1, value.grid), _cells(p.box.y1, value.grid)
             cw = _cells(p.box.x2, value.grid) - cx
             ch = _cells(p.box.y2, value.grid) - cy
-            _put(out, p.offset_ms - t)
+            write_uvarint(out, p.offset_ms - t)
             for delta in (cx - x, cy - y, cw - w, ch - h):
-                _put(out, _zig(delta))
+                write_svarint(out, delta)
             t, x, y, w, h = p.offset_ms, cx, cy, cw, ch
         return bytes(out)
 
