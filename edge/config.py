@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from edge.encoder_config import EncoderConfig as EncoderConfig  # the encoder section
@@ -173,7 +174,13 @@ class PolicyConfig(_Model):
         gt=0,
         description="Send an embedding at least this often per track, drifted or not (s).",
     )
-    lost_frames: int = Field(30, ge=1, description="Frames unseen before a track is ended.")
+    lost_frames: int = Field(
+        60,
+        ge=1,
+        description="Frames unseen before a track is ended; at least detector.tracking."
+        "track_buffer, or a track the tracker re-finds would start a second lifetime whose "
+        "summary supersedes the first's class votes at the cloud.",
+    )
     path_tolerance_px: float = Field(
         2.0,
         ge=0.0,
@@ -481,6 +488,18 @@ class EdgeConfig(_Model):
     uplink: UplinkConfig | None = None
     health: HealthConfig = HealthConfig()
     status_interval_s: float = Field(1.0, gt=0, description="Live status refresh period (s).")
+
+    @model_validator(mode="after")
+    def _policy_outlives_tracker(self) -> EdgeConfig:
+        """The policy must hold a track at least as long as the tracker can re-find it."""
+        buffer = self.detector.tracking.track_buffer
+        if self.policy.lost_frames < buffer:
+            raise ValueError(
+                f"policy.lost_frames ({self.policy.lost_frames}) is below "
+                f"detector.tracking.track_buffer ({buffer}): the policy would end tracks the "
+                "tracker still re-finds under the same id"
+            )
+        return self
 
 
 def load_config(

@@ -240,3 +240,23 @@ def test_crowded_frame_keeps_the_most_confident_boxes() -> None:
     assert min(dets.confidences) > 0.15  # the 88 least confident were left out
     assert [m for m in s.messages if isinstance(m, FrameCounts)][-1].counts == {2: 600}
     assert s.policy.stats.boxes_truncated == 1
+
+
+def test_a_track_the_tracker_refinds_stays_one_track_at_the_defaults() -> None:
+    """Issue 17: a truck unseen for 45 frames (within the tracker's default buffer of 60) and
+    re-found under its id is one track: one first sight, one final summary, all its votes."""
+    s = Script()
+    for _ in range(40):
+        s.frame(boxes((9, 7, 10.0)))  # a truck
+    for _ in range(45):
+        s.frame(boxes())  # occluded; the tracker still holds it
+    for _ in range(20):
+        s.frame(boxes((9, 2, 12.0)))  # re-found, now voted a car
+    s.messages += s.policy.flush()
+    summaries = [m for m in s.messages if isinstance(m, TrackSummary)]
+    assert [r.reason for r in s.sent if r.reason is EmitReason.FIRST_SIGHT] == [
+        EmitReason.FIRST_SIGHT
+    ]
+    assert [(m.track_id, m.final) for m in summaries] == [(9, True)]
+    assert summaries[0].frames == 60
+    assert summaries[0].class_votes == {7: 40, 2: 20}

@@ -47,3 +47,22 @@ def test_a_bad_tracking_value_names_its_key() -> None:
         load_config(
             None, {"source.uri": "x.mp4", "detector.tracking.match_thresh": 1.5}, environ={}
         )
+
+
+def test_the_policy_holds_a_track_as_long_as_the_tracker_can_refind_it() -> None:
+    config = load_config(None, {"source.uri": "x.mp4"}, environ={})
+    assert config.policy.lost_frames >= config.detector.tracking.track_buffer
+    raised = load_config(
+        None,
+        {"source.uri": "x.mp4", "detector.tracking.track_buffer": 90, "policy.lost_frames": 90},
+        environ={},
+    )
+    assert raised.policy.lost_frames == 90
+
+
+def test_a_policy_that_ends_tracks_the_tracker_still_holds_is_refused() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"policy\.lost_frames \(30\) is below detector\.tracking\.track_buffer \(60\)",
+    ):
+        load_config(None, {"source.uri": "x.mp4", "policy.lost_frames": 30}, environ={})
