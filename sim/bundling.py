@@ -14,9 +14,11 @@ An idle link is assumed (no backlog): on a congested one, bundles only grow full
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from pydantic import ValidationError
 
 from edge.config import UplinkConfig
 from shared.bundle import encode_bundle
@@ -24,6 +26,7 @@ from shared.codec import encode
 from shared.compression import Compressor
 from shared.framing import batch_overhead
 from shared.messages import Envelope, Message
+from sim.errors import MeasureError
 
 _DEFAULTS: Final = UplinkConfig.model_fields
 
@@ -44,6 +47,23 @@ class BundleSettings:
             return cls()
         linger_s = uplink.bundle_linger_ms / 1e3
         return cls(linger_s, uplink.bundle_box_step, uplink.batch_bytes, uplink.bundles)
+
+    @classmethod
+    def of_keys(cls, keys: Mapping[str, Any]) -> BundleSettings:
+        """A preset's dotted ``uplink.*`` keys (e.g. the lean preset's ``bundle_linger_ms``)
+        where no uplink is configured for them to complete: validated as that section would
+        be, with a placeholder cloud URL and token that nothing connects to."""
+        section = {k.removeprefix("uplink."): v for k, v in keys.items()}
+        try:
+            uplink = UplinkConfig.model_validate(
+                {"cloud": "http://sim.invalid", "token": "sim", **section}
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"uplink.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise MeasureError(f"invalid preset uplink keys: {problems}") from None
+        return cls.of(uplink)
 
 
 def bundle_sizes(

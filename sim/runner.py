@@ -152,7 +152,13 @@ def record_clip(
     )
     extra: dict[str, EdgePipeline] = {}
     if lean_preset is not None:
-        lean = load_config(config_path, preset_overrides(overrides, lean_preset, codebook), {})
+        lean_keys = preset_overrides(overrides, lean_preset, codebook)
+        # Without an uplink to complete (cloud, token), the preset's uplink keys set only the
+        # bundling the lean stream is measured with.
+        lean_uplink = {}
+        if config.uplink is None:
+            lean_uplink = {k: lean_keys.pop(k) for k in list(lean_keys) if k.startswith("uplink.")}
+        lean = load_config(config_path, lean_keys, {})
         extra[LEAN_STRATEGY] = EdgePipeline(
             detector,  # replaced by the first pipeline's detections
             encoder,  # shared through one embedding cache
@@ -175,7 +181,11 @@ def record_clip(
     for stream in rec.streams:
         if stream.name == LEAN_STRATEGY and lean_preset is not None:
             stream.description = f"the lean preset ({lean_preset.name})"
-            stream.bundling = BundleSettings.of(lean.uplink)
+            stream.bundling = (
+                BundleSettings.of_keys(lean_uplink)
+                if lean_uplink
+                else BundleSettings.of(lean.uplink)
+            )
     return rec
 
 

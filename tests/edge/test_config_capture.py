@@ -176,7 +176,8 @@ def test_deploy_example_config_is_valid() -> None:
 
 def test_deploy_lean_config_only_thins_the_emission() -> None:
     path = Path(__file__).resolve().parents[2] / "deploy" / "edge.lean.yaml"
-    lean = load_config(path, {"source.uri": "clip.mp4"}, environ={})  # as --source gives it
+    given = {"source.uri": "clip.mp4", "uplink.cloud": "https://cloud.example", "uplink.token": "t"}
+    lean = load_config(path, given, environ={})  # as --source, --cloud and --token give it
     p, d = lean.policy, type(lean.policy)()
     assert p.confirm_frames > d.confirm_frames
     assert (p.counts_every_frames, p.detections_every_frames) == (0, 0)  # track-level, as d
@@ -186,7 +187,11 @@ def test_deploy_lean_config_only_thins_the_emission() -> None:
     assert p.summary_every_s > d.summary_every_s
     assert p.keyframe_interval_s > d.keyframe_interval_s
     assert lean.codec == "int8"
-    assert p.drift_threshold == d.drift_threshold
+    assert p.drift_threshold > d.drift_threshold
+    assert p.check_interval_s > d.check_interval_s
+    assert lean.uplink is not None
+    default_linger = type(lean.uplink).model_fields["bundle_linger_ms"].default
+    assert lean.uplink.bundle_linger_ms > default_linger
 
 
 def test_live_source_reopens_after_the_stream_ends(tiny_video: Path) -> None:

@@ -3,6 +3,8 @@ windows, with the real encoded sizes."""
 
 from __future__ import annotations
 
+import pytest
+
 from shared.bundle import encode_bundle
 from shared.codec import encode
 from shared.compression import Compressor
@@ -10,6 +12,7 @@ from shared.framing import batch_overhead
 from shared.geometry import Box
 from shared.messages import Detections, Envelope, FrameCounts, Message
 from sim.bundling import BundleSettings, bundle_sizes
+from sim.errors import MeasureError
 
 T0 = 1_764_000_000_000_000
 
@@ -64,3 +67,15 @@ def test_a_full_bundle_goes_at_once_and_bundling_off_sends_batches() -> None:
     off = bundle_sizes(items, BundleSettings(linger_s=0.0, enabled=False), T0)
     assert len(off) == 10
     assert sum(n for _, n in off) > 2 * sum(n for _, n in got)
+
+
+def test_a_presets_uplink_keys_set_the_bundling_without_an_uplink() -> None:
+    keys = {"uplink.bundle_linger_ms": 5000, "uplink.bundle_box_step": 128}
+    settings = BundleSettings.of_keys(keys)
+    assert (settings.linger_s, settings.box_step) == (5.0, 128)
+    assert settings.max_bytes == BundleSettings().max_bytes  # the rest: the uplink's defaults
+
+
+def test_a_bad_preset_uplink_key_is_named() -> None:
+    with pytest.raises(MeasureError, match=r"uplink\.bundle_linger_ms: .*less than or equal"):
+        BundleSettings.of_keys({"uplink.bundle_linger_ms": 10**9})
