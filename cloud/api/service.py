@@ -110,9 +110,12 @@ class QueryService:
     ) -> path_schemas.ObjectsInView:
         if to_us <= from_us:
             raise InvalidParameter("to", "must be after from")
+        window_us = round(window_s * 1e6)
+        if window_us < 1:
+            raise InvalidParameter("window_s", f"{window_s} is under one microsecond")
         try:
             with self.catalog.engine.connect() as conn:
-                found = objects_in_view(conn, cameras, from_us, to_us, round(window_s * 1e6))
+                found = objects_in_view(conn, cameras, from_us, to_us, window_us)
         except TooManyBoxes as exc:
             raise InvalidParameter("window_s", f"{exc}: use a larger window") from None
         return path_schemas.ObjectsInView(

@@ -51,6 +51,8 @@ WITH_INPUT = (
     "GET /v1/detections",
     "GET /v1/detections/{detection_id}",
     "GET /v1/tracks/{track_id}",
+    "GET /v1/tracks/{track_id}/path",
+    "GET /v1/objects-in-view",
     "POST /v1/search",
     "POST /v1/search/image",
     "GET /v1/descriptions",
