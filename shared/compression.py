@@ -14,6 +14,7 @@ Instances hold zstd contexts and are not thread-safe: use one per thread or task
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,20 +72,28 @@ class Compressor:
         self._dicts = {d.dict_id: zstandard.ZstdCompressionDict(d.data) for d in known}
         if dictionary is not None:
             self._dicts[dictionary.dict_id] = zstandard.ZstdCompressionDict(dictionary.data)
-        self._cctx = zstandard.ZstdCompressor(
-            level=level,
-            dict_data=self._dicts[dictionary.dict_id] if dictionary else None,
-            write_content_size=True,
-            write_checksum=False,
-            write_dict_id=True,
-        )
-        self._dctx: dict[int, zstandard.ZstdDecompressor] = {}
+        # zstandard's contexts are not thread-safe (shared, they corrupt frames or crash):
+        # each thread that uses this compressor gets its own
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            d = self.dictionary
+            cctx = self._local.cctx = zstandard.ZstdCompressor(
+                level=self.level,
+                dict_data=self._dicts[d.dict_id] if d else None,
+                write_content_size=True,
+                write_checksum=False,
+                write_dict_id=True,
+            )
+        return cctx
 
     def compress(self, body: bytes) -> bytes | None:
         """The compressed body, or None when compressing would not make it smaller."""
         if len(body) < self.min_bytes:
             return None
-        packed = self._cctx.compress(body)
+        packed = self._compressor().compress(body)
         return packed if len(packed) < len(body) else None
 
     def decompress(self, data: bytes) -> bytes:
@@ -115,7 +124,10 @@ class Compressor:
         return body
 
     def _decompressor(self, dict_id: int) -> zstandard.ZstdDecompressor:
-        dctx = self._dctx.get(dict_id)
+        contexts: dict[int, zstandard.ZstdDecompressor] | None = getattr(self._local, "dctx", None)
+        if contexts is None:
+            contexts = self._local.dctx = {}
+        dctx = contexts.get(dict_id)
         if dctx is None:
             if dict_id and dict_id not in self._dicts:
                 raise DecodeError(f"zstd dictionary {dict_id} is not known here")
@@ -123,5 +135,5 @@ class Compressor:
                 dict_data=self._dicts.get(dict_id) if dict_id else None,
                 max_window_size=limits.MAX_ZSTD_WINDOW_BYTES,
             )
-            self._dctx[dict_id] = dctx
+            contexts[dict_id] = dctx
         return dctx
