@@ -42,7 +42,7 @@ from shared.bundle_grid import (
 )
 from shared.bundle_read import decode_bundle
 from shared.codec import FLAG_ZSTD, MAGIC, PREFIX_BYTES, decode
-from shared.compression import Compressor
+from shared.compression import Compressor, default_compressor
 from shared.errors import EncodeError
 from shared.geometry import BOX_UNITS
 from shared.messages import (
@@ -69,15 +69,6 @@ __all__ = [
 
 _PREFIX: Final = struct.Struct("<2sBBB")
 _CODEC: Final = struct.Struct("<I")
-
-_compressor: Compressor | None = None
-
-
-def _default_compressor() -> Compressor:
-    global _compressor
-    if _compressor is None:
-        _compressor = Compressor()
-    return _compressor
 
 
 def _conf_byte(confidence: float) -> int:
@@ -225,7 +216,7 @@ def _frame(body: bytes, compressor: Compressor | None) -> bytes:
             f"bundle body of {len(body)} bytes exceeds max of {limits.MAX_BODY_BYTES}"
         )
     flags = 0
-    packed = (compressor or _default_compressor()).compress(body)
+    packed = (compressor or default_compressor()).compress(body)
     if packed is not None:
         body, flags = packed, FLAG_ZSTD
     frame = _PREFIX.pack(MAGIC, limits.PROTOCOL_VERSION, BUNDLE_TYPE, flags) + body

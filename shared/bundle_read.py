@@ -10,7 +10,7 @@ from typing import Final
 from shared import limits
 from shared.bundle_grid import BUNDLE_TYPE, BUNDLED_TYPES, CONF_STEPS, SUMMARY_PATH, BoxCoder
 from shared.codec import FLAG_ZSTD, MAGIC, PREFIX_BYTES
-from shared.compression import Compressor
+from shared.compression import Compressor, default_compressor
 from shared.errors import DecodeError, FrameTooLarge, InvalidMessage, VersionMismatch
 from shared.geometry import BOX_UNITS
 from shared.messages import (
@@ -28,15 +28,6 @@ from shared.varint import Reader
 
 _PREFIX: Final = struct.Struct("<2sBBB")
 _CODEC: Final = struct.Struct("<I")
-
-_compressor: Compressor | None = None
-
-
-def _default_compressor() -> Compressor:
-    global _compressor
-    if _compressor is None:
-        _compressor = Compressor()
-    return _compressor
 
 
 def decode_bundle(frame: bytes, compressor: Compressor | None = None) -> list[Envelope]:
@@ -58,7 +49,7 @@ def decode_bundle(frame: bytes, compressor: Compressor | None = None) -> list[En
         raise DecodeError(f"unknown flag bits {flags & ~FLAG_ZSTD:#04x}")
     body = bytes(frame[PREFIX_BYTES:])
     if flags & FLAG_ZSTD:
-        body = (compressor or _default_compressor()).decompress(body)
+        body = (compressor or default_compressor()).decompress(body)
     try:
         return _read_body(Reader(body))
     except InvalidMessage as exc:

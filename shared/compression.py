@@ -17,6 +17,7 @@ import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import zstandard
@@ -137,3 +138,9 @@ class Compressor:
             )
             contexts[dict_id] = dctx
         return dctx
+
+
+@cache
+def default_compressor() -> Compressor:
+    """The process's dictionary-less :class:`Compressor` (safe to share: contexts per thread)."""
+    return Compressor()
