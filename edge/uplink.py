@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from edge import groups
 from edge.backoff import Backoff
+from edge.bundler import Bundler
 from edge.codebooks import CodebookReceiver
 from edge.config import UplinkConfig
 from edge.errors import CodebookTransferError, HelloRefused, UplinkRejected
@@ -50,10 +51,9 @@ from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenB
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from edge.uplink_stats import UplinkStats
-from shared.bundle import encode_bundle
 from shared.codec import decode, encode
-from shared.errors import DecodeError, ProtocolError
-from shared.framing import BATCH_MAGIC, pack_batch, unpack_batch
+from shared.errors import DecodeError
+from shared.framing import BATCH_MAGIC, unpack_batch
 from shared.messages import (
     Ack,
     CodebookAck,
@@ -139,7 +139,7 @@ class Uplink:
         self._drain_deadline: float | None = None
         self._group: SessionGroup | None = None  # what this session announced and sends
         self._regroup = False  # the session ended to announce another Hello group
-        self._linger_since: float | None = None  # when a partial bundle was first ready
+        self.bundler = Bundler(config, self.stats, self.clock)  # linger and bundle frames
 
     @property
     def rung_known(self) -> bool:
@@ -463,15 +463,16 @@ class Uplink:
                 self._regroup = True  # this Hello's frames are sent: end, announce the next
                 return
             if not frames:
-                self._linger_since = None
+                self.bundler.reset()
                 await self._sleep(0.25)
                 continue
-            wait_more = self._linger_left(frames)
+            draining = self._drain_deadline is not None
+            wait_more = self.bundler.linger_left(frames, self._batch_budget(), draining)
             if wait_more > 0:
                 await self._sleep(wait_more)  # new frames wake it: peek again, fuller
                 continue
-            self._linger_since = None
-            payload = await asyncio.to_thread(self._payload, frames)
+            self.bundler.reset()
+            payload = await asyncio.to_thread(self.bundler.payload, frames)
             size = len(payload)
             if self.bucket is not None:
                 wait = self.bucket.delay(size, self.clock())
@@ -487,42 +488,6 @@ class Uplink:
                 self._in_flight_bytes += share
             self.stats.sent_frames += len(frames)
             self.stats.sent_bytes += size
-
-    def _linger_left(self, frames: list[tuple[int, bytes]]) -> float:
-        """Seconds still to wait for more messages before sending ``frames`` (0: send now):
-        up to ``bundle_linger_ms`` from the first time a partial bundle was ready, never for
-        a full one (a backlog) nor while draining."""
-        cfg = self.config
-        linger = cfg.bundle_linger_ms / 1e3 if cfg.bundles else 0.0
-        full = sum(len(f) for _, f in frames) >= self._batch_budget() // 2
-        if linger <= 0 or full or self._drain_deadline is not None:
-            return 0.0
-        now = self.clock()
-        if self._linger_since is None:
-            self._linger_since = now
-        return max(0.0, self._linger_since + linger - now)
-
-    def _payload(self, frames: list[tuple[int, bytes]]) -> bytes:
-        """What goes on the wire for ``frames``: one bundle frame of their messages
-        (:mod:`shared.bundle`) when that is smaller, else the frame or a batch of them. The
-        spool keeps the single frames: acks, refusals and quarantine stay by seq."""
-        batch = frames[0][1] if len(frames) == 1 else pack_batch(f for _, f in frames)
-        if not self.config.bundles:
-            return batch
-        try:
-            envelopes = [decode(frame) for _, frame in frames]
-            bundle = encode_bundle(
-                envelopes,
-                box_step=self.config.bundle_box_step,
-                send_ts_us=time.time_ns() // 1_000,
-            )
-        except ProtocolError as exc:  # a control frame, a stranger's edge id, too large
-            logger.debug("uplink: %d frames sent as a batch, not a bundle: %s", len(frames), exc)
-            return batch
-        if len(bundle) >= len(batch):
-            return batch
-        self.stats.sent_bundles += 1
-        return bundle
 
     def _others_wait(self) -> bool:
         """Whether frames of another Hello than this session's wait in the spool (a frame of
