@@ -23,10 +23,11 @@ reaches it). Four measures:
   between its known points, held constant before the first and after the last), as the root of
   the mean squared distance in pixels, in percent of the frame width. Frames of tracks the cloud
   never heard of are counted apart (``path_unknown_frames``), not folded in;
-- **same-track recall@10 ratio**: over the embeddings the strategy sent (the cloud's index),
-  :func:`sim.recall_metrics.per_query`'s same-track recall@10 with the decoded codes divided by
-  the same measure with the encoder's f32 vectors of the same crops, as ``semcom bench fidelity``
-  computes it. None when no sent embedding has another of its track >= 1 s away.
+- **same-track recall@10 ratio** (:mod:`sim.track_recall`): whether the cloud's index (the
+  embeddings the strategy sent, decoded) finds a road user again, as a ratio to the same search
+  with the encoder's f32 vectors of the same crops: with fresh sightings (the edge's own
+  full-rate crops, ``track_r10_ratio``) and with the sent embeddings themselves
+  (``stored_r10_ratio``, undefined when no track has two sent embeddings >= 1 s apart).
 
 Known points of a track: boxes with a capture time (``Detections``, ``Embedding``, the path
 points of a ``TrackSummary``) and the sampled path of a ``TrackEnd``, whose boxes carry no
@@ -50,7 +51,7 @@ from shared.geometry import Box
 from shared.messages import Detections, Embedding, Message, TrackEnd, TrackSummary
 from shared.paths import TimedBox, boxes_at
 from sim.measure import RoI
-from sim.recall_metrics import Pool, per_query, summarise, unit_rows
+from sim.track_recall import NONE, Queries, Recall, SentVector, fresh_recall, stored_recall
 
 WINDOW_S: Final = 10.0
 """Objects-in-view windows (s of video)."""
@@ -91,17 +92,6 @@ class KnownTrack:
             steps = [a + (b - a) * i // (n - 1) for i in range(n)] if n > 1 else [a]
             pts += [TimedBox(t, box) for t, box in zip(steps, self.untimed, strict=True)]
         return sorted(pts, key=lambda p: p.t_us)
-
-
-@dataclass(frozen=True)
-class SentVector:
-    """One embedding the cloud holds: its track, class, time, decoded code and the f32 original."""
-
-    track_id: int
-    class_id: int
-    t_s: float
-    decoded: F32
-    original: F32 | None
 
 
 class CloudView:
@@ -205,15 +195,17 @@ class Fidelity:
 
     objects_in_view_error: float | None  # fraction
     path_rmse_pct: float | None  # % of frame width
-    track_r10_ratio: float | None
-    track_r10: float | None  # decoded codes
-    track_r10_f32: float | None
-    track_r10_queries: int
+    fresh: Recall  # fresh sightings searched against the sent embeddings
+    stored: Recall  # the sent embeddings searched against each other
     confirmed_reference: dict[int, int]
     confirmed_estimate: dict[int, int]
     path_frames: int
     path_unknown_frames: int
     embeddings: int
+
+    @property
+    def track_r10_ratio(self) -> float | None:
+        return self.fresh.ratio
 
     @property
     def confirmed_exact(self) -> bool:
@@ -226,10 +218,15 @@ class Fidelity:
         return {
             "objects_in_view_error": r(self.objects_in_view_error),
             "path_rmse_pct": r(self.path_rmse_pct),
-            "track_r10_ratio": r(self.track_r10_ratio),
-            "track_r10": r(self.track_r10),
-            "track_r10_f32": r(self.track_r10_f32),
-            "track_r10_queries": self.track_r10_queries,
+            "track_r10_ratio": r(self.fresh.ratio),
+            "track_r10": r(self.fresh.codec),
+            "track_r10_f32": r(self.fresh.f32),
+            "track_r10_queries": self.fresh.queries,
+            "track_r10_skipped": self.fresh.skipped,
+            "stored_r10_ratio": r(self.stored.ratio),
+            "stored_r10": r(self.stored.codec),
+            "stored_r10_f32": r(self.stored.f32),
+            "stored_r10_queries": self.stored.queries,
             "confirmed_tracks": {
                 "exact": self.confirmed_exact,
                 "reference": {str(k): v for k, v in sorted(self.confirmed_reference.items())},
@@ -254,6 +251,7 @@ class Reference:
     cy: NDArray[np.float64]
     track_class: dict[int, int]  # majority class of each track
     track_frames: dict[int, int]
+    queries: Queries | None = None  # fresh sightings for same-track recall (sim.queries)
 
     @staticmethod
     def of(
@@ -262,13 +260,27 @@ class Reference:
         width: int,
         height: int,
         track_ids: Sequence[int] | None = None,
+        queries: tuple[Sequence[int], F32] | None = None,
     ) -> Reference:
         """``track_ids``: each RoI's id as the edge's policy saw it (after its re-linking,
-        edge/relink.py), in the order of ``rois``; the tracker's ids when None."""
+        edge/relink.py), in the order of ``rois``; the tracker's ids when None. ``queries``:
+        rows of ``rois`` and their f32 vectors (:class:`sim.queries.QuerySample`), given the
+        same ids."""
         rois = list(rois)
         if track_ids is not None and len(track_ids) != len(rois):
             raise ValueError(f"{len(track_ids)} track ids for {len(rois)} RoIs")
         given = [r.track_id for r in rois] if track_ids is None else list(track_ids)
+        fresh = None
+        if queries is not None:
+            rows, vectors = queries
+            if len(rows) != len(vectors):
+                raise ValueError(f"{len(vectors)} query vectors for {len(rows)} rows")
+            kept = [i for i, row in enumerate(rows) if given[row] > 0]
+            fresh = Queries(
+                np.asarray(vectors, np.float32)[kept] if kept else np.zeros((0, 0), np.float32),
+                np.asarray([given[rows[i]] for i in kept], np.int64),
+                np.asarray([rois[rows[i]].t_s for i in kept], np.float64),
+            )
         tracked = [r for r, tid in zip(rois, given, strict=True) if tid > 0]
         ids = [tid for tid in given if tid > 0]
         votes: dict[int, Counter[int]] = {}
@@ -284,6 +296,7 @@ class Reference:
             np.asarray([(r.box.y1 + r.box.y2) / 2 for r in tracked], np.float64),
             {tid: max(sorted(v), key=lambda c: v[c]) for tid, v in votes.items()},
             {tid: sum(v.values()) for tid, v in votes.items()},
+            fresh,
         )
 
 
@@ -353,28 +366,6 @@ def path_rmse(ref: Reference, view: CloudView) -> tuple[float | None, int, int]:
     return 100.0 * math.sqrt(se / measured) / ref.width, measured, unknown
 
 
-def track_recall(view: CloudView) -> tuple[float | None, float | None, float | None, int]:
-    """(ratio, decoded recall, f32 recall, queries) of same-track recall@10 over the sent
-    embeddings; None where the originals are unknown or no query has a far sighting."""
-    vectors = view.vectors
-    if len(vectors) < 2 or any(v.original is None for v in vectors):
-        return None, None, None, 0
-    originals = np.stack([v.original for v in vectors if v.original is not None])
-    decoded = unit_rows(np.stack([v.decoded for v in vectors]))  # the index searches by cosine
-    pool = Pool(
-        originals.astype(np.float32),
-        np.asarray([v.track_id for v in vectors], np.int64),
-        np.asarray([v.class_id for v in vectors], np.int64),
-        np.asarray([round(v.t_s * 1e6) for v in vectors], np.int64),
-    )
-    codec = summarise(per_query(pool, decoded, decoded))
-    if codec.track_queries == 0:
-        return None, None, None, 0
-    f32 = summarise(per_query(pool, pool.vectors, pool.vectors))
-    ratio = codec.track_r10 / f32.track_r10 if f32.track_r10 > 0 else None
-    return ratio, codec.track_r10, f32.track_r10, codec.track_queries
-
-
 def measure_fidelity(
     ref: Reference,
     view: CloudView,
@@ -385,14 +376,12 @@ def measure_fidelity(
     """The four measures of what ``view`` knows against ``ref``."""
     truth, est = confirmed_tracks(ref, view, min_track_frames)
     rmse, measured, unknown = path_rmse(ref, view)
-    ratio, r10, r10_f32, queries = track_recall(view)
+    vectors = view.vectors
     return Fidelity(
         objects_in_view_error(ref, view, window_s),
         rmse,
-        ratio,
-        r10,
-        r10_f32,
-        queries,
+        fresh_recall(vectors, ref.queries) if ref.queries is not None else NONE,
+        stored_recall(vectors),
         truth,
         est,
         measured,

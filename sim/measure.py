@@ -45,6 +45,7 @@ from shared.vectors import VectorCodec, builtin_codecs, create_codec, fingerprin
 from sim.bundling import BundleSettings
 from sim.errors import MeasureError
 from sim.media import H264Meter, MediaError, jpeg_bytes, raw_bytes
+from sim.queries import DEFAULT_EVERY, QuerySample, QuerySampler
 from sim.replay import (
     CachingEncoder,
     KeepingCodec,
@@ -156,6 +157,8 @@ class Recording:
     #: order of ``rois``; None: the tracker's ids
     roi_track_ids: list[int] | None = None
     bundling: BundleSettings = field(default_factory=BundleSettings)  # see sim.bundling
+    #: fresh sightings for same-track recall (sim.queries): rows of ``rois`` and f32 vectors
+    queries: QuerySample = field(default_factory=QuerySample)
 
     @property
     def frames(self) -> int:
@@ -180,6 +183,7 @@ def measure_video(
     progress: Progress | None = None,
     edge_id: str = "sim-edge",
     extra: Mapping[str, EdgePipeline] | None = None,
+    query_every: int = DEFAULT_EVERY,
 ) -> Recording:
     """Run ``pipeline`` over every frame of ``source`` (inline) and measure all baselines.
 
@@ -201,6 +205,7 @@ def measure_video(
     saved = [(r.pipeline.detector, r.pipeline.encoder, r.pipeline.codec) for r in runs]
     recorder = RecordingDetector(pipeline.detector)
     encoder = CachingEncoder(pipeline.encoder)
+    sampler = QuerySampler(encoder, pipeline.crop_scale, query_every)
     for r in runs:
         r.pipeline.detector = recorder if r.pipeline is pipeline else ReplayDetector(recorder)
         r.pipeline.encoder = encoder
@@ -239,7 +244,9 @@ def measure_video(
             for r in runs:
                 for ts, message in r.pipeline.process(frame):
                     _record(rec, r, ts, (ts - first_us) / 1e6, message)
+            row0 = len(rec.rois)
             _measure_pixels(rec, frame.image, recorder, t, meter)
+            sampler.add(frame.index, frame.image, recorder.last, row0)
             if progress is not None:
                 progress(rec.frames)
         if rec is None:
@@ -252,6 +259,7 @@ def measure_video(
                 _record(rec, r, end_us, end, message)
         rec.h264_total_bytes = meter.close()
         rec.embeds_computed, rec.embeds_reused = encoder.computed, encoder.reused
+        rec.queries = sampler.sample
         for r in runs:
             ids = r.renames.relinked_ids() if r.renames is not None else None
             if ids is not None and len(ids) != len(rec.rois):  # a policy that skips frames

@@ -213,7 +213,7 @@ def _fmt(x: float | None, unit: str = "", digits: int = 1) -> str:
 
 def _fidelity_cells(fid: dict[str, Any] | None) -> str:
     if fid is None:
-        return "- | - | - | -"
+        return "- | - | - | - | -"
     err = fid["objects_in_view_error"]
     tracks = fid["confirmed_tracks"]
     n_est, n_ref = sum(tracks["estimate"].values()), sum(tracks["reference"].values())
@@ -221,7 +221,7 @@ def _fidelity_cells(fid: dict[str, Any] | None) -> str:
     return (
         f"{_fmt(None if err is None else 100 * err, ' %', 1)} | "
         f"{_fmt(fid['path_rmse_pct'], ' %', 2)} | {_fmt(fid['track_r10_ratio'], '', 3)} | "
-        f"{exact} ({n_est} / {n_ref})"
+        f"{_fmt(fid.get('stored_r10_ratio'), '', 3)} | {exact} ({n_est} / {n_ref})"
     )
 
 
@@ -247,12 +247,14 @@ def to_markdown(run: ScenarioRun, doc: dict[str, Any], plots: list[str]) -> str:
         "Meaning kept (semcom strategies, against the edge's own full-rate observations of the "
         "same frames; see `sim/fidelity.py`): objects-in-view error per class per 10 s window "
         "(sum |est - ref| / sum ref), path RMSE of the box centre in % of frame width, "
-        "same-track recall@10 of the sent embeddings as a ratio to f32, and whether the "
-        "confirmed tracks per class match (cloud / edge).",
+        "same-track recall@10 as a ratio to f32 (see `sim/track_recall.py`): fresh crops of "
+        "the edge searched against the sent embeddings (r10 / f32), and the sent embeddings "
+        "searched against each other (stored r10 / f32), and whether the confirmed tracks per "
+        "class match (cloud / edge).",
         "",
         "| strategy | bytes/s | bytes/frame | vs raw | vs 2048 | % of H.264 | objects err "
-        "| path RMSE | r10 / f32 | tracks | what |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| path RMSE | r10 / f32 | stored r10 / f32 | tracks | what |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in doc["strategies"]:
         lines.append(
@@ -335,7 +337,7 @@ def _strategy_row(s: dict[str, Any]) -> dict[str, Any]:
     """A strategy as one CSV row: the nested fidelity and warm-up flattened (empty if none)."""
     row = {k: v for k, v in s.items() if k not in ("fidelity", "warmup")}
     fid, warm = s.get("fidelity") or {}, s.get("warmup") or {}
-    for key in ("objects_in_view_error", "path_rmse_pct", "track_r10_ratio"):
+    for key in ("objects_in_view_error", "path_rmse_pct", "track_r10_ratio", "stored_r10_ratio"):
         row[key] = fid.get(key)
     row["confirmed_tracks_exact"] = fid.get("confirmed_tracks", {}).get("exact")
     row["warmup_bytes_per_s"] = warm.get("bytes_per_s")

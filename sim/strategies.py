@@ -356,7 +356,8 @@ def semcom_payloads(
     def reference(track_ids: Sequence[int] | None = None) -> Reference | None:
         if not rec.rois:
             return None
-        return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, track_ids)
+        queries = (rec.queries.rows, rec.queries.array(rec.dim)) if rec.queries.rows else None
+        return Reference.of(rec.rois, rec.frame_times, rec.width, rec.height, track_ids, queries)
 
     ref = reference(rec.roi_track_ids)
     out = [

@@ -97,8 +97,10 @@ def test_both_presets_share_detections_and_embeddings(
     sent = [s for s in rec.messages if s.kind == "Embedding"]
     lean_sent = [s for s in lean.messages if s.kind == "Embedding"]
     assert len(sent) == len(lean_sent) == 2  # first sight of both tracks, same frame
-    # the lean pass asked for the same crops: embedded once, reused once
-    assert encoder.crops == rec.embeds_computed == 2
+    # the lean pass asked for the same crops: embedded once, reused once; besides, the tracked
+    # boxes of every 5th frame are embedded as fresh sightings (sim/queries.py)
+    assert len(rec.queries.rows) == 12  # frames 0, 5, ..., 25: both tracks
+    assert encoder.crops == rec.embeds_computed == 2 + 12
     assert rec.embeds_reused == 2
     for a, b in zip(sent, lean_sent, strict=True):
         assert a.original is not None
