@@ -5,6 +5,8 @@ Callers catch only these; every one carries the fields that say exactly what wen
     ProtocolError
     ├── DecodeError              bytes that are not a valid frame (reason, field)
     │   ├── FrameTooLarge        frame or body over its hard limit (size, limit)
+    │   ├── VarintError          a varint cut short or overlong (start, stop, max_bytes,
+    │   │                        truncated); decoders map it to their own error
     │   └── VersionMismatch      a protocol version this build does not speak (got, supported)
     ├── EncodeError              a message that cannot be put on the wire (e.g. too large)
     ├── InvalidMessage           a message built with a bad field value (field, reason)
@@ -53,6 +55,26 @@ class FrameTooLarge(DecodeError):
         self.size = size
         self.limit = limit
         super().__init__(f"{what} of {size} bytes exceeds max of {limit}")
+
+
+class VarintError(DecodeError):
+    """A LEB128 varint cut short or longer than its reader allows (:mod:`shared.varint`).
+
+    Each wire decoder catches it and raises its own error in its own words; the fields say
+    where: ``start`` is the offset of the varint's first byte, ``stop`` the offset where reading
+    stopped (the missing byte's when ``truncated``, else ``start + max_bytes``).
+    """
+
+    def __init__(self, *, start: int, stop: int, max_bytes: int, truncated: bool) -> None:
+        self.start = start
+        self.stop = stop
+        self.max_bytes = max_bytes
+        self.truncated = truncated
+        super().__init__(
+            f"varint at offset {start} is cut short at offset {stop}"
+            if truncated
+            else f"varint at offset {start} is longer than {max_bytes} bytes"
+        )
 
 
 class VersionMismatch(DecodeError):

@@ -12,47 +12,38 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Final
 
 from shared import limits
-from shared.errors import DecodeError, EncodeError, FrameTooLarge
+from shared.errors import DecodeError, EncodeError, FrameTooLarge, VarintError
+from shared.varint import read_uvarint, uvarint_size, write_uvarint
 
 BATCH_MAGIC: Final = b"SB\x01"
 FILE_MAGIC: Final = b"SEMCOMF\x01"
 MAX_BATCH_FRAMES: Final = 4_096
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+#: 3 bytes of 7 bits cover MAX_FRAME_BYTES (65536 < 2**21)
+_MAX_LENGTH_BYTES: Final = 3
 
 
 def varint_size(n: int) -> int:
-    return len(_varint(n))
+    """Bytes of the length prefix of an ``n``-byte frame."""
+    return uvarint_size(n)
 
 
 def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    for i in range(3):  # 3 bytes of 7 bits cover MAX_FRAME_BYTES (65536 < 2**21)
-        if pos + i >= len(buf):
-            raise DecodeError(f"truncated length at offset {pos}")
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos + i + 1
-    raise DecodeError(f"length at offset {pos} is longer than 3 bytes")
+    try:
+        return read_uvarint(buf, pos, _MAX_LENGTH_BYTES)
+    except VarintError as exc:
+        if exc.truncated:
+            raise DecodeError(f"truncated length at offset {pos}") from None
+        raise DecodeError(f"length at offset {pos} is longer than 3 bytes") from None
 
 
 def record(frame: bytes) -> bytes:
     """One frame with its length prefix."""
     if len(frame) > limits.MAX_FRAME_BYTES:
         raise EncodeError(f"frame of {len(frame)} bytes exceeds max of {limits.MAX_FRAME_BYTES}")
-    return _varint(len(frame)) + frame
+    out = bytearray()
+    write_uvarint(out, len(frame))
+    out += frame
+    return bytes(out)
 
 
 def pack_batch(frames: Iterable[bytes]) -> bytes:
@@ -131,7 +122,7 @@ def read_frames(stream: BinaryIO) -> Iterator[bytes]:
             prefix += byte
             if not byte[0] & 0x80:
                 break
-            if len(prefix) == 3:
+            if len(prefix) == _MAX_LENGTH_BYTES:
                 raise DecodeError(f"length at offset {offset} is longer than 3 bytes")
         size, _ = _read_varint(bytes(prefix), 0)
         if size == 0 or size > limits.MAX_FRAME_BYTES:

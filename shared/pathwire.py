@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared import limits
-from shared.errors import InvalidMessage
+from shared.errors import InvalidMessage, VarintError
 from shared.geometry import BOX_UNITS, Box
 from shared.schema import WireType
-from shared.varint import unzigzag, write_svarint, write_uvarint
+from shared.varint import read_uvarint, unzigzag, write_svarint, write_uvarint
 
 _MAX_VARINT_BYTES: Final = 5  # 35 bits: every field here is below 2**32
 
@@ -62,21 +62,21 @@ def quantise(box: Box, grid: int) -> Box:
 
 
 class _Reader:
+    """Reads the path's varints; a fault is an :class:`InvalidMessage` at the field's path."""
+
     def __init__(self, data: bytes, path: str) -> None:
         self.data, self.pos, self.path = data, 0, path
 
     def varint(self, what: str) -> int:
-        value = shift = 0
-        for _ in range(_MAX_VARINT_BYTES):
-            if self.pos >= len(self.data):
-                raise InvalidMessage(self.path, f"ends inside {what} at byte {self.pos}")
-            byte = self.data[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-        raise InvalidMessage(self.path, f"{what} at byte {self.pos} is longer than 5 bytes")
+        try:
+            value, self.pos = read_uvarint(self.data, self.pos, _MAX_VARINT_BYTES)
+        except VarintError as exc:
+            if exc.truncated:
+                raise InvalidMessage(self.path, f"ends inside {what} at byte {exc.stop}") from None
+            raise InvalidMessage(
+                self.path, f"{what} at byte {exc.stop} is longer than 5 bytes"
+            ) from None
+        return value
 
     def zvarint(self, what: str) -> int:
         z = self.varint(what)
