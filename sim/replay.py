@@ -1,7 +1,7 @@
 """Run several emission presets on one pass over a clip without repeating model work.
 
 The first pipeline detects and tracks; the others get the same boxes (:class:`ReplayDetector`),
-each policy's re-linked ids are kept (:class:`RenameRecorder`),
+each policy's re-linked ids and all its links are kept (:class:`RenameRecorder`),
 and every pipeline embeds through one :class:`CachingEncoder` that computes each crop once per
 frame (two presets asking for the same track in the same frame crop the same pixels).
 :class:`KeepingCodec` keeps the f32 vectors a pipeline encoded, in order, so the fidelity
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from edge.detect import FrameBoxes, TrackingDetector
 from edge.embed import Encoder
+from edge.relink import Link
 from shared.vectors import VectorCodec
 
 F32 = NDArray[np.float32]
@@ -92,22 +93,34 @@ class CachingEncoder:
 
 class RenameRecorder:
     """Stands in for a policy's relinker (edge/relink.py), keeping the track id it gave each
-    box of each frame, in order: the edge's own ids, after re-linking, for the reference."""
+    box of each frame, in order, and every link it made: the edge's own ids, after re-linking,
+    for the reference.
+
+    The relinker itself keeps only its latest links (``links``, bounded so that a long-running
+    edge does not grow); the recorder keeps each link :meth:`match` returns, all of a clip's.
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.ids: list[int] = []
+        self.made: list[Link] = []  # every link, in the order the policy made them
 
     def rename(self, boxes: FrameBoxes, ts_us: int) -> FrameBoxes:
         out: FrameBoxes = self.inner.rename(boxes, ts_us)
         self.ids.extend(int(v) for v in out.track_ids)
         return out
 
+    def match(self, track_id: int, vector: F32) -> Link | None:
+        link: Link | None = self.inner.match(track_id, vector)
+        if link is not None:
+            self.made.append(link)
+        return link
+
     def relinked_ids(self) -> list[int]:
         """The ids, with the frames a re-linked track was seen before its link (its first-sight
         embedding decides it) under the track it continues, as the policy merged them."""
         alias: dict[int, int] = {}
-        for link in getattr(self.inner, "links", ()):
+        for link in self.made:
             alias[link.new_id] = alias.get(link.old_id, link.old_id)
         return [alias.get(i, i) for i in self.ids]
 
