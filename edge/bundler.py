@@ -53,11 +53,11 @@ class Bundler:
             self._since = now
         return max(0.0, self._since + linger - now)
 
-    def payload(self, frames: Frames) -> bytes:
+    def payload(self, frames: Frames, bundled: bool = True) -> bytes:
         """What goes on the wire for ``frames``: one bundle frame of their messages when that
-        is smaller, else the frame or a batch of them."""
+        is smaller (and ``bundled``), else the frame or a batch of them."""
         batch = frames[0][1] if len(frames) == 1 else pack_batch(f for _, f in frames)
-        if not self.config.bundles:
+        if not self.config.bundles or not bundled:
             return batch
         try:
             envelopes = [decode(frame) for _, frame in frames]

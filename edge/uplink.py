@@ -15,7 +15,9 @@ One asyncio loop (in its own thread beside the pipeline's, see
   transport's own buffer is not draining (the link is slower than the budget);
 - **receive**: Acks name the exact seqs the cloud committed, which leave the spool; a
   non-fatal Error about one seq (a frame the cloud can never accept) moves that frame to the
-  spool's quarantine with the cloud's reason, counted (``semcom edge spool quarantine``);
+  spool's quarantine with the cloud's reason, counted (``semcom edge spool quarantine``); a
+  payload the cloud could not decode at all (seq-0 ``BAD_MESSAGE``) has the frames in flight
+  sent again at once, unbundled, then alone (:mod:`edge.resend`);
 - **keep alive**: heartbeats, which also tell the cloud the link's health (backlog, delivered
   rate, reconnects, the ladder's rung and the spool's bytes: :meth:`Uplink.heartbeat`); nothing
   heard for ``timeout_s`` means the link is dead;
@@ -48,6 +50,7 @@ from edge.config import UplinkConfig
 from edge.errors import CodebookTransferError, HelloRefused, UplinkRejected
 from edge.groups import SessionGroup
 from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
+from edge.resend import Resends
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from edge.uplink_stats import UplinkStats
@@ -140,6 +143,7 @@ class Uplink:
         self._group: SessionGroup | None = None  # what this session announced and sends
         self._regroup = False  # the session ended to announce another Hello group
         self.bundler = Bundler(config, self.stats, self.clock)  # linger and bundle frames
+        self.resends = Resends()  # frames in payloads the cloud could not decode
 
     @property
     def rung_known(self) -> bool:
@@ -377,7 +381,9 @@ class Uplink:
                     await self._on_codebook(transport, message)
                 elif isinstance(message, Error):
                     self._on_error(message)
-                    if message.ref_seq:
+                    if not message.ref_seq and message.code is ErrorCode.BAD_MESSAGE:
+                        await self._undecodable(message)
+                    elif message.ref_seq:
                         # the cloud will never take this frame: set it aside (not deleted)
                         # rather than loop on it; an operator decides (semcom edge spool)
                         reason = f"{message.code.name}: {message.message}"
@@ -389,6 +395,27 @@ class Uplink:
                         if moved:
                             logger.error("seq %d quarantined: %s", message.ref_seq, reason)
                         self._settle(message.ref_seq)
+                        self.resends.clear([message.ref_seq])
+
+    async def _undecodable(self, error: Error) -> None:
+        """The cloud could not decode a payload (seq unknown, nothing of it stored): every frame
+        in flight is sent again at once, unbundled, then alone; one refused so
+        :data:`~edge.resend.MAX_STRIKES` times is quarantined (see :mod:`edge.resend`)."""
+        seqs = list(self._in_flight)
+        self._forget_in_flight()
+        self.stats.resent_frames += len(seqs)
+        hopeless = self.resends.strike(seqs)
+        if hopeless:
+            reason = (
+                "BAD_MESSAGE: the cloud could not decode this frame, sent alone or unbundled "
+                f"after a first refusal: {error.message}"
+            )
+            moved = await asyncio.to_thread(self.spool.quarantine, reason, hopeless)
+            self.stats.rejected_frames += moved
+            self.stats.quarantined += moved
+            logger.error("seqs %s quarantined: %s", hopeless, reason)
+        assert self._wake is not None
+        self._wake.set()
 
     async def _on_codebook(
         self, transport: Transport, message: CodebookOffer | CodebookChunk
@@ -421,6 +448,7 @@ class Uplink:
     async def _on_ack(self, ack: Ack) -> None:
         seqs = ack.seqs()
         await asyncio.to_thread(self.spool.ack, seqs)
+        self.resends.clear(seqs)
         now = self.clock()
         acked = 0
         for seq in seqs:
@@ -466,13 +494,18 @@ class Uplink:
                 self.bundler.reset()
                 await self._sleep(0.25)
                 continue
-            draining = self._drain_deadline is not None
+            plan = self.resends.plan(frames, self._in_flight.keys())
+            if plan is None:  # a frame the cloud could not decode waits to go alone
+                await self._sleep(0.02)
+                continue
+            frames, bundle = plan
+            draining = self._drain_deadline is not None or not bundle
             wait_more = self.bundler.linger_left(frames, self._batch_budget(), draining)
             if wait_more > 0:
                 await self._sleep(wait_more)  # new frames wake it: peek again, fuller
                 continue
             self.bundler.reset()
-            payload = await asyncio.to_thread(self.bundler.payload, frames)
+            payload = await asyncio.to_thread(self.bundler.payload, frames, bundle)
             size = len(payload)
             if self.bucket is not None:
                 wait = self.bucket.delay(size, self.clock())

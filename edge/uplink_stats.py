@@ -18,6 +18,7 @@ class UplinkStats:
     sent_frames: int = 0
     sent_bytes: int = 0
     sent_bundles: int = 0  # data-channel messages sent as one bundle frame (protocol 4)
+    resent_frames: int = 0  # in flight when the cloud could not decode a payload: sent again
     acked_frames: int = 0
     acked_bytes: int = 0
     rejected_frames: int = 0

@@ -1,0 +1,39 @@
+"""The strikes of frames in payloads the cloud could not decode (edge.resend): struck frames go
+again unbundled, then alone with nothing else in flight, then to the quarantine."""
+
+from __future__ import annotations
+
+from edge.resend import MAX_STRIKES, Resends
+
+FRAMES = [(1, b"a"), (2, b"b"), (3, b"c")]
+
+
+def test_without_strikes_everything_goes_bundled() -> None:
+    assert Resends().plan(FRAMES, {7, 8}) == (FRAMES, True)
+
+
+def test_one_strike_sends_the_frames_again_unbundled() -> None:
+    resends = Resends()
+    assert resends.strike([2, 9]) == []
+    assert resends.plan(FRAMES, set()) == (FRAMES, False)
+    resends.clear([2])  # acked
+    assert resends.plan(FRAMES, set()) == (FRAMES, True)
+
+
+def test_two_strikes_send_the_frame_alone_with_nothing_else_in_flight() -> None:
+    resends = Resends()
+    resends.strike([3])
+    resends.strike([3])
+    assert resends.plan(FRAMES, {5}) is None  # wait for what is in flight
+    assert resends.plan(FRAMES, set()) == ([(3, b"c")], False)
+    assert resends.plan([(4, b"d")], {3}) is None  # it is alone in flight: nothing else goes
+
+
+def test_a_frame_is_given_up_after_max_strikes_and_forgotten() -> None:
+    resends = Resends()
+    for _ in range(MAX_STRIKES - 1):
+        assert resends.strike([3, 4]) == []
+        resends.clear([4])
+    assert resends.strike([3]) == [3]
+    assert len(resends) == 0
+    assert resends.strikes(3) == 0
