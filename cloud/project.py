@@ -7,10 +7,11 @@ database.
 
 Rules:
 
-- **Tracks**: a tracker id seen on a camera continues the track it last belonged to when the new
-  sighting is within ``track_gap_us`` of it (or, for a track that already ended, inside its
-  time span: messages arrive out of order, by priority); otherwise it opens a new track (tracker
-  ids restart with the edge). ``TrackEnd`` closes the track with its class votes and path.
+- **Tracks** (:mod:`cloud.project_tracks`): a tracker id seen on a camera continues the track it
+  last belonged to when the new sighting is within ``track_gap_us`` of it (or, for a track that
+  already ended, inside its time span: messages arrive out of order, by priority); otherwise it
+  opens a new track (tracker ids restart with the edge). ``TrackEnd`` closes the track with its
+  class votes and path.
 - **Track summaries** (:mod:`cloud.project_summary`): a ``TrackSummary`` sets the track's
   span, frames and class votes (closing it when final), and stores its path points as
   sightings flagged ``path_point`` (boxes between them are interpolated when read).
@@ -31,10 +32,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, Table, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, select, update
 
-from cloud.project_summary import best_class, summary_points, summary_times_stored
-from cloud.schema import bulk_insert, cameras, detections, embeddings, frame_counts, tracks
+from cloud.project_summary import apply_summary, new_path_points, summary_times_stored
+from cloud.project_tracks import CachedTrack, TrackCache
+from cloud.row_ids import allocate_ids
+from cloud.schema import bulk_insert, cameras, detections, embeddings, frame_counts
 from shared.geometry import Box
 from shared.messages import Detections, Embedding, FrameCounts, Message, TrackEnd, TrackSummary
 from shared.vectors import CodecSet
@@ -111,40 +114,6 @@ class _Sighting:
 EdgeBatch = tuple[str, Space, Sequence[Received]]
 
 
-@dataclass(slots=True)
-class _Track:
-    """A track's row as the writer knows it; ``pk`` is None until the row is inserted.
-
-    ``votes`` and ``path`` (a TrackEnd's, up to 32 boxes: ~6.7 KB as Python lists) are held only
-    until the row is written: the cache keeps up to ``max_tracks`` tracks, most of them ended,
-    and with their paths that was up to ~1.3 GB; without, ~300 B per track."""
-
-    pk: int | None
-    camera: int
-    local: int
-    first: int
-    last: int
-    ended: bool
-    class_id: int | None = None
-    frames: int | None = None
-    votes: dict[str, int] | None = None
-    path: list[list[float]] | None = None
-    dirty: bool = False
-
-    def values(self) -> dict[str, object]:
-        return {
-            "camera_id": self.camera,
-            "local_id": self.local,
-            "class_id": self.class_id,
-            "first_seen_us": self.first,
-            "last_seen_us": self.last,
-            "frames": self.frames,
-            "ended": self.ended,
-            "class_votes": self.votes,
-            "path": self.path,
-        }
-
-
 class _Lru(OrderedDict[tuple[int, int, int], int]):
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -157,30 +126,6 @@ class _Lru(OrderedDict[tuple[int, int, int], int]):
             self.popitem(last=False)
 
 
-#: The rows of one camera's tracks with the given tracker ids, oldest first (built once:
-#: an expanding IN spares SQLAlchemy coercing and caching each id anew per statement).
-_TRACKS_OF = (
-    select(
-        tracks.c.id,
-        tracks.c.local_id,
-        tracks.c.first_seen_us,
-        tracks.c.last_seen_us,
-        tracks.c.ended,
-        tracks.c.class_id,
-    )
-    .where(
-        tracks.c.camera_id == bindparam("camera"),
-        tracks.c.local_id.in_(bindparam("locals", expanding=True)),
-    )
-    .order_by(tracks.c.id)
-)
-_STAMP = (
-    update(tracks)
-    .where(tracks.c.id.in_(bindparam("ids", expanding=True)))
-    .values(updated_us=bindparam("now"))
-)
-
-
 class Projector:
     def __init__(
         self,
@@ -190,12 +135,8 @@ class Projector:
         max_tracks: int = 200_000,
     ) -> None:
         self.codecs = codecs
-        self.track_gap_us = track_gap_us
         self._cameras: dict[tuple[str, str], int] = {}
-        self._tracks: dict[tuple[int, int], _Track] = {}
-        self._created: list[_Track] = []  # new in this transaction, in order of creation
-        self._dirty: list[_Track] = []  # changed in this transaction
-        self.max_tracks = max_tracks
+        self.tracks = TrackCache(track_gap_us, max_tracks)
         # (camera id, tracker id, ts) -> detection id, for box rows and embedding rows
         self._boxes = _Lru(recent_boxes)
         self._embedded = _Lru(recent_boxes)
@@ -203,9 +144,7 @@ class Projector:
     def forget(self) -> None:
         """Drop the caches (after a rolled-back transaction)."""
         self._cameras.clear()
-        self._tracks.clear()
-        self._created.clear()
-        self._dirty.clear()
+        self.tracks.forget()
         self._boxes.clear()
         self._embedded.clear()
 
@@ -214,7 +153,7 @@ class Projector:
         frames of this edge since this one last did (:func:`cloud.journal.row_version`), so
         the cached spans and ends may be stale and must be read again."""
         cams = {cam for (edge, _), cam in self._cameras.items() if edge == edge_id}
-        self._tracks = {key: st for key, st in self._tracks.items() if key[0] not in cams}
+        self.tracks.forget_cameras(cams)
         for lru in (self._boxes, self._embedded):
             for key in [k for k in lru if k[0] in cams]:
                 del lru[key]
@@ -238,134 +177,6 @@ class Projector:
         self._cameras[key] = int(row)
         return int(row)
 
-    def _load_tracks(self, conn: Connection, keys: set[tuple[int, int]]) -> None:
-        """Bring the latest row of each (camera, tracker id) not cached into the cache."""
-        missing: dict[int, set[int]] = defaultdict(set)
-        for camera, local in keys:
-            if (camera, local) not in self._tracks:
-                missing[camera].add(local)
-        for camera, locals_ in missing.items():
-            found = conn.execute(_TRACKS_OF, {"camera": camera, "locals": sorted(locals_)}).all()
-            for pk, local, first, last, ended, cls in found:  # ascending: the latest wins
-                self._tracks[(camera, int(local))] = _Track(
-                    int(pk), camera, int(local), int(first), int(last), bool(ended), cls
-                )
-
-    def _track(self, camera: int, local: int, ts: int, class_id: int) -> _Track:
-        """The track a sighting belongs to (a new, not yet inserted one if none)."""
-        key = (camera, local)
-        st = self._tracks.get(key)
-        if st is not None:
-            if st.ended and st.first <= ts <= st.last:
-                return st
-            if not st.ended and st.first - self.track_gap_us <= ts <= st.last + self.track_gap_us:
-                if ts < st.first or ts > st.last:
-                    st.first, st.last = min(st.first, ts), max(st.last, ts)
-                    self._touch(st)
-                return st
-        st = _Track(None, camera, local, ts, ts, False, class_id)
-        self._tracks[key] = st
-        self._created.append(st)
-        return st
-
-    def _end_track(self, camera: int, end: TrackEnd) -> None:
-        votes = dict(end.class_votes)
-        best = max(votes, key=lambda c: votes[c]) if votes else None
-        st = self._track(camera, end.track_id, end.last_seen_us, best or 0)
-        st.first, st.last = min(st.first, end.first_seen_us), max(st.last, end.last_seen_us)
-        st.ended, st.frames = True, end.frames
-        self._touch(st)
-        st.votes = {str(k): v for k, v in votes.items()}
-        st.path = [[b.x1, b.y1, b.x2, b.y2] for b in end.path]
-        if best is not None:
-            st.class_id = best
-
-    def _summarise(self, camera: int, summary: TrackSummary) -> _Track:
-        """The track a summary describes, with its span, frames and votes set from it (the
-        whole track so far: a later summary supersedes an earlier one) and closed if final.
-        Its ``path`` stays as it is: the path is in the flagged sightings."""
-        best = best_class(summary.class_votes)
-        st = self._track(camera, summary.track_id, summary.last_seen_us, best or 0)
-        st.first = min(st.first, summary.first_seen_us)
-        st.last = max(st.last, summary.last_seen_us)
-        st.frames = max(st.frames or 0, summary.frames)
-        st.ended = st.ended or summary.final
-        st.votes = {str(k): v for k, v in summary.class_votes.items()}
-        if best is not None:
-            st.class_id = best
-        self._touch(st)
-        return st
-
-    def _flush_tracks(self, conn: Connection, new: list[_Track], now_us: int) -> set[int]:
-        """Insert the new tracks (ids in order) and update the changed ones, stamping
-        ``updated_us`` with ``now_us``; returns the ids written."""
-        written: set[int] = set()
-        if new:
-            ids = allocate_ids(conn, tracks, len(new))
-            conn.execute(
-                tracks.insert(),
-                [
-                    {"id": pk, **st.values(), "updated_us": now_us}
-                    for pk, st in zip(ids, new, strict=True)
-                ],
-            )
-            written.update(ids)
-            for st, pk in zip(new, ids, strict=True):
-                st.pk, st.dirty = pk, False
-                st.votes = st.path = None  # written: not needed again (see _Track)
-        dirty = [st for st in self._dirty if st.dirty and st.pk is not None]
-        self._dirty = []
-        if dirty:
-            conn.execute(
-                update(tracks)
-                .where(tracks.c.id == bindparam("pk"))
-                .values(
-                    first_seen_us=bindparam("first"),
-                    last_seen_us=bindparam("last"),
-                    ended=bindparam("is_ended"),
-                    frames=bindparam("n_frames"),
-                    class_id=bindparam("cls"),
-                    class_votes=bindparam("votes"),
-                    path=bindparam("box_path"),
-                    updated_us=bindparam("now"),
-                ),
-                [
-                    {
-                        "pk": st.pk,
-                        "first": st.first,
-                        "last": st.last,
-                        "is_ended": st.ended,
-                        "n_frames": st.frames,
-                        "cls": st.class_id,
-                        "votes": st.votes,
-                        "box_path": st.path,
-                        "now": now_us,
-                    }
-                    for st in dirty
-                ],
-            )
-            for st in dirty:
-                st.dirty = False
-                st.votes = st.path = None
-            written.update(st.pk for st in dirty if st.pk is not None)
-        if len(self._tracks) > self.max_tracks:  # keep the newest half; the rest reload on use
-            keep = list(self._tracks.items())[len(self._tracks) // 2 :]
-            self._tracks = dict(keep)
-        return written
-
-    @staticmethod
-    def _stamp(conn: Connection, sighted: set[int], now_us: int) -> None:
-        """Stamp ``updated_us`` of tracks that got a sighting without another change (a late
-        box inside a track's span): the analytics runner must see them again."""
-        ids = sorted(sighted)
-        for start in range(0, len(ids), 500):
-            conn.execute(_STAMP, {"ids": ids[start : start + 500], "now": now_us})
-
-    def _touch(self, st: _Track) -> None:
-        if not st.dirty:
-            st.dirty = True
-            self._dirty.append(st)
-
     # ---------------------------------------------------------------- writing
 
     def apply(
@@ -387,7 +198,7 @@ class Projector:
         attach: list[_Sighting] = []  # embeddings of a box row already stored
         counts: list[dict[str, int]] = []
         batch_keys: dict[tuple[int, int, int], int] = {}  # sightings of this batch -> row
-        track_of: list[_Track | None] = []  # per row
+        track_of: list[CachedTrack | None] = []  # per row
         wanted: set[tuple[int, int]] = set()
         work: list[tuple[str, Space, Received, int]] = []  # with the message's camera id
         for edge_id, space, items in batches:  # one query per camera for the tracks named
@@ -400,8 +211,12 @@ class Projector:
                     wanted.update((camera, t) for t in msg.track_ids if t)
                 elif isinstance(msg, (Embedding, TrackEnd, TrackSummary)):
                     wanted.add((camera, msg.track_id))
-        self._load_tracks(conn, wanted)
-        stored = summary_times_stored(conn, self._tracks, work)  # path points already stored
+        self.tracks.load(conn, wanted)
+        stored = summary_times_stored(conn, self.tracks.cached, work)  # path points stored
+
+        def seen(key: tuple[int, int, int]) -> bool:  # a sighting at that time is stored
+            return key in self._embedded or key in self._boxes or key in batch_keys
+
         for edge_id, space, item, camera in work:
             msg, ts = item.message, item.capture_ts_us
             if isinstance(msg, Detections):
@@ -413,7 +228,7 @@ class Projector:
                         continue  # the embedding's row is this sighting
                     if key is not None:
                         batch_keys[key] = len(rows)
-                    track_of.append(self._track(camera, local, ts, cls) if local else None)
+                    track_of.append(self.tracks.track(camera, local, ts, cls) if local else None)
                     rows.append(_row(edge_id, item.seq, camera, ts, cls, conf, box, False))
                     keys.append(key)
             elif isinstance(msg, Embedding):
@@ -428,7 +243,7 @@ class Projector:
                 if box_row is not None:
                     attach.append(_Sighting(camera, ts, msg, space, box_row))
                     continue
-                track_of.append(self._track(camera, msg.track_id, ts, msg.class_id))
+                track_of.append(self.tracks.track(camera, msg.track_id, ts, msg.class_id))
                 batch_keys[key] = len(rows)
                 embedded.append((len(rows), _Sighting(camera, ts, msg, space)))
                 rows.append(
@@ -450,26 +265,20 @@ class Projector:
                     for c, n in msg.counts.items()
                 ]
             elif isinstance(msg, TrackEnd):
-                self._end_track(camera, msg)
+                self.tracks.end(camera, msg)
             elif isinstance(msg, TrackSummary):
-                st = self._summarise(camera, msg)
-                for ts, box in summary_points(msg):
-                    key = (camera, msg.track_id, ts)
-                    if key in self._embedded or key in self._boxes or key in batch_keys:
-                        continue  # a sighting at that time is stored already
-                    if st.pk is not None and (st.pk, ts) in stored:
-                        continue  # re-sent (a spool that was reset): stored before
+                st = apply_summary(self.tracks, camera, msg)
+                for key, box in new_path_points(msg, camera, st, stored, seen):
                     batch_keys[key] = len(rows)
                     track_of.append(st)
-                    row = _row(edge_id, item.seq, camera, ts, st.class_id or 0, 0.0, box, False)
+                    row = _row(edge_id, item.seq, camera, key[2], st.class_id or 0, 0.0, box, False)
                     row["path_point"] = True
                     rows.append(row)
                     keys.append(key)
-        written = self._flush_tracks(conn, self._created, now_us)
-        self._created = []
+        written = self.tracks.flush(conn, now_us)
         sighted = {o.pk for o in track_of if o is not None and o.pk is not None} - written
         if sighted:
-            self._stamp(conn, sighted, now_us)
+            self.tracks.stamp(conn, sighted, now_us)
         for row, owner in zip(rows, track_of, strict=True):
             row["track_id"] = owner.pk if owner is not None else None
         ids: list[int] = []
@@ -530,25 +339,6 @@ class Projector:
             got.classes += [a.message.class_id for a in group]
             got.ts_us += [a.ts_us for a in group]
         return list(out.values())
-
-
-def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
-    """``n`` new primary keys of ``table``, in increasing order, for a plain executemany.
-
-    (An INSERT ... RETURNING that keeps the parameter order runs row by row on SQLite: ten
-    times slower.) PostgreSQL draws them from the column's sequence (safe with concurrent
-    writers); SQLite continues after the largest id, which is safe because the cloud has
-    one writer and SQLite one write transaction at a time.
-    """
-    if conn.dialect.name == "postgresql":
-        rows = conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-            {"t": table.name, "n": n},
-        ).scalars()
-        return sorted(int(i) for i in rows)
-    top = conn.execute(select(func.max(table.c.id))).scalar()
-    start = int(top or 0) + 1
-    return list(range(start, start + n))
 
 
 def _row(

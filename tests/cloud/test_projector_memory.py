@@ -44,7 +44,7 @@ def test_ended_tracks_are_written_whole_and_cached_without_their_paths(engine: E
     by_local = {r.local_id: r for r in rows}
     assert (len(by_local[2].path), by_local[2].class_votes) == (32, {"2": 25})
     assert (len(by_local[1].path), by_local[1].class_votes) == (3, {"7": 30})
-    cached = list(store.projector._tracks.values())
+    cached = list(store.projector.tracks.cached.values())
     assert len(cached) == 40
     assert all(st.ended for st in cached)
     assert all(st.path is None and st.votes is None for st in cached)
