@@ -126,6 +126,14 @@ def _table(doc: dict[str, Any]) -> str:
     "[default: leave-one-clip-out].",
 )
 @click.option(
+    "--codebook",
+    "codebooks",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Also measure this codebook (semcom codec fit) on every fold as it is (repeatable); "
+    "it must not have been fitted on the measured clips.",
+)
+@click.option(
     "--queries",
     type=click.Choice(["decoded", "f32"]),
     default="decoded",
@@ -162,6 +170,7 @@ def command(
     threads: int,
     pq_m: str,
     fit_clips: str,
+    codebooks: tuple[Path, ...],
     queries: str,
     gap_s: float,
     seed: int,
@@ -173,9 +182,14 @@ def command(
     from edge.errors import EdgeError
     from semcom.bench.fidelity_data import ExtractSpec, expand_sources, extract
     from shared.errors import EncoderModelError, ProtocolError
+    from shared.pq import load_codebook
 
     ms = _ints(pq_m, "--pq-m")
     try:
+        given = []
+        for path in codebooks:
+            book = load_codebook(path)
+            given.append((f"{path.name} ({book.codec_id})", book))
         spec = ExtractSpec(
             sources=expand_sources(sources),
             detector=DetectorConfig(model=detector, imgsz=imgsz),
@@ -205,6 +219,7 @@ def command(
             gap_us=round(gap_s * 1e6),
             seed=seed,
             say=lambda s: click.echo(f"... {s}", err=True),
+            codebooks=given,
         )
         measure_s = time.perf_counter() - start
     except (EdgeError, EncoderModelError, ProtocolError, SplitError) as exc:

@@ -138,10 +138,15 @@ def roi_frame(codec: VectorCodec, code: bytes, sample: CropSample, i: int) -> by
 
 
 def _fold_codecs(
-    sample: CropSample, fold: Fold, pq_m: Sequence[int], seed: int, say: Callable[[str], None]
-) -> list[VectorCodec]:
+    sample: CropSample,
+    fold: Fold,
+    pq_m: Sequence[int],
+    seed: int,
+    say: Callable[[str], None],
+    given: Sequence[tuple[str, VectorCodec]] = (),
+) -> list[tuple[str, VectorCodec]]:
     dim = sample.embeddings.shape[1]
-    codecs = [create_codec(c, dim) for c in BUILTIN]
+    codecs = [(c, create_codec(c, dim)) for c in BUILTIN]
     fit_rows = np.isin(sample.clips, fold.fit)
     n_fit = int(fit_rows.sum())
     if pq_m and n_fit < CENTROIDS:
@@ -152,7 +157,14 @@ def _fold_codecs(
         )
     for m in pq_m:
         say(f"fitting pq{m}x8 on {n_fit} crops")
-        codecs.append(fit_pq(sample.embeddings[fit_rows], m=m, seed=seed))
+        book = fit_pq(sample.embeddings[fit_rows], m=m, seed=seed)
+        codecs.append((book.codec_id, book))
+    for label, codec in given:
+        if codec.dim != dim:
+            raise SplitError(
+                f"codebook {label} codes {codec.dim}-d vectors; the encoder's are {dim}-d"
+            )
+        codecs.append((label, codec))
     return codecs
 
 
@@ -165,8 +177,11 @@ def run(
     gap_us: int = SECOND_US,
     seed: int = 0,
     say: Callable[[str], None] = lambda s: None,
+    codebooks: Sequence[tuple[str, VectorCodec]] = (),
 ) -> list[CodecResult]:
-    """Measure f32, f16, int8 and a PQ code per ``pq_m`` on every fold; f32 first."""
+    """Measure f32, f16, int8 and a PQ code per ``pq_m`` on every fold; f32 first.
+    ``codebooks``: (label, codec) fitted elsewhere (``semcom codec fit``), measured as given on
+    every fold (the caller makes sure they were not fitted on the measured clips)."""
     values: dict[str, list[PerQuery]] = {}
     sizes: dict[str, list[int]] = {}
     code_bytes: dict[str, int] = {}
@@ -182,12 +197,11 @@ def run(
             sample.times_us[rows],
         )
         truth = f32_truth(pool)
-        for codec in _fold_codecs(sample, fold, pq_m, seed, say):
+        for label, codec in _fold_codecs(sample, fold, pq_m, seed, say, codebooks):
             start = time.perf_counter()
             codes = codec.encode(pool.vectors)
             decoded = unit_rows(codec.decode(codes))
             q = decoded if queries == "decoded" else pool.vectors
-            label = codec.codec_id
             values.setdefault(label, []).append(per_query(pool, decoded, q, truth, gap_us))
             sizes.setdefault(label, []).extend(
                 len(roi_frame(codec, codes[j].tobytes(), sample, int(i)))

@@ -128,6 +128,32 @@ def test_fidelity_json_on_generated_clips(tmp_path: Path) -> None:
     assert pq8["bytes_per_roi"] < f32["bytes_per_roi"]
     assert len(doc["targets"]) == 4
 
+    # a codebook fitted elsewhere is measured as it is, beside the built-in codecs
+    from shared.pq import fit_pq
+
+    book = tmp_path / "site.npz"
+    fit_pq(sample.embeddings[sample.clips < 2], m=8, seed=0).save(book)
+    wrong = tmp_path / "wrong.npz"
+    fit_pq(np.random.default_rng(0).standard_normal((300, 32)), m=8, seed=0).save(wrong)
+    base = [
+        *("bench", "fidelity", "--sources", str(folder), "--detector", "blobs.onnx"),
+        *("--encoder", "test_vit", "--random-init-encoder", "--frame-stride", "1"),
+        *("--pq-m", "", "--fit-clips", "road0.mp4,road1.mp4", "--cache", str(tmp_path / "cache")),
+    ]
+    result = CliRunner().invoke(cli, [*base, "--codebook", str(book), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["codec"]: r for r in json.loads(result.stdout)["results"]}
+    assert list(rows) == ["f32", "f16", "int8", "site.npz (pq8x8)"]
+    assert rows["site.npz (pq8x8)"]["code_bytes"] == 8
+    assert 0 < rows["site.npz (pq8x8)"]["recall_10_at_10"] < 1
+    result = CliRunner().invoke(cli, [*base, "--codebook", str(wrong), "--json"])
+    assert result.exit_code != 0
+    assert "codes 32-d vectors; the encoder's are 64-d" in result.output
+    result = CliRunner().invoke(cli, [*base, "--codebook", str(tmp_path / "none.npz")])
+    assert result.exit_code != 0
+    assert "none.npz" in result.output
+    assert "file not found" in result.output
+
 
 def test_fidelity_names_a_missing_source(tmp_path: Path) -> None:
     result = CliRunner().invoke(
