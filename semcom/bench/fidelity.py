@@ -49,14 +49,15 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def _table(doc: dict[str, Any]) -> str:
+    w = max([8, *(len(str(r["codec"])) for r in doc["results"])])
     head = (
-        f"{'codec':8} {'code B':>7} {'B/RoI':>6} {'class p@10':>10} {'ratio':>6} "
+        f"{'codec':{w}} {'code B':>7} {'B/RoI':>6} {'class p@10':>10} {'ratio':>6} "
         f"{'track r@10':>10} {'ratio':>6} {'R10@10':>7} {'R1@10':>6}"
     )
     lines = [head]
     for r in doc["results"]:
         lines.append(
-            f"{r['codec']:8} {r['code_bytes']:>7} {r['bytes_per_roi']:>6.0f} "
+            f"{r['codec']:{w}} {r['code_bytes']:>7} {r['bytes_per_roi']:>6.0f} "
             f"{r['class_p10']:>10.4f} {r['class_p10_ratio'] or 0:>6.3f} "
             f"{r['track_r10']:>10.4f} {r['track_r10_ratio'] or 0:>6.3f} "
             f"{r['recall_10_at_10']:>7.3f} {r['recall_1_at_10']:>6.3f}"
