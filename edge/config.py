@@ -9,7 +9,6 @@ own (a codec that does not exist) is refused here, so ``show-config`` refuses it
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,11 +22,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
+from edge.config_health import HealthConfig as HealthConfig  # the health section
+from edge.config_policy import PolicyConfig as PolicyConfig  # the policy section
+from edge.config_tracking import TrackingConfig as TrackingConfig  # detector.tracking
 from edge.encoder_config import EncoderConfig as EncoderConfig  # the encoder section
 from edge.encoder_config import OnnxEncoderConfig as OnnxEncoderConfig
 from edge.encoder_config import PreprocessConfig as PreprocessConfig
@@ -68,39 +68,6 @@ class SourceConfig(_Model):
     )
     reconnect_initial_s: float = Field(1.0, gt=0, description="First reconnect delay (s).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Largest reconnect delay (s).")
-
-
-class TrackingConfig(_Model):
-    """The ultralytics tracker's association settings (its ``bytetrack.yaml``/``botsort.yaml``
-    keys); the defaults were measured on the shared clips (docs/architecture.md, "Fewer false
-    new tracks") and differ from ultralytics' own where that made fewer false new tracks."""
-
-    track_buffer: int = Field(
-        60,
-        ge=1,
-        le=10_000,
-        description="Frames a lost track is kept for re-association by the tracker (at the "
-        "stream's frame rate).",
-    )
-    track_high_thresh: float = Field(
-        0.25, ge=0.0, le=1.0, description="Score of the boxes matched in the first stage."
-    )
-    track_low_thresh: float = Field(
-        0.1,
-        ge=0.0,
-        le=1.0,
-        description="Lowest score of the boxes matched in the second stage (only boxes above "
-        "detector.conf reach the tracker).",
-    )
-    new_track_thresh: float = Field(
-        0.25, ge=0.0, le=1.0, description="Score a box needs to start a new track."
-    )
-    match_thresh: float = Field(
-        0.95,
-        gt=0.0,
-        le=1.0,
-        description="Highest association cost (1 - IoU, fused with the score) of a match.",
-    )
 
 
 class DetectorConfig(_Model):
@@ -147,97 +114,6 @@ class DetectorConfig(_Model):
 class CropConfig(_Model):
     scale: float = Field(
         2.5, gt=0, le=10, description="Box scale S of the square RoI crop (paper: 2.5)."
-    )
-
-
-class PolicyConfig(_Model):
-    confirm_frames: int = Field(
-        3, ge=1, description="Frames a track must be seen before its first embedding is sent."
-    )
-    drift_threshold: float = Field(
-        0.15,
-        gt=0,
-        le=2,
-        description="Cosine distance from the last sent embedding that counts as appearance drift.",
-    )
-    check_interval_s: float = Field(
-        5.0, gt=0, description="Re-embed a track to check for drift at most this often (s)."
-    )
-    recheck_scale: float = Field(
-        1.5,
-        gt=1,
-        description="Re-check sooner when the box side "
-        "grew or shrank by this factor since the last embedding.",
-    )
-    keyframe_interval_s: float = Field(
-        10.0,
-        gt=0,
-        description="Send an embedding at least this often per track, drifted or not (s).",
-    )
-    lost_frames: int = Field(
-        60,
-        ge=1,
-        description="Frames unseen before a track is ended; at least detector.tracking."
-        "track_buffer, or a track the tracker re-finds would start a second lifetime whose "
-        "summary supersedes the first's class votes at the cloud.",
-    )
-    path_tolerance_px: float = Field(
-        2.0,
-        ge=0.0,
-        le=1_000.0,
-        description="A TrackSummary's path keeps the boxes needed to redraw every box of the "
-        "track within this many pixels (interpolated in time: shared/paths.py).",
-    )
-    path_grid: int = Field(
-        16,
-        ge=1,
-        le=4_096,
-        description="Grid of a TrackSummary's path boxes, in units of 1/65535 of the frame "
-        "(16: 0.16 px of 640 px).",
-    )
-    summary_every_s: float = Field(
-        30.0,
-        ge=0.0,
-        description="Summarise a track still in view this often (s; 0: only at its end); the "
-        "next summary continues its path.",
-    )
-    counts_every_frames: int = Field(
-        0,
-        ge=0,
-        description="Send FrameCounts every N frames (0: never; the cloud derives objects in "
-        "view from the tracks).",
-    )
-    counts_on_change: bool = Field(True, description="Skip FrameCounts equal to the last sent.")
-    detections_every_frames: int = Field(
-        0,
-        ge=0,
-        description="Send all boxes every N frames (0: never; paths come in TrackSummary).",
-    )
-    max_pending_embeddings: int = Field(
-        32,
-        ge=1,
-        description="Crops waiting for the encoder; over this, drift checks are skipped (counted).",
-    )
-    relink_window_s: float = Field(
-        2.0,
-        ge=0.0,
-        le=60.0,
-        description="A new track may continue a track lost at most this long before (s; 0: "
-        "never): edge/relink.py.",
-    )
-    relink_min_cosine: float = Field(
-        0.65,
-        ge=-1.0,
-        le=1.0,
-        description="Cosine similarity a new track's first embedding needs with the lost "
-        "track's last sent one to continue it.",
-    )
-    relink_max_offset: float = Field(
-        1.0,
-        gt=0.0,
-        le=10.0,
-        description="Largest distance of the new track's first box centre from the lost "
-        "track's position predicted at constant velocity, in box sides (of the smaller box).",
     )
 
 
@@ -400,71 +276,6 @@ class UplinkConfig(_Model):
         description="When the source ends, keep sending this long for the spool to empty "
         "(what is left stays spooled for the next start).",
     )
-
-
-class HealthConfig(_Model):
-    allow_remote: bool = Field(
-        False,
-        description="Allow a `listen` address that is not loopback. /metrics and /healthz have "
-        "no authentication: only behind a firewall or a scraper's private network.",
-    )
-    listen: str | None = Field(
-        None,
-        description="Serve Prometheus /metrics and /healthz on HOST:PORT, e.g. 127.0.0.1:9108 "
-        "([::1]:9108 for IPv6; port 0: any free port, logged). Default: off.",
-    )
-    stale_after_s: float = Field(
-        10.0,
-        gt=0,
-        description="/healthz answers 503 when the last frame (replay: message) is older.",
-    )
-
-    @field_validator("listen", mode="before")
-    @classmethod
-    def _check_listen(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = f"127.0.0.1:{value}"  # a bare port (YAML reads 9108 as a number)
-        if not isinstance(value, str):
-            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9108, got {value!r}")
-        host, _port = split_listen(value)
-        if not info.data.get("allow_remote", False) and not is_loopback(host):
-            raise ValueError(
-                f"{host} is not a loopback address (127.0.0.0/8, ::1 or localhost; names are "
-                "not resolved): /metrics and /healthz have no authentication; set "
-                "health.allow_remote: true to serve them on another address"
-            )
-        return value
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """(host, port) to listen on; None: off."""
-        return split_listen(self.listen) if self.listen is not None else None
-
-
-def split_listen(text: str) -> tuple[str, int]:
-    """``127.0.0.1:9108`` or ``[::1]:9108`` -> (host, port); ValueError naming what is wrong."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r} is not HOST:PORT such as 127.0.0.1:9108")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 host in brackets, e.g. [::1]:9108")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address (names are not resolved)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class EdgeConfig(_Model):
