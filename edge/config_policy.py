@@ -38,9 +38,10 @@ class PolicyConfig(_Model):
     lost_frames: int = Field(
         60,
         ge=1,
-        description="Frames unseen before a track is ended; at least detector.tracking."
-        "track_buffer, or a track the tracker re-finds would start a second lifetime whose "
-        "summary supersedes the first's class votes at the cloud.",
+        description="Frames unseen before a track is ended (a confirmed track is held longer "
+        "while a re-link may still continue it: policy.relink_window_s); at least "
+        "detector.tracking.track_buffer, or a track the tracker re-finds would start a second "
+        "lifetime whose summary supersedes the first's class votes at the cloud.",
     )
     path_tolerance_px: float = Field(
         2.0,

@@ -11,7 +11,9 @@ none of this):
 - **track summary**: after ``lost_frames`` unseen frames, a final :class:`TrackSummary` with
   duration, frames, class votes and the box path simplified to ``path_tolerance_px``
   (:mod:`edge.summaries`; tracks never confirmed end silently, counted as flicker); a long
-  track also every ``summary_every_s`` (a keyframe summary; the next one continues its path);
+  track also every ``summary_every_s`` (a keyframe summary; the next one continues its path).
+  A confirmed track that a re-link (:mod:`edge.relink`) may still continue is held open past
+  ``lost_frames`` until none can (:meth:`EmissionPolicy._relinkable`);
 - **counts** (optional, off by default: the cloud derives objects in view from the tracks): a
   :class:`FrameCounts` every ``counts_every_frames`` frames (skipped when unchanged if
   ``counts_on_change``), and all boxes as :class:`Detections` every ``detections_every_frames``.
@@ -35,7 +37,7 @@ from numpy.typing import NDArray
 
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
-from edge.relink import Relinker
+from edge.relink import MATCH_DELAY_S, Relinker
 from edge.summaries import summary_path
 from shared.geometry import Box
 from shared.limits import MAX_DETECTIONS
@@ -153,7 +155,7 @@ class EmissionPolicy:
                     requests.append(
                         EmbedRequest(tid, reason, capture_ts_us, box_px, box, cls, min(conf, 1.0))
                     )
-            messages.extend(self._end_lost(index))
+            messages.extend(self._end_lost(index, capture_ts_us))
         messages.extend(self._counts(boxes, width, height))
         return messages, requests
 
@@ -246,7 +248,8 @@ class EmissionPolicy:
         self.stats.relinked += 1
         del self._tracks[track.track_id]
         old = self._tracks.get(link.old_id)
-        if old is None:  # already ended: reopened under its id (the cloud continues it)
+        if old is None:  # already ended (only by flush(): lost tracks are held while a link
+            # may come, _relinkable): reopened under its id, a second track at the cloud
             track.track_id, track.sent_vector = link.old_id, link.old_vector
             track.sent_us = track.checked_us
             self._tracks[link.old_id] = track
@@ -266,9 +269,36 @@ class EmissionPolicy:
             if track is not None:
                 track.pending = False
 
-    def _end_lost(self, index: int) -> list[Message]:
-        lost = [t for t in self._tracks.values() if index - t.last_index > self.config.lost_frames]
+    def _end_lost(self, index: int, now_us: int) -> list[Message]:
+        lost = [
+            t
+            for t in self._tracks.values()
+            if index - t.last_index > self.config.lost_frames and not self._relinkable(t, now_us)
+        ]
         return [m for t in lost if (m := self._end(t)) is not None]
+
+    def _relinkable(self, track: _Track, now_us: int) -> bool:
+        """Whether a re-link may still continue this lost, confirmed track (edge/relink.py).
+
+        Such a track is held, not ended: an ended track that a re-link reopens is a second
+        track at the cloud (which continues an ended track only inside its span), each with
+        half the frames and class votes. It may be continued while a new track may still start
+        within ``relink_window_s`` of its last sighting, then while a track that did has not
+        sent its first sight (the relinker's decision), and never once the relinker forgot it
+        (``relink_window_s`` + ``MATCH_DELAY_S``)."""
+        relinker = self.relinker
+        if not relinker.enabled or track.sent_vector is None:  # no candidate without a vector
+            return False
+        lost_us = now_us - track.last_seen_us
+        if lost_us > relinker.window_us + round(MATCH_DELAY_S * 1e6):
+            return False
+        if lost_us <= relinker.window_us:
+            return True
+        until = track.last_seen_us + relinker.window_us
+        return any(
+            t.sent_vector is None and track.last_seen_us < t.first_seen_us <= until
+            for t in self._tracks.values()
+        )
 
     def _end(self, track: _Track) -> TrackSummary | None:
         del self._tracks[track.track_id]

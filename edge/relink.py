@@ -16,8 +16,10 @@ track that was lost before the new one started and agrees with it on both:
 Among several candidates the one with the lowest combined cost wins (offset over its tolerance
 plus cosine distance over its tolerance). The new tracker id then continues under the lost
 track's id (:meth:`Relinker.rename` maps it in every later frame), so no first-sight embedding
-is sent and the cloud sees one track (a tracker id continuing within 30 s continues the cloud's
-track, even after a TrackEnd).
+is sent and the cloud sees one track. That needs the lost track still open at the policy: the
+cloud continues an ended track only inside its span, so a lifetime after its final summary
+would be a second track there; the policy holds a lost track while a link may still come
+(``EmissionPolicy._relinkable``).
 
 Two tracks seen at the same time are never linked: a candidate must have been last seen before
 the new track's first sighting. Should the tracker bring the lost track's own id back later

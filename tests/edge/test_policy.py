@@ -109,7 +109,8 @@ def test_keyframe_interval_forces_a_send() -> None:
 
 
 def test_final_summary_after_lost_frames() -> None:
-    s = Script(confirm_frames=2, lost_frames=5, path_grid=1)
+    # re-linking off: it holds a lost track while a new one may continue it (test_relink.py)
+    s = Script(confirm_frames=2, lost_frames=5, path_grid=1, relink_window_s=0)
     for i in range(10):  # constant speed: the path is its two ends
         s.frame(boxes((3, 2 if i < 7 else 7, 10.0 + 5 * i)))
     for _ in range(6):
@@ -131,7 +132,13 @@ def _zigzag_x(i: int) -> float:
 
 
 def test_summary_path_redraws_every_frame_within_tolerance() -> None:
-    s = Script(confirm_frames=1, lost_frames=3, path_tolerance_px=1.5, summary_every_s=0)
+    s = Script(
+        confirm_frames=1,
+        lost_frames=3,
+        path_tolerance_px=1.5,
+        summary_every_s=0,
+        relink_window_s=0,  # ended after lost_frames, not held for a re-link
+    )
     truth: list[TimedBox] = []
     for i in range(90):
         s.frame(boxes((5, 2, _zigzag_x(i))))
@@ -150,7 +157,13 @@ def test_summary_path_redraws_every_frame_within_tolerance() -> None:
 
 
 def test_keyframe_summaries_continue_the_path_without_overlap() -> None:
-    s = Script(confirm_frames=1, lost_frames=3, summary_every_s=1.0, path_tolerance_px=0.5)
+    s = Script(
+        confirm_frames=1,
+        lost_frames=3,
+        summary_every_s=1.0,
+        path_tolerance_px=0.5,
+        relink_window_s=0,  # ended after lost_frames, not held for a re-link
+    )
     for i in range(90):  # 3.6 s in view: keyframe summaries at 1, 2 and 3 s, then the final
         s.frame(boxes((5, 2, _zigzag_x(i))))
     for _ in range(4):

@@ -12,7 +12,7 @@ import pytest
 from edge.config import PolicyConfig
 from edge.detect import FrameBoxes
 from edge.policy import EmissionPolicy
-from edge.relink import RENAMED_OFFSET
+from edge.relink import MATCH_DELAY_S, RENAMED_OFFSET
 from shared.messages import Detections, EmitReason, TrackEnd, TrackSummary
 
 FPS = 25
@@ -156,14 +156,79 @@ def test_window_zero_never_relinks() -> None:
     assert s.first_sights == [1, 2]
 
 
-def test_a_track_ended_before_the_relink_is_reopened_under_its_id() -> None:
-    """lost_frames shorter than the gap: track 1 sent its TrackEnd, then continues."""
+def test_a_track_lost_longer_than_lost_frames_is_held_for_the_relink() -> None:
+    """lost_frames shorter than the gap: track 1 is not ended while a re-link may continue it,
+    so the object keeps one lifetime (a reopened, ended track is a second track at the cloud,
+    with only the new lifetime's votes: tests/edge/test_relink_catalog.py)."""
     s = Script(lost_frames=3)
     occluded(s, A2, gap=8)
     assert s.first_sights == [1]
     ends = s.ends()
-    assert [(e.track_id, e.frames) for e in ends] == [(1, 10), (1, 10)]
-    assert ends[1].first_seen_us > ends[0].last_seen_us
+    assert [(e.track_id, e.frames) for e in ends] == [(1, 20)]
+    assert isinstance(ends[0], TrackSummary)
+    assert ends[0].class_votes == {2: 20}
+    assert ends[0].first_seen_us == 1_000_000
+
+
+def still(script: Script, frames: range, looks: dict[int, np.ndarray], *ids: int) -> None:
+    """Frames of parked objects (one per id, 40x30 px at (300, 100 + 50 * k)): no velocity."""
+    for _ in frames:
+        script.frame(looks, *((t, 300.0, 100.0 + 50 * k) for k, t in enumerate(ids)))
+
+
+def frame_of_end(script: Script, frames: range, track_id: int) -> int | None:
+    """Run empty frames; the first whose observe() gave ``track_id``'s final summary."""
+    for index in frames:
+        n = len(script.messages)
+        still(script, range(index, index + 1), {})
+        if any(
+            isinstance(m, TrackSummary) and m.final and m.track_id == track_id
+            for m in script.messages[n:]
+        ):
+            return index
+    return None
+
+
+def test_a_held_track_ends_once_no_relink_can_come() -> None:
+    """Seen frames 0-9, then nothing: ended once lost longer than the relink window (2 s, 50
+    frames: at frame 60) instead of after lost_frames; at once when re-linking is off."""
+    for window, ends_at in ((2.0, 60), (0.0, 13)):
+        s = Script(lost_frames=3, relink_window_s=window)
+        still(s, range(10), {1: A}, 1)
+        assert frame_of_end(s, range(10, 70), 1) == ends_at
+        assert s.policy.active_tracks == 0
+
+
+def test_a_new_track_deciding_after_the_window_still_continues_the_lost_one() -> None:
+    """Tracker id 2 starts 1.8 s after track 1 was last seen (inside the 2 s window) and sends
+    its first sight 10 frames later, past the window: track 1 waits for that decision."""
+    s = Script(lost_frames=3, confirm_frames=10)
+    still(s, range(10), {1: A}, 1)
+    still(s, range(10, 55), {})
+    still(s, range(55, 70), {2: A2}, 2)
+    assert s.first_sights == [1]
+    assert s.policy.stats.relinked == 1
+    ends = s.ends()
+    assert [(e.track_id, e.frames) for e in ends] == [(1, 25)]
+
+
+def test_an_undecided_new_track_holds_the_lost_one_only_as_long_as_the_relinker_keeps_it() -> None:
+    """Tracker id 2's first-sight requests are never answered (the encoder skips them): track
+    1 is ended when the relinker forgets it, relink_window_s + MATCH_DELAY_S after its last
+    sighting (7 s, 175 frames: at frame 185)."""
+    s = Script(lost_frames=3)
+    still(s, range(10), {1: A}, 1)
+    still(s, range(10, 55), {})
+    for index in range(55, 200):
+        ts = 1_000_000 + index * 1_000_000 // FPS
+        messages, requests = s.policy.observe(index, ts, W, H, frame_boxes((2, 300.0, 100.0)))
+        s.messages += messages
+        for r in requests:
+            s.policy.on_skipped(r)
+        if any(isinstance(m, TrackSummary) and m.track_id == 1 for m in messages):
+            assert index == 9 + round((2.0 + MATCH_DELAY_S) * FPS) + 1
+            return
+    raise AssertionError("track 1 was never ended")
 
 
 def test_of_two_candidates_the_best_agreeing_one_wins() -> None:
