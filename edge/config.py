@@ -329,9 +329,39 @@ def load_config(
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            f"invalid edge configuration: {settings.describe_errors(exc.errors(), origins)}"
-        ) from None
+        errors = exc.errors()
+    hint = ""
+    uplink = data.get("uplink")
+    if isinstance(uplink, dict) and uplink.get("cloud") is None:
+        if data.get("sink") is not None:
+            # A run that records to a file has no uplink: a section that names no cloud only
+            # tunes sending (a preset such as deploy/edge.lean.yaml). Checked, then left out.
+            errors = [e for e in errors if not _no_link(e)]
+            if not errors:
+                try:
+                    return EdgeConfig.model_validate({**data, "uplink": None})
+                except ValidationError as exc:
+                    errors = exc.errors()
+        elif any(_no_link(e) for e in errors):
+            hint = f"; {_NO_CLOUD}"
+    raise ConfigError(
+        f"invalid edge configuration: {settings.describe_errors(errors, origins)}{hint}"
+    ) from None
+
+
+#: What is said after ``uplink.cloud: Field required`` for a run that would connect.
+_NO_CLOUD = (
+    "the uplink section names no cloud: to send, give uplink.cloud and uplink.token (edge run: "
+    "--cloud URL --token T); to record to a file instead, --out FILE"
+)
+
+
+def _no_link(error: Mapping[str, Any]) -> bool:
+    """A validation error that only says the uplink's cloud or token is not given."""
+    return error["type"] == "missing" and tuple(error["loc"]) in (
+        ("uplink", "cloud"),
+        ("uplink", "token"),
+    )
 
 
 def load_uplink_config(
