@@ -324,8 +324,9 @@ class EdgeSession:
             ]
         except CodecMismatch as exc:
             return self._error(ErrorCode.CODEC_MISMATCH, str(exc), fatal=True), False
-        except CodecError as exc:
-            return self._error(ErrorCode.UNKNOWN_CODEC, str(exc), fatal=True), False
+        except CodecError as exc:  # the text names the codec's hash: an edge matches on it
+            text = f"{exc}: not stored on this cloud (a codebook from another cloud or database?)"
+            return self._error(ErrorCode.UNKNOWN_CODEC, text, fatal=True), False
         try:
             space = self.store.register(self.edge_id, hello, accepted)
             # The journal's record, as stored: the spool incarnation changes only when a frame

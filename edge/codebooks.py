@@ -33,6 +33,8 @@ from shared.pq import PQCodec, load_codebook
 logger = logging.getLogger(__name__)
 
 CURRENT = "current.json"
+#: where codebooks the cloud turned out not to have are kept (see :meth:`CodebookStore.set_aside`)
+ASIDE = "set-aside"
 
 
 class CodebookStore:
@@ -72,9 +74,30 @@ class CodebookStore:
     def make_current(self, book: PQCodec) -> None:
         index = self._index()
         index[self._key] = self.path(book.content_hash, ".npz").name
+        self._write_index(index)
+
+    def _write_index(self, index: dict[str, str]) -> None:
         tmp = self.directory / (CURRENT + ".tmp")
         tmp.write_text(json.dumps(index, sort_keys=True))
         os.replace(tmp, self.directory / CURRENT)
+
+    def aside_path(self, book: PQCodec) -> Path:
+        """Where :meth:`set_aside` keeps ``book``'s file."""
+        return self.directory / ASIDE / self.path(book.content_hash, ".npz").name
+
+    def set_aside(self, book: PQCodec) -> Path:
+        """Stop using ``book`` (the cloud does not have it): it is no longer current, and its
+        file moves to :meth:`aside_path` (kept for an operator, never deleted). Idempotent."""
+        index = self._index()
+        name = self.path(book.content_hash, ".npz").name
+        if index.get(self._key) == name:
+            del index[self._key]
+            self._write_index(index)
+        aside = self.aside_path(book)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        if (self.directory / name).exists():
+            os.replace(self.directory / name, aside)
+        return aside
 
 
 class CodebookReceiver:

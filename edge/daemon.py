@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.capture import Frame, FrameSource, open_source
+from edge.codebook_fallback import CodebookFallback
 from edge.codebooks import CodebookReceiver, CodebookStore
 from edge.config import EdgeConfig, UplinkConfig
 from edge.detect import Detector
@@ -150,6 +151,7 @@ def wire_codebooks(
         logger.info("embeddings use the codebook %s kept in %s", kept, store.directory)
     receiver = CodebookReceiver(store, lambda book: _switch(book, pipeline, outbox, sink, link))
     link.codebooks = receiver
+    link.on_codebook_refused = CodebookFallback(store, pipeline, outbox, sink, link)
     return receiver
 
 

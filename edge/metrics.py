@@ -230,6 +230,8 @@ class EdgeMetrics:
             body["spool_depth"] = self.uplink.spool.pending
             body["spool_bytes"] = self.uplink.spool.pending_bytes
             body["codebook"] = self.uplink.stats.codebook  # pushed by the cloud ("": none)
+            # a kept codebook the cloud did not have ("": none; see edge.codebook_fallback)
+            body["codebook_set_aside"] = self.uplink.stats.codebook_set_aside
         return not reason, body
 
 

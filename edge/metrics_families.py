@@ -220,3 +220,12 @@ def _link(m: EdgeMetrics, uplink: Uplink) -> Iterator[Metric]:
             "codebook",
             {s.codebook: 1.0},
         )
+    if s.codebook_set_aside:
+        yield _by(
+            GaugeMetricFamily,
+            "semcom_edge_codebook_set_aside",
+            "A kept codebook the cloud did not have, set aside: embeddings went back to a "
+            "universal rung, those coded with it are quarantined (codec id and hash prefix) (1).",
+            "codebook",
+            {s.codebook_set_aside: 1.0},
+        )

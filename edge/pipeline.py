@@ -110,6 +110,7 @@ class EdgePipeline:
         self.detector = detector
         self.encoder = encoder
         self.codec = codec
+        self._universal = codec  # what :meth:`drop` goes back to
         self.codec_fp = fingerprint(codec)
         #: when set (by the uplink's rate controller), picks the ladder rung of each batch
         self.pick_rung: Callable[[], int] | None = None
@@ -213,6 +214,15 @@ class EdgePipeline:
         self.codec_fp = fingerprint(codec)
         self.codec = codec
         self.pinned = True  # after the codec: a batch that sees it pinned encodes with it
+
+    def drop(self, codec: VectorCodec) -> None:
+        """Stop using ``codec`` (a codebook the cloud does not have): embeddings go back to
+        the codec the pipeline was built with (and the ladder's rungs), unpinned."""
+        self.ladder = tuple(c for c in self.ladder if c.content_hash != codec.content_hash)
+        if self.codec.content_hash == codec.content_hash:
+            self.pinned = False  # before the codec: a batch that sees it unpinned uses the ladder
+            self.codec_fp = fingerprint(self._universal)
+            self.codec = self._universal
 
     def hello(self, software_version: str, frame: Frame, fps: float | None) -> Hello:
         return Hello(

@@ -115,6 +115,10 @@ class Uplink:
         #: the codec id of the pushed codebook the embeddings use ("": none): heartbeats
         #: report it as the rung
         self.codebook = ""
+        #: a fatal Hello refusal -> how many frames it set aside, when it was about the
+        #: codebook in use and the edge fell back to a universal rung (None: not that case,
+        #: the uplink stops); see edge.codebook_fallback
+        self.on_codebook_refused: Callable[[Error], int | None] | None = None
         now = clock()
         self.bucket = (
             TokenBucket(config.max_rate, burst_for(config.max_rate, config.burst_bytes), now)
@@ -309,9 +313,20 @@ class Uplink:
     async def _on_hello_refused(self, error: Error) -> None:
         """The cloud refused an older group's Hello (its codecs): quarantine that group's
         frames with the cloud's reason and go on with the others. The live pipeline's own
-        Hello refused stops the uplink instead (:meth:`_on_error`); its frames stay spooled."""
+        Hello refused stops the uplink instead (:meth:`_on_error`); its frames stay spooled.
+        Either Hello refused for a kept codebook the cloud lacks: the edge goes on without it
+        (:attr:`on_codebook_refused`)."""
         group = self._group
-        if group is None or group.live or not error.fatal or error.code not in _GROUP_REFUSALS:
+        if group is None or not error.fatal or error.code not in _GROUP_REFUSALS:
+            return
+        fallback = self.on_codebook_refused
+        moved_aside = await asyncio.to_thread(fallback, error) if fallback is not None else None
+        if moved_aside is not None:  # a codebook the cloud lacks: set aside, go on without it
+            self.stats.quarantined += moved_aside
+            self.stats.rejected_frames += moved_aside
+            self._regroup = True
+            raise HelloRefused(f"{error.code.name}: {error.message}")
+        if group.live:
             return
         reason = f"{error.code.name}: {error.message}"
         moved = await asyncio.to_thread(self.spool.quarantine, reason, hellos=group.hellos)

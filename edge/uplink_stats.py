@@ -24,6 +24,7 @@ class UplinkStats:
     rejected_frames: int = 0
     quarantined: int = 0  # refused by the cloud, set aside in the spool (never deleted)
     codebook: str = ""  # the pushed codebook in use: "pq32x8 <hash prefix>" ("": none)
+    codebook_set_aside: str = ""  # a kept codebook the cloud did not have: "pq8x8 <hash>"
     codebook_errors: int = 0  # codebook chunks that were not asked for (ignored)
     ack_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     codec_steps: list[dict[str, object]] = field(default_factory=list)

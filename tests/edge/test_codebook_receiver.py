@@ -166,3 +166,23 @@ def test_an_oversized_offer_or_chunk_does_not_decode(book: PQCodec) -> None:
                 :-40
             ]
         )
+
+
+def test_a_codebook_set_aside_is_no_longer_current_and_its_file_is_kept(
+    tmp_path: Path, book: PQCodec
+) -> None:
+    r, _ = receiver(tmp_path)
+    assert pull(r, book, book.to_bytes()).state is CodebookState.INSTALLED
+    store = CodebookStore(tmp_path / "books", "enc", DIM)
+    aside = store.set_aside(book)
+    assert aside == store.aside_path(book)
+    assert store.current() is None  # a restart does not announce it again
+    assert not store.path(book.content_hash, ".npz").exists()
+    assert aside.read_bytes() == book.to_bytes()  # kept whole, for an operator
+    assert store.set_aside(book) == aside  # idempotent (a crash, then the next refusal)
+    assert aside.exists()
+    # offered again (a cloud that has it again): fetched and current as before
+    again, installs = receiver(tmp_path)
+    assert pull(again, book, book.to_bytes()).state is CodebookState.INSTALLED
+    assert len(installs.books) == 1
+    assert store.current() is not None

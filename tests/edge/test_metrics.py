@@ -202,6 +202,7 @@ def test_healthz_answers_200_only_while_frames_are_fresh(edge: Edge) -> None:
             "spool_depth": 0,
             "spool_bytes": 0,
             "codebook": "",  # none pushed by the cloud yet
+            "codebook_set_aside": "",  # no kept codebook the cloud lacked
         }
         clock.t += 10.0
         status, body = healthz(server.url)
