@@ -223,6 +223,9 @@ class Fidelity:
             "track_r10_f32": r(self.fresh.f32),
             "track_r10_queries": self.fresh.queries,
             "track_r10_skipped": self.fresh.skipped,
+            "track_r10_ratio_ci95": None
+            if self.fresh.ci95 is None
+            else [round(x, 4) for x in self.fresh.ci95],
             "stored_r10_ratio": r(self.stored.ratio),
             "stored_r10": r(self.stored.codec),
             "stored_r10_f32": r(self.stored.f32),

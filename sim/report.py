@@ -218,9 +218,13 @@ def _fidelity_cells(fid: dict[str, Any] | None) -> str:
     tracks = fid["confirmed_tracks"]
     n_est, n_ref = sum(tracks["estimate"].values()), sum(tracks["reference"].values())
     exact = "exact" if tracks["exact"] else "differ"
+    r10 = _fmt(fid["track_r10_ratio"], "", 3)
+    ci = fid.get("track_r10_ratio_ci95")
+    if ci is not None and fid["track_r10_ratio"] is not None:
+        r10 += f" ({ci[0]:.2f}-{ci[1]:.2f})"
     return (
         f"{_fmt(None if err is None else 100 * err, ' %', 1)} | "
-        f"{_fmt(fid['path_rmse_pct'], ' %', 2)} | {_fmt(fid['track_r10_ratio'], '', 3)} | "
+        f"{_fmt(fid['path_rmse_pct'], ' %', 2)} | {r10} | "
         f"{_fmt(fid.get('stored_r10_ratio'), '', 3)} | {exact} ({n_est} / {n_ref})"
     )
 
@@ -248,9 +252,9 @@ def to_markdown(run: ScenarioRun, doc: dict[str, Any], plots: list[str]) -> str:
         "same frames; see `sim/fidelity.py`): objects-in-view error per class per 10 s window "
         "(sum |est - ref| / sum ref), path RMSE of the box centre in % of frame width, "
         "same-track recall@10 as a ratio to f32 (see `sim/track_recall.py`): fresh crops of "
-        "the edge searched against the sent embeddings (r10 / f32), and the sent embeddings "
-        "searched against each other (stored r10 / f32), and whether the confirmed tracks per "
-        "class match (cloud / edge).",
+        "the edge searched against the sent embeddings (r10 / f32, with its 95 % interval "
+        "over tracks), and the sent embeddings searched against each other (stored r10 / "
+        "f32), and whether the confirmed tracks per class match (cloud / edge).",
         "",
         "| strategy | bytes/s | bytes/frame | vs raw | vs 2048 | % of H.264 | objects err "
         "| path RMSE | r10 / f32 | stored r10 / f32 | tracks | what |",

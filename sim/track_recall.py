@@ -62,16 +62,48 @@ class Queries:
 
 @dataclass(frozen=True)
 class Recall:
-    """One measure: the codec's and f32's recall, their ratio, queries measured and skipped."""
+    """One measure: the codec's and f32's recall, their ratio, queries measured and skipped;
+    ``ci95``: the ratio's 95 % interval over tracks (bootstrap), where computed."""
 
     ratio: float | None
     codec: float | None
     f32: float | None
     queries: int
     skipped: int
+    ci95: tuple[float, float] | None = None
 
 
 NONE = Recall(None, None, None, 0, 0)
+BOOTSTRAP = 1000
+"""Resamples of the ratio's interval. The queries of one track are not independent (its
+crops look alike), so whole tracks are drawn with replacement: on one short clip of ~60
+tracks the interval is several points wide, and a ratio within it of a target is not a miss
+or a pass the clip can tell apart."""
+
+
+def track_interval(
+    codec_hits: NDArray[np.bool_],
+    f32_hits: NDArray[np.bool_],
+    tracks: NDArray[np.int64],
+    resamples: int = BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """95 % bootstrap interval of ``mean(codec_hits) / mean(f32_hits)``, drawing tracks."""
+    ids, inverse = np.unique(tracks, return_inverse=True)
+    if len(ids) < 2:
+        return None
+    n = len(ids)
+    codec_per = np.bincount(inverse, codec_hits.astype(np.float64), n)
+    f32_per = np.bincount(inverse, f32_hits.astype(np.float64), n)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (resamples, n))
+    f32_sum = f32_per[draws].sum(axis=1)
+    ok = f32_sum > 0
+    if not ok.any():
+        return None
+    ratios = codec_per[draws].sum(axis=1)[ok] / f32_sum[ok]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def fresh_recall(
@@ -96,14 +128,16 @@ def fresh_recall(
     decoded = unit_rows(np.stack([v.decoded for v in vectors]))
     originals = unit_rows(np.stack([v.original for v in vectors if v.original is not None]))
 
-    def recall(index: F32) -> float:
+    def hits(index: F32) -> NDArray[np.bool_]:
         best = top_k(q, index, allowed, k)
         hit = np.take_along_axis(targets, np.where(best >= 0, best, 0), axis=1) & (best >= 0)
-        return float(hit.any(axis=1).mean())
+        return np.asarray(hit.any(axis=1))
 
-    codec, f32 = recall(decoded), recall(originals)
+    codec_hits, f32_hits = hits(decoded), hits(originals)
+    codec, f32 = float(codec_hits.mean()), float(f32_hits.mean())
     ratio = codec / f32 if f32 > 0 else None
-    return Recall(ratio, codec, f32, int(measured.sum()), int((~measured).sum()))
+    ci = track_interval(codec_hits, f32_hits, queries.tracks[measured])
+    return Recall(ratio, codec, f32, int(measured.sum()), int((~measured).sum()), ci)
 
 
 def stored_recall(vectors: Sequence[SentVector], gap_s: float = GAP_S) -> Recall:

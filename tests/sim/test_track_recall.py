@@ -112,3 +112,27 @@ def test_the_sampler_crops_as_the_pipeline_and_reuses_its_crops() -> None:
     assert sampler.sample.array(encoder.dim).shape == (2, encoder.dim)
     with pytest.raises(ValueError, match="must be >= 1"):
         QuerySampler(encoder, 2.5, every=0)
+
+
+def test_the_interval_draws_whole_tracks() -> None:
+    from sim.track_recall import track_interval
+
+    same = np.asarray([True, True, False, True])
+    tracks = np.asarray([1, 1, 2, 2], np.int64)
+    assert track_interval(same, same, tracks) == (1.0, 1.0)  # a codec that loses nothing
+    # track 1 found by both (2 of 2), track 2 by f32 only in 1 of 2: the point ratio is 2/3;
+    # a draw of track 2 twice gives 0 / 1 = 0, of track 1 twice 1: the interval spans both
+    codec = np.asarray([True, True, False, False])
+    lo, hi = track_interval(codec, same, tracks) or (None, None)
+    assert (lo, hi) == (0.0, 1.0)
+    assert track_interval(codec, same, np.asarray([1, 1, 1, 1], np.int64)) is None
+
+
+def test_fresh_recall_reports_its_interval() -> None:
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((20, 16)).astype(np.float32)
+    sent = [_sent(k + 1, 0.0, centres[k], centres[k]) for k in range(20)]
+    rows = [(k + 1, 5.0, centres[k] + 0.1 * rng.standard_normal(16)) for k in range(20)]
+    r = fresh_recall(sent, _queries(rows))
+    assert r.ratio == pytest.approx(1.0)
+    assert r.ci95 == (1.0, 1.0)
