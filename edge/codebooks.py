@@ -108,6 +108,8 @@ class CodebookReceiver:
         self.install = install
         self._offer: CodebookOffer | None = None
         self._have = 0  # bytes of the offered file received
+        #: chunks that were not asked for (ignored; see :meth:`answer`)
+        self.ignored = 0
 
     @property
     def receiving(self) -> CodebookOffer | None:
@@ -118,6 +120,22 @@ class CodebookReceiver:
     def have(self) -> int:
         """Bytes of the offered file received so far."""
         return self._have
+
+    def answer(self, message: CodebookOffer | CodebookChunk) -> CodebookAck | None:
+        """The answer to an offer or a chunk from the cloud (None: nothing to say). A chunk
+        that was not asked for is logged, counted in :attr:`ignored`, and answered by asking
+        again from the offset this edge has."""
+        try:
+            if isinstance(message, CodebookOffer):
+                return self.offer(message)
+            return self.chunk(message)
+        except CodebookTransferError as exc:
+            logger.warning("codebook chunk ignored: %s", exc)
+            self.ignored += 1
+            offer = self._offer
+            if offer is None or self._have == offer.size:
+                return None
+            return CodebookAck(offer.content_hash, CodebookState.WANT, self._have)
 
     def offer(self, offer: CodebookOffer) -> CodebookAck:
         """Take an offer: ask for what is missing, or refuse it (other encoder space)."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.spool import Spool, reseq
 from shared.errors import ProtocolError
-from shared.messages import Hello, HelloAck, Message
+from shared.messages import Error, Hello, HelloAck, Message
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,37 @@ def apply_hello_ack(spool: Spool, ack: HelloAck) -> int:
         spool.incarnation,
         moved,
         ack.next_seq,
+    )
+    return moved
+
+
+def refused(
+    spool: Spool,
+    group: SessionGroup,
+    error: Error,
+    fallback: Callable[[Error], int | None] | None = None,
+) -> int | None:
+    """The cloud refused ``group``'s Hello for its codecs (a fatal ``UNKNOWN_CODEC`` or
+    ``CODEC_MISMATCH``): how many frames were set aside so that the uplink goes on with the
+    next group, or None when the uplink must stop (the live pipeline's own Hello: fix the
+    config; its frames stay spooled).
+
+    ``fallback`` first (a kept codebook the cloud lacks, :mod:`edge.codebook_fallback`: the
+    edge goes on without it); else an older group's frames go to the quarantine with the
+    cloud's reason."""
+    if fallback is not None:
+        moved = fallback(error)
+        if moved is not None:
+            return moved
+    if group.live:
+        return None
+    reason = f"{error.code.name}: {error.message}"
+    moved = spool.quarantine(reason, hellos=group.hellos)
+    logger.error(
+        "the cloud refused the Hello of %d spooled messages (encoder %s): %s; quarantined",
+        moved,
+        group.hello.encoder,
+        reason,
     )
     return moved
 

@@ -7,12 +7,13 @@ One asyncio loop (in its own thread beside the pipeline's, see
   Hello the spooled frames to send were made under, see :mod:`edge.groups`), wait for HelloAck
   (whose watermark lets the spool forget what the cloud already has, when it names this very
   spool) or a fatal Error (codec mismatch, version), which stops the uplink with
-  :class:`UplinkRejected` (for an older group's Hello: that group is quarantined instead);
+  :class:`UplinkRejected` (for an older group's Hello: that group is quarantined instead; for
+  a kept codebook the cloud lacks: ``on_codebook_refused``, :mod:`edge.codebook_fallback`);
 - **send**: spooled frames, most important and oldest first, as one bundle frame (protocol 4,
   :mod:`shared.bundle`; after waiting up to ``bundle_linger_ms`` for more) or a batch under
-  64 KiB when that is smaller, paced by
-  a token bucket at ``max_rate`` and held back while ``window_bytes`` are unacknowledged or the
-  transport's own buffer is not draining (the link is slower than the budget);
+  64 KiB when that is smaller, paced by a token bucket at ``max_rate`` (:mod:`edge.uplink_rate`)
+  and held back while ``window_bytes`` are unacknowledged or the transport's own buffer is not
+  draining (the link is slower than the budget);
 - **receive**: Acks name the exact seqs the cloud committed, which leave the spool; a
   non-fatal Error about one seq (a frame the cloud can never accept) moves that frame to the
   spool's quarantine with the cloud's reason, counted (``semcom edge spool quarantine``); a
@@ -23,11 +24,11 @@ One asyncio loop (in its own thread beside the pipeline's, see
   heard for ``timeout_s`` means the link is dead;
 - **codebooks**: the cloud may offer a codebook it fitted for this edge's encoder space; the
   receiver (:mod:`edge.codebooks`) pulls it chunk by chunk on the control channel, verifies and
-  keeps it, and the composition root switches the embeddings to it; heartbeats then report its
-  codec id as the rung;
-- **adapt**: the ladder controller watches the queue delay (spool backlog over the delivered
-  rate); the pipeline asks ``uplink.ladder.pick()`` which codec each embedding batch uses, and
-  ``on_adapt`` passes the emission policy's chattiness;
+  keeps it (``CodebookReceiver.answer``), and the composition root switches the embeddings to
+  it; heartbeats then report its codec id as the rung;
+- **adapt** (:mod:`edge.uplink_rate`): the ladder controller watches the queue delay (spool
+  backlog over the delivered rate); the pipeline asks ``uplink.ladder.pick()`` which codec
+  each embedding batch uses, and ``on_adapt`` passes the emission policy's chattiness;
 - **reconnect** on any failure with exponential backoff and jitter; in-flight frames are simply
   sent again on the next connection (the cloud ignores repeats); at once, when a session's
   Hello group is sent and another group waits.
@@ -39,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from edge import groups
@@ -47,22 +47,21 @@ from edge.backoff import Backoff
 from edge.bundler import Bundler
 from edge.codebooks import CodebookReceiver
 from edge.config import UplinkConfig
-from edge.errors import CodebookTransferError, HelloRefused, UplinkRejected
+from edge.errors import HelloRefused, UplinkRejected
 from edge.groups import SessionGroup
-from edge.ratecontrol import LadderController, LadderSettings, LoadMeter, TokenBucket, burst_for
+from edge.inflight import InFlight
 from edge.resend import Resends
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
+from edge.uplink_rate import AdaptCallback, RateAdapter
 from edge.uplink_stats import UplinkStats
 from shared.codec import decode, encode
 from shared.errors import DecodeError
 from shared.framing import BATCH_MAGIC, unpack_batch
 from shared.messages import (
     Ack,
-    CodebookAck,
     CodebookChunk,
     CodebookOffer,
-    CodebookState,
     Envelope,
     Error,
     ErrorCode,
@@ -74,8 +73,6 @@ from shared.messages import (
 logger = logging.getLogger(__name__)
 
 TransportFactory = Callable[[UplinkConfig, str], Transport]
-#: chattiness in (0, 1] -> apply to the emission policy
-AdaptCallback = Callable[[float], None]
 #: the edge's health summary for heartbeats (name -> number, see Heartbeat.health)
 HealthSummary = Callable[[], Mapping[str, float]]
 
@@ -102,7 +99,6 @@ class Uplink:
         self.edge_id = edge_id
         self.spool = spool
         self.hello = hello
-        self.on_adapt = on_adapt
         self.transport_factory = transport_factory
         self.clock = clock
         self.stats = UplinkStats()
@@ -119,26 +115,11 @@ class Uplink:
         #: codebook in use and the edge fell back to a universal rung (None: not that case,
         #: the uplink stops); see edge.codebook_fallback
         self.on_codebook_refused: Callable[[Error], int | None] | None = None
-        now = clock()
-        self.bucket = (
-            TokenBucket(config.max_rate, burst_for(config.max_rate, config.burst_bytes), now)
-            if config.max_rate
-            else None
-        )
+        #: pacing (token bucket), delivered rate, codec ladder and chattiness
+        self.rate = RateAdapter(config, self.stats, clock(), ladder, rung_bytes, on_adapt)
+        self.ladder = self.rate.ladder  # the pipeline asks it which rung each batch uses
         self._rung_known = bool(ladder)  # without a ladder the rung says nothing
-        self.ladder = LadderController(
-            ladder or ("default",),
-            LadderSettings(target_delay_s=config.target_delay_s),
-            now,
-            rung_bytes,
-        )
-        self.load = LoadMeter()
-        self._chattiness = 1.0
-        self._start = now
-        self._in_flight: dict[int, tuple[int, float]] = {}  # seq -> (size, sent at)
-        self._in_flight_bytes = 0
-        self._acked: deque[tuple[float, int]] = deque()  # (time, bytes) of recent acks
-        self._limited_at = -1e9  # last time the link, not the budget, held sending back
+        self._in_flight = InFlight()  # sent, not yet answered
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
@@ -159,7 +140,7 @@ class Uplink:
     def spooled(self, priority: Priority, size: int) -> None:
         """Thread-safe: the pipeline spooled a frame (feeds the load meter, wakes the sender)."""
         embedding = priority in (Priority.FIRST_SIGHT, Priority.EMBEDDING_UPDATE)
-        self.load.add(self.clock(), embedding, size)
+        self.rate.load.add(self.clock(), embedding, size)
         self.wake()
 
     def wake(self) -> None:
@@ -246,7 +227,7 @@ class Uplink:
                     self.stats.last_error = reason
                 finally:
                     await transport.close()
-                    self._forget_in_flight()
+                    self._in_flight.clear()  # sent again on the next connection
                 if self._done():
                     break
                 if self._regroup:  # this Hello's frames are done: the next group's, at once
@@ -283,10 +264,6 @@ class Uplink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    def _forget_in_flight(self) -> None:
-        self._in_flight.clear()
-        self._in_flight_bytes = 0
-
     def _frame(self, message: Message) -> bytes:
         now = time.time_ns() // 1_000
         return encode(Envelope(self.edge_id, 0, now, now, message))
@@ -311,35 +288,21 @@ class Uplink:
                     self._on_error(env.message)
 
     async def _on_hello_refused(self, error: Error) -> None:
-        """The cloud refused an older group's Hello (its codecs): quarantine that group's
-        frames with the cloud's reason and go on with the others. The live pipeline's own
-        Hello refused stops the uplink instead (:meth:`_on_error`); its frames stay spooled.
-        Either Hello refused for a kept codebook the cloud lacks: the edge goes on without it
-        (:attr:`on_codebook_refused`)."""
+        """The cloud refused this session's Hello: an older group's (its codecs) is set aside
+        and the uplink goes on with the next group at once, as for a kept codebook the cloud
+        lacks (:func:`edge.groups.refused`); else the uplink stops (:meth:`_on_error`)."""
         group = self._group
         if group is None or not error.fatal or error.code not in _GROUP_REFUSALS:
             return
-        fallback = self.on_codebook_refused
-        moved_aside = await asyncio.to_thread(fallback, error) if fallback is not None else None
-        if moved_aside is not None:  # a codebook the cloud lacks: set aside, go on without it
-            self.stats.quarantined += moved_aside
-            self.stats.rejected_frames += moved_aside
-            self._regroup = True
-            raise HelloRefused(f"{error.code.name}: {error.message}")
-        if group.live:
+        moved = await asyncio.to_thread(
+            groups.refused, self.spool, group, error, self.on_codebook_refused
+        )
+        if moved is None:
             return
-        reason = f"{error.code.name}: {error.message}"
-        moved = await asyncio.to_thread(self.spool.quarantine, reason, hellos=group.hellos)
         self.stats.quarantined += moved
         self.stats.rejected_frames += moved
-        logger.error(
-            "the cloud refused the Hello of %d spooled messages (encoder %s): %s; quarantined",
-            moved,
-            group.hello.encoder,
-            reason,
-        )
         self._regroup = True
-        raise HelloRefused(reason)
+        raise HelloRefused(f"{error.code.name}: {error.message}")
 
     async def _on_hello_ack(self, ack: HelloAck) -> None:
         await asyncio.to_thread(groups.apply_hello_ack, self.spool, ack)
@@ -368,8 +331,7 @@ class Uplink:
 
     async def _session(self, transport: Transport) -> None:
         self._heard = self.clock()
-        if self.bucket is not None:
-            self.bucket.restart(self._heard)  # no burst of budget saved up while disconnected
+        self.rate.restart(self._heard)
         tasks = [
             asyncio.ensure_future(self._receiver(transport)),
             asyncio.ensure_future(self._sender(transport)),
@@ -401,36 +363,34 @@ class Uplink:
                     elif message.ref_seq:
                         # the cloud will never take this frame: set it aside (not deleted)
                         # rather than loop on it; an operator decides (semcom edge spool)
-                        reason = f"{message.code.name}: {message.message}"
-                        moved = await asyncio.to_thread(
-                            self.spool.quarantine, reason, [message.ref_seq]
-                        )
-                        self.stats.rejected_frames += moved
-                        self.stats.quarantined += moved
-                        if moved:
-                            logger.error("seq %d quarantined: %s", message.ref_seq, reason)
-                        self._settle(message.ref_seq)
+                        self._in_flight.settle(message.ref_seq)
                         self.resends.clear([message.ref_seq])
+                        reason = f"{message.code.name}: {message.message}"
+                        await self._set_aside([message.ref_seq], reason)
 
     async def _undecodable(self, error: Error) -> None:
         """The cloud could not decode a payload (seq unknown, nothing of it stored): every frame
         in flight is sent again at once, unbundled, then alone; one refused so
         :data:`~edge.resend.MAX_STRIKES` times is quarantined (see :mod:`edge.resend`)."""
-        seqs = list(self._in_flight)
-        self._forget_in_flight()
+        seqs = self._in_flight.clear()
         self.stats.resent_frames += len(seqs)
         hopeless = self.resends.strike(seqs)
+        assert self._wake is not None
+        self._wake.set()
         if hopeless:
             reason = (
                 "BAD_MESSAGE: the cloud could not decode this frame, sent alone or unbundled "
                 f"after a first refusal: {error.message}"
             )
-            moved = await asyncio.to_thread(self.spool.quarantine, reason, hopeless)
-            self.stats.rejected_frames += moved
-            self.stats.quarantined += moved
-            logger.error("seqs %s quarantined: %s", hopeless, reason)
-        assert self._wake is not None
-        self._wake.set()
+            await self._set_aside(hopeless, reason)
+
+    async def _set_aside(self, seqs: list[int], reason: str) -> None:
+        """Frames the cloud will never take go to the spool's quarantine, counted and logged."""
+        moved = await asyncio.to_thread(self.spool.quarantine, reason, seqs)
+        self.stats.rejected_frames += moved
+        self.stats.quarantined += moved
+        if moved:
+            logger.error("seqs %s quarantined: %s", seqs, reason)
 
     async def _on_codebook(
         self, transport: Transport, message: CodebookOffer | CodebookChunk
@@ -439,26 +399,10 @@ class Uplink:
         receiver = self.codebooks
         if receiver is None:
             return
-        try:
-            if isinstance(message, CodebookOffer):
-                ack = await asyncio.to_thread(receiver.offer, message)
-            else:
-                ack = await asyncio.to_thread(receiver.chunk, message)
-        except CodebookTransferError as exc:
-            logger.warning("codebook chunk ignored: %s", exc)
-            self.stats.codebook_errors += 1
-            offer = receiver.receiving
-            if offer is None or receiver.have == offer.size:
-                return
-            ack = CodebookAck(offer.content_hash, CodebookState.WANT, receiver.have)
-        await transport.send_control(self._frame(ack))
-
-    def _settle(self, seq: int) -> int:
-        info = self._in_flight.pop(seq, None)
-        if info is None:
-            return 0
-        self._in_flight_bytes -= info[0]
-        return info[0]
+        ack = await asyncio.to_thread(receiver.answer, message)
+        self.stats.codebook_errors = receiver.ignored
+        if ack is not None:
+            await transport.send_control(self._frame(ack))
 
     async def _on_ack(self, ack: Ack) -> None:
         seqs = ack.seqs()
@@ -467,26 +411,18 @@ class Uplink:
         now = self.clock()
         acked = 0
         for seq in seqs:
-            info = self._in_flight.get(seq)
-            size = self._settle(seq)
+            info = self._in_flight.settle(seq)
             if info is not None:
-                acked += size
+                acked += info[0]
                 latency_ms = (now - info[1]) * 1e3
                 self.stats.ack_latency_ms.append(latency_ms)
                 self.stats.acked_frames += 1
                 if self.on_ack_latency is not None:
                     self.on_ack_latency(latency_ms)
         self.stats.acked_bytes += acked
-        self._acked.append((now, acked))
+        self.rate.acked(now, acked)
         assert self._wake is not None
         self._wake.set()
-
-    def _batch_budget(self) -> int:
-        budget = self.config.batch_bytes
-        if self.bucket is not None:
-            # a tenth of a second of budget per batch: smooth pacing, little batching delay
-            budget = min(budget, max(2048, int(self.bucket.rate_Bps * 0.1)))
-        return budget
 
     async def _sender(self, transport: Transport) -> None:
         cfg = self.config
@@ -494,13 +430,13 @@ class Uplink:
         while True:
             if self._done():
                 return
-            if self._in_flight_bytes >= cfg.window_bytes or transport.buffered > cfg.batch_bytes:
-                self._limited_at = self.clock()
+            if self._in_flight.bytes >= cfg.window_bytes or transport.buffered > cfg.batch_bytes:
+                self.rate.limited(self.clock())
                 await self._sleep(0.02)
                 continue
             hellos = self._group.hellos if self._group is not None else None
             frames = await asyncio.to_thread(
-                self.spool.peek, self._batch_budget(), tuple(self._in_flight), hellos
+                self.spool.peek, self.rate.batch_budget(), tuple(self._in_flight.seqs()), hellos
             )
             if not frames and not self._in_flight and await asyncio.to_thread(self._others_wait):
                 self._regroup = True  # this Hello's frames are sent: end, announce the next
@@ -509,31 +445,22 @@ class Uplink:
                 self.bundler.reset()
                 await self._sleep(0.25)
                 continue
-            plan = self.resends.plan(frames, self._in_flight.keys())
+            plan = self.resends.plan(frames, self._in_flight.seqs())
             if plan is None:  # a frame the cloud could not decode waits to go alone
                 await self._sleep(0.02)
                 continue
             frames, bundle = plan
             draining = self._drain_deadline is not None or not bundle
-            wait_more = self.bundler.linger_left(frames, self._batch_budget(), draining)
+            wait_more = self.bundler.linger_left(frames, self.rate.batch_budget(), draining)
             if wait_more > 0:
                 await self._sleep(wait_more)  # new frames wake it: peek again, fuller
                 continue
             self.bundler.reset()
             payload = await asyncio.to_thread(self.bundler.payload, frames, bundle)
             size = len(payload)
-            if self.bucket is not None:
-                wait = self.bucket.delay(size, self.clock())
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self.bucket.consume(size, self.clock())
+            await self.rate.pace(size, self.clock)
             await transport.send_data(payload)
-            now = self.clock()
-            raw = sum(len(f) for _, f in frames)
-            for seq, frame in frames:
-                share = len(frame) * size // raw  # its part of what went on the wire
-                self._in_flight[seq] = (share, now)
-                self._in_flight_bytes += share
+            self._in_flight.add(frames, size, self.clock())
             self.stats.sent_frames += len(frames)
             self.stats.sent_bytes += size
 
@@ -544,19 +471,6 @@ class Uplink:
             return False
         mine = set(self._group.hellos)
         return any(group.hello not in mine for group in self.spool.groups())
-
-    def _delivered_bps(self, now: float) -> float:
-        """What the link delivers: the budget, unless acks show the link is slower."""
-        span = 2.0
-        while self._acked and self._acked[0][0] < now - span:
-            self._acked.popleft()
-        measured = sum(b for _, b in self._acked) * 8.0 / span
-        budget = self.config.max_rate
-        if now - self._limited_at < span and measured > 0:
-            return min(measured, budget) if budget else measured
-        if budget:
-            return budget
-        return max(measured, 1e6)
 
     async def _keeper(self, transport: Transport) -> None:
         cfg = self.config
@@ -569,11 +483,10 @@ class Uplink:
                 raise TransportError(f"nothing heard from the cloud in {cfg.timeout_s:g} s")
             if now >= next_beat:
                 beat = self._frame(self.heartbeat(now))
-                if self.bucket is not None:
-                    self.bucket.consume(len(beat), now)  # never delayed, but within the budget
+                self.rate.consume(len(beat), now)  # never delayed, but within the budget
                 await transport.send_control(beat)
                 next_beat = now + cfg.heartbeat_s
-            self._adapt(now)
+            self.rate.adapt(now, self.spool)
             await asyncio.sleep(0.25)
 
     def heartbeat(self, now: float) -> Heartbeat:
@@ -583,7 +496,7 @@ class Uplink:
         the bytes of frames spooled; and the edge's health summary (:attr:`health`)."""
         link = (
             min(self.spool.pending, 2**32 - 1),
-            min(self._delivered_bps(now), 1e12),
+            min(self.rate.delivered_bps(now), 1e12),
             min(max(0, self.stats.connects - 1), 2**32 - 1),
             self.codebook or (self.ladder.codec if self._rung_known else ""),
             self.spool.pending_bytes,
@@ -594,26 +507,3 @@ class Uplink:
             except Exception:  # a bug in a summary must not end the session: beat without it
                 logger.exception("the health summary failed; heartbeat sent without it")
         return Heartbeat(*link)
-
-    def _adapt(self, now: float) -> None:
-        delivered = self._delivered_bps(now)
-        self.stats.delivered_bps = delivered
-        before = len(self.ladder.steps)
-        embeddings, other = self.load.rates(now)
-        delay = max(self.spool.pending_bytes * 8.0 / delivered, self.spool.oldest_age())
-        self.ladder.update(delay, delivered, now, embeddings, other)
-        for t, frm, to in self.ladder.steps[before:]:
-            step = {"t_s": round(t - self._start, 3), "from": frm, "to": to}
-            self.stats.codec_steps.append(step)
-            logger.info(
-                "uplink: %s -> %s (backlog %d B at %.0f bit/s)",
-                frm,
-                to,
-                self.spool.pending_bytes,
-                delivered,
-            )
-        chattiness = round(self.ladder.chattiness, 2)
-        if chattiness != self._chattiness:
-            self._chattiness = chattiness
-            if self.on_adapt is not None:
-                self.on_adapt(chattiness)
