@@ -21,10 +21,23 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Final
 
+from shared.messages import Error, ErrorCode
+
 #: Seq-0 refusals a frame may draw before it is set aside; the last ones while it was alone.
 MAX_STRIKES: Final = 3
 
 Frames = list[tuple[int, bytes]]  # (seq, encoded single frame)
+
+
+def refuses_payload(error: Error) -> bool:
+    """Whether ``error`` says the cloud could not decode a payload (seq unknown): a seq-0
+    ``BAD_MESSAGE`` that is not about a control message (the cloud's complaints about a
+    ``CodebookAck`` say so first; they concern no data frame)."""
+    return (
+        error.code is ErrorCode.BAD_MESSAGE
+        and error.ref_seq == 0
+        and not error.message.startswith("CodebookAck")
+    )
 
 
 class Resends:

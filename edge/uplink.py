@@ -50,7 +50,7 @@ from edge.config import UplinkConfig
 from edge.errors import HelloRefused, UplinkRejected
 from edge.groups import SessionGroup
 from edge.inflight import InFlight
-from edge.resend import Resends
+from edge.resend import Resends, refuses_payload
 from edge.spool import Priority, Spool
 from edge.transport import AuthRejected, Transport, TransportError, make_transport
 from edge.uplink_rate import AdaptCallback, RateAdapter
@@ -358,7 +358,7 @@ class Uplink:
                     await self._on_codebook(transport, message)
                 elif isinstance(message, Error):
                     self._on_error(message)
-                    if not message.ref_seq and message.code is ErrorCode.BAD_MESSAGE:
+                    if refuses_payload(message):
                         await self._undecodable(message)
                     elif message.ref_seq:
                         # the cloud will never take this frame: set it aside (not deleted)

@@ -3,7 +3,8 @@ again unbundled, then alone with nothing else in flight, then to the quarantine.
 
 from __future__ import annotations
 
-from edge.resend import MAX_STRIKES, Resends
+from edge.resend import MAX_STRIKES, Resends, refuses_payload
+from shared.messages import Error, ErrorCode
 
 FRAMES = [(1, b"a"), (2, b"b"), (3, b"c")]
 
@@ -37,3 +38,12 @@ def test_a_frame_is_given_up_after_max_strikes_and_forgotten() -> None:
     assert resends.strike([3]) == [3]
     assert len(resends) == 0
     assert resends.strikes(3) == 0
+
+
+def test_only_a_seq0_bad_message_about_a_payload_sends_frames_again() -> None:
+    bad = ErrorCode.BAD_MESSAGE
+    assert refuses_payload(Error(bad, "undecodable frame: corrupt zstd body", 0, False))
+    assert refuses_payload(Error(bad, "bad batch: truncated varint", 0, False))
+    assert not refuses_payload(Error(bad, "frame from edge 'x' in the session of 'y'", 7, False))
+    assert not refuses_payload(Error(bad, "CodebookAck: no codebook was offered", 0, False))
+    assert not refuses_payload(Error(ErrorCode.OVERLOADED, "ingest queue full", 0, False))

@@ -152,3 +152,51 @@ def test_a_frame_the_cloud_can_never_decode_ends_in_the_quarantine(
     assert aside[0].reason.startswith("BAD_MESSAGE: the cloud could not decode this frame")
     assert took < BOUND_S
     assert link.stats.quarantined == 1
+
+
+def test_frames_a_killed_cloud_could_not_decode_are_stored_once_after_its_restart(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The cloud is SIGKILLed just after it refused a spoiled bundle, and restarted: the
+    struck frames (still to go unbundled) and the rest are stored exactly once."""
+    cloud.start()
+    spool_path = tmp_path / "spool.db"
+    made = fill_spool(spool_path, seconds=3.0)
+    config = uplink_config(
+        cloud,
+        tmp_path,
+        transport="websocket",
+        spool_path=spool_path,
+        batch_bytes=4_000,
+        max_rate=64_000,  # a few seconds of sending: the kill comes mid-stream
+    )
+    transports: list[Spoiling] = []
+    flag = [False]
+
+    def spoiling(cfg: UplinkConfig, edge_id: str) -> Transport:
+        t = Spoiling(make_transport(cfg, edge_id), flag, None)
+        transports.append(t)
+        return t
+
+    spool = Spool(config.spool_path, config.spool_max_bytes)
+    last = spool.next_seq - 1
+    link = Uplink(config, "edge-t", spool, lambda: None, transport_factory=spoiling)
+    thread = UplinkThread(link)
+    thread.start()
+    try:
+        wait_for(lambda: link.stats.resent_frames > 0, 30, "the spoiled bundle's refusal")
+        cloud.kill()
+        left = spool.pending
+        cloud.start()
+        wait_for(lambda: spool.pending == 0, 60, "the spool to drain after the restart")
+    finally:
+        thread.stop(0.0)
+        spool.close()
+    assert thread.error is None, thread.error
+    assert left > 0, "the kill did not come mid-stream"
+    assert len(transports) >= 2, "the edge never reconnected"
+    stored = cloud.stored()
+    seqs = [seq for seq, _, _ in stored]
+    assert sorted(seqs) == list(range(1, last + 1)), "a seq was lost or stored twice"
+    assert {content(f) for _, _, f in stored} == made
+    assert link.stats.quarantined == 0
