@@ -7,7 +7,7 @@ start-up and when it is fitted or first named by an edge's Hello, so the journal
 and the decoder decode codes of every codebook of a space (each code names its codec by
 fingerprint; all decode to vectors of the same space).
 
-Thread-safe: reads use a connection each; the small cache of each space's newest codebook is
+Thread-safe: reads use a connection each; the small cache of each space's newest codebooks is
 refreshed every ``ttl_s`` so a codebook another replica fitted is offered soon after.
 """
 
@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from cloud.schema import codebooks
-from shared.errors import CodebookError
-from shared.pq import PQCodec, load_codebook
+from shared.errors import CodebookError, CodecError
+from shared.pq import PQCodec, load_codebook, pq_code_bytes
 from shared.vectors import CodecSet
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ class StoredCodebook:
     def size(self) -> int:
         return len(self.file)
 
+    @property
+    def code_bytes(self) -> int:
+        """Bytes per code (from the codec id, ``pqMxB``)."""
+        return pq_code_bytes(self.codec_id)
+
     def chunk(self, offset: int, max_bytes: int) -> bytes:
         """The file's bytes from ``offset`` (at most ``max_bytes``; empty past the end)."""
         return self.file[offset : offset + max_bytes]
@@ -67,7 +72,8 @@ class CodebookLibrary:
         self.codecs = codecs
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
-        self._newest: dict[str, tuple[float, StoredCodebook | None]] = {}  # space -> (at, row)
+        # space -> (at, the newest codebook of each code size, largest code first)
+        self._newest: dict[str, tuple[float, tuple[StoredCodebook, ...]]] = {}
 
     def load_all(self) -> int:
         """Add every stored codebook to the codec set (start-up); returns how many."""
@@ -108,23 +114,54 @@ class CodebookLibrary:
         with self.engine.connect() as conn:
             return {str(s) for s in conn.execute(select(codebooks.c.space).distinct()).scalars()}
 
+    def sizes(self) -> dict[str, set[int]]:
+        """The code sizes (bytes per code) each space has a codebook of."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(codebooks.c.space, codebooks.c.codec_id).distinct()).all()
+        out: dict[str, set[int]] = {}
+        for space, codec_id in rows:
+            size = _code_bytes(str(codec_id))
+            if size is not None:
+                out.setdefault(str(space), set()).add(size)
+        return out
+
     def newest(self, space: str) -> StoredCodebook | None:
         """The newest codebook of ``space`` (None: none fitted), cached for ``ttl_s``."""
+        books = self.newest_each_size(space)
+        return max(books, key=lambda b: b.created_us) if books else None
+
+    def newest_each_size(self, space: str) -> tuple[StoredCodebook, ...]:
+        """The newest codebook of each code size of ``space``, largest code first (empty: none
+        fitted), cached for ``ttl_s``: what a session offers, one after another."""
         now = time.monotonic()
         with self._lock:
             cached = self._newest.get(space)
         if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(codebooks)
+            heads = conn.execute(
+                select(codebooks.c.content_hash, codebooks.c.codec_id)
                 .where(codebooks.c.space == space)
                 .order_by(codebooks.c.created_us.desc(), codebooks.c.content_hash)
-                .limit(1)
-            ).first()
-        found = _stored(row) if row is not None else None
-        if found is not None and _fingerprint(found.content_hash) not in self.codecs:
-            self.codecs.add(read_codebook_file(found.file, f"codebook {found.content_hash.hex()}"))
+            ).all()
+            chosen: dict[int, bytes] = {}
+            for content_hash, codec_id in heads:
+                size = _code_bytes(str(codec_id))
+                if size is not None and size not in chosen:
+                    chosen[size] = bytes(content_hash)
+            rows = (
+                conn.execute(
+                    select(codebooks).where(codebooks.c.content_hash.in_(list(chosen.values())))
+                ).all()
+                if chosen
+                else []
+            )
+        by_hash = {bytes(r._mapping["content_hash"]): _stored(r) for r in rows}
+        found = tuple(by_hash[h] for _, h in sorted(chosen.items(), reverse=True) if h in by_hash)
+        for book in found:
+            if _fingerprint(book.content_hash) not in self.codecs:
+                where = f"codebook {book.content_hash.hex()}"
+                self.codecs.add(read_codebook_file(book.file, where))
         with self._lock:
             self._newest[space] = (now, found)
         return found
@@ -141,6 +178,15 @@ class CodebookLibrary:
         book = read_codebook_file(bytes(data), f"codebook {content_hash.hex()}")
         self.codecs.add(book)
         return book
+
+
+def _code_bytes(codec_id: str) -> int | None:
+    """Bytes per code of a stored codebook's id (None, logged, for an id without a size)."""
+    try:
+        return pq_code_bytes(codec_id)
+    except CodecError as exc:
+        logger.warning("stored codebook skipped: %s", exc)
+        return None
 
 
 def _fingerprint(content_hash: bytes) -> int:

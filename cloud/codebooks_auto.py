@@ -5,12 +5,15 @@ holds ``codebooks.auto_fit_min_vectors`` embeddings of one encoder space on thos
 fitter decodes the newest ``auto_fit_max_vectors`` of them, fits a PCA + PQ codebook with
 faiss (:func:`cloud.codebook_fit.fit_codebook`, off the event loop), and stores it by content
 hash (:class:`cloud.codebooks.CodebookLibrary`), from where each session offers it to its edge.
+One codebook per code size in ``auto_fit_m`` (64 and 32 bytes by default): each edge takes the
+largest its own byte budget allows (:mod:`cloud.codebook_push`).
 
 Runs on one replica at a time (the ``codebooks`` lease, :mod:`cloud.leases`); idempotent: a
-space with a codebook is not fitted again, and the same samples give the same codebook (the
-same content hash: stored once). Progress is logged; ``/metrics`` has
+code size a space has a codebook of is not fitted again for it, and the same samples give the
+same codebook (the same content hash: stored once). Progress is logged; ``/metrics`` has
 ``semcom_codebooks_fitted_total``, ``semcom_codebook_fit_seconds``,
-``semcom_codebook_heldout_recall`` and ``semcom_codebook_universal_vectors`` per space.
+``semcom_codebook_heldout_recall`` (per space and code size) and
+``semcom_codebook_universal_vectors`` per space.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cloud.codebooks import CodebookLibrary
 from cloud.codebooks_config import CodebooksConfig
 from cloud.schema import codecs as codecs_table
 from cloud.schema import embeddings, spaces
+from shared.errors import CodecError
 from shared.vectors import builtin_codecs, create_codec
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FitResult:
     space: str
+    code_bytes: int
     content_hash: bytes
     codec_id: str
     vectors: int
@@ -60,32 +65,40 @@ class CodebookFitter:
         r = registry or CollectorRegistry()
         self.fitted = Counter(
             "semcom_codebooks_fitted",
-            "Codebooks the cloud fitted, by space.",
-            ["space"],
+            "Codebooks the cloud fitted, by space and code size (bytes).",
+            ["space", "code_bytes"],
             registry=r,
         )
         self.fit_seconds = Gauge(
-            "semcom_codebook_fit_seconds", "Duration of the last fit (s).", ["space"], registry=r
+            "semcom_codebook_fit_seconds",
+            "Duration of the last fit (s).",
+            ["space", "code_bytes"],
+            registry=r,
         )
         self.recall = Gauge(
             "semcom_codebook_heldout_recall",
-            "Held-out 10-recall@10 of the space's last fitted codebook.",
-            ["space"],
+            "Held-out 10-recall@10 of the space's last fitted codebook of that code size.",
+            ["space", "code_bytes"],
             registry=r,
         )
         self.universal = Gauge(
             "semcom_codebook_universal_vectors",
-            "Embeddings on universal rungs (f32/f16/int8) of a space without a codebook yet, "
-            "counted up to auto_fit_min_vectors.",
+            "Embeddings on universal rungs (f32/f16/int8) of a space that lacks a codebook of "
+            "a configured code size, counted up to auto_fit_min_vectors.",
             ["space"],
             registry=r,
         )
 
+    def wanted(self, dim: int) -> list[int]:
+        """The code sizes (bytes) a space of ``dim`` dimensions gets, largest first (a size
+        above ``dim`` is fitted as ``dim``: one dimension per sub-quantiser at least)."""
+        return sorted({min(m, dim) for m in self.config.auto_fit_m}, reverse=True)
+
     def due(self) -> list[tuple[int, str, str, int, int]]:
-        """Spaces without a codebook: (space id, name, encoder, dim, universal embeddings, counted
-        up to ``auto_fit_min_vectors``: a bounded read per space, whatever the catalog's size),
-        those with the most first."""
-        have = self.library.spaces()
+        """Spaces lacking a codebook of a configured code size: (space id, name, encoder, dim,
+        universal embeddings, counted up to ``auto_fit_min_vectors``: a bounded read per space,
+        whatever the catalog's size), those with the most first."""
+        have = self.library.sizes()
         need = self.config.auto_fit_min_vectors
         with self.engine.connect() as conn:
             universal = list(
@@ -100,7 +113,7 @@ class CodebookFitter:
             ).all()
             out = []
             for r in rows:
-                if r.name in have or not universal:
+                if not universal or set(self.wanted(int(r.dim))) <= have.get(str(r.name), set()):
                     continue
                 some = (
                     select(embeddings.c.detection_id)
@@ -138,7 +151,8 @@ class CodebookFitter:
         return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
     def run_once(self) -> list[FitResult]:
-        """Fit every space that has enough universal embeddings and no codebook (blocking)."""
+        """Fit, for every space that has enough universal embeddings, each configured code size
+        it has no codebook of yet, largest first (blocking)."""
         cfg = self.config
         results = []
         for space_id, name, encoder, dim, n in self.due():
@@ -146,40 +160,52 @@ class CodebookFitter:
                 need = cfg.auto_fit_min_vectors
                 logger.debug("space %s: %d of %d embeddings to fit", name, n, need)
                 continue
-            m = min(cfg.auto_fit_m, dim)
-            logger.info("space %s: %d embeddings on universal rungs: fitting PQ%dx8", name, n, m)
+            have = self.library.sizes().get(name, set())
+            missing = [m for m in self.wanted(dim) if m not in have]
+            if not missing:
+                continue  # another replica fitted them meanwhile
             x = self.samples(space_id, dim, cfg.auto_fit_max_vectors)
-            book, report = fit_codebook(
-                x, m=m, reduced_dim=cfg.auto_fit_reduced_dim, progress=partial(_say, name)
-            )
-            book.info.update(space=name, encoder=encoder, source="cloud auto-fit")
-            new = self.library.save(name, encoder, book)
-            self.fitted.labels(name).inc()
-            self.fit_seconds.labels(name).set(report.seconds)
-            self.recall.labels(name).set(report.recall_at_10)
-            self.universal.remove(name)
-            logger.info(
-                "space %s: fitted %s %s on %d embeddings in %.1f s, held-out recall@10 %.3f%s",
-                name,
-                book.codec_id,
-                book.content_hash.hex()[:12],
-                report.train,
-                report.seconds,
-                report.recall_at_10,
-                "" if new else " (stored already)",
-            )
-            results.append(
-                FitResult(
-                    name,
-                    book.content_hash,
-                    book.codec_id,
-                    len(x),
-                    report.recall_at_10,
-                    report.seconds,
-                    new,
+            for m in missing:
+                logger.info(
+                    "space %s: %d embeddings on universal rungs: fitting PQ%dx8", name, n, m
                 )
-            )
+                try:
+                    results.append(self._fit(name, encoder, x, m))
+                except CodecError as exc:  # one size that cannot be fitted keeps no other back
+                    logger.error("space %s: PQ%dx8 not fitted (tried later): %s", name, m, exc)
+            self.universal.remove(name)
         return results
+
+    def _fit(self, name: str, encoder: str, x: np.ndarray, m: int) -> FitResult:
+        book, report = fit_codebook(
+            x, m=m, reduced_dim=self.config.auto_fit_reduced_dim, progress=partial(_say, name)
+        )
+        book.info.update(space=name, encoder=encoder, source="cloud auto-fit")
+        new = self.library.save(name, encoder, book)
+        size = str(m)
+        self.fitted.labels(name, size).inc()
+        self.fit_seconds.labels(name, size).set(report.seconds)
+        self.recall.labels(name, size).set(report.recall_at_10)
+        logger.info(
+            "space %s: fitted %s %s on %d embeddings in %.1f s, held-out recall@10 %.3f%s",
+            name,
+            book.codec_id,
+            book.content_hash.hex()[:12],
+            report.train,
+            report.seconds,
+            report.recall_at_10,
+            "" if new else " (stored already)",
+        )
+        return FitResult(
+            name,
+            m,
+            book.content_hash,
+            book.codec_id,
+            len(x),
+            report.recall_at_10,
+            report.seconds,
+            new,
+        )
 
     async def run(self) -> None:
         """Check every ``auto_fit_period_s`` until cancelled (the fit runs in a thread)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class CodebooksConfig(BaseModel):
@@ -36,14 +36,18 @@ class CodebooksConfig(BaseModel):
     auto_fit_max_vectors: int = Field(
         50_000, ge=512, description="At most this many embeddings (the newest) train a fit."
     )
-    auto_fit_m: int = Field(
-        32, ge=1, le=256, description="Bytes per code (PQ sub-quantisers) of a fitted codebook."
+    auto_fit_m: tuple[int, ...] = Field(
+        (64, 32),
+        description="Bytes per code (PQ sub-quantisers, 1-256) of the fitted codebooks: one "
+        "codebook per size for each space (an int: one size). Each edge is offered the largest "
+        "its `uplink.codebook_max_bytes` allows (64-byte codes keep more of f32's recall, "
+        "32-byte ones fit a lean byte budget). Kept largest first.",
     )
     auto_fit_reduced_dim: int | None = Field(
         None,
         ge=1,
-        description="Dimensions the PCA keeps (a multiple of auto_fit_m); default: the best "
-        "of m, 2m, 4m by held-out recall@10.",
+        description="Dimensions the PCA keeps (a multiple of every auto_fit_m); default: the "
+        "best of m, 2m, 4m by held-out recall@10, for each m.",
     )
     auto_fit_period_s: float = Field(
         60.0, gt=0, description="How often the fitter checks the catalog, in seconds."
@@ -60,3 +64,37 @@ class CodebooksConfig(BaseModel):
         if isinstance(data, (list, tuple)):
             return {"files": list(data)}
         return data
+
+    @field_validator("auto_fit_m", mode="before")
+    @classmethod
+    def _one_size(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        return value
+
+    @field_validator("auto_fit_m")
+    @classmethod
+    def _sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one code size in bytes, e.g. [64, 32]")
+        bad = [m for m in value if not 1 <= m <= 256]
+        if bad:
+            raise ValueError(
+                f"code sizes must be 1-256 bytes (PQ sub-quantisers of one byte), got {bad}"
+            )
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"code size {twice[0]} is listed twice; list each size once")
+        return tuple(sorted(value, reverse=True))
+
+    @model_validator(mode="after")
+    def _reduced_dim_fits(self) -> CodebooksConfig:
+        d = self.auto_fit_reduced_dim
+        if d is not None:
+            bad = [m for m in self.auto_fit_m if d % m]
+            if bad:
+                raise ValueError(
+                    f"auto_fit_reduced_dim {d} is not a multiple of auto_fit_m {bad[0]}: "
+                    "give a multiple of every code size, or leave it unset"
+                )
+        return self

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,25 @@ class PQCodec:
             f"PQCodec(id={self.codec_id}, dim={self.dim}, reduced_dim={self.reduced_dim}, "
             f"hash={self.content_hash.hex()[:12]})"
         )
+
+
+_PQ_ID: Final = re.compile(r"pq([1-9][0-9]{0,3})x([1-9][0-9]?)")
+
+
+def pq_code_bytes(codec_id: str) -> int:
+    """Bytes per code of a product-quantised codec named ``pqMxB`` (M sub-quantisers of B bits
+    each: M*B/8 bytes; ``pq32x8`` is 32). Strict: anything else, or M*B not a whole number of
+    bytes, raises :class:`CodecError` naming the id and the form expected."""
+    match = _PQ_ID.fullmatch(codec_id)
+    if match is None:
+        raise CodecError(
+            f"codec id {codec_id!r} does not name a code size: expected pqMxB (M sub-quantisers "
+            "of B bits, e.g. pq32x8)"
+        )
+    m, bits = int(match.group(1)), int(match.group(2))
+    if (m * bits) % 8:
+        raise CodecError(f"codec id {codec_id!r}: {m} x {bits} bits is not a whole number of bytes")
+    return m * bits // 8
 
 
 def load_codebook(path: str | Path | BinaryIO) -> PQCodec:

@@ -66,16 +66,16 @@ class Edge:
     """The edge agent's own parts (pipeline, outbox, spool sink, uplink, codebook receiver,
     wired by edge.daemon.wire_codebooks) around a scene of clustered unit vectors."""
 
-    def __init__(self, config: UplinkConfig, seed: int) -> None:
+    def __init__(self, config: UplinkConfig, seed: int, edge_id: str = EDGE) -> None:
         self.encoder = _Encoder()
         detector: Any = SimpleNamespace(name="test-detector")
         encoder: Any = self.encoder
         policy: Any = _Policy()
         self.pipeline = EdgePipeline(detector, encoder, create_codec("int8", DIM), policy, 1.0)
         self.sink = SpoolSink(Spool(config.spool_path, config.spool_max_bytes))
-        self.link = Uplink(config, EDGE, self.sink.spool, lambda: self.sink.hello)
+        self.link = Uplink(config, edge_id, self.sink.spool, lambda: self.sink.hello)
         self.sink.on_append = self.link.spooled
-        self.outbox = Outbox(EDGE, self.sink)
+        self.outbox = Outbox(edge_id, self.sink)
         self.receiver = wire_codebooks(config, self.pipeline, self.outbox, self.sink, self.link)
         self.thread = UplinkThread(self.link)
         rng = np.random.default_rng(seed)
@@ -181,7 +181,7 @@ def test_an_edge_switches_to_the_pushed_codebook_mid_stream_and_keeps_it_after_a
     metrics = cloud.metrics()
     assert 'semcom_codebook_installs_total{edge="edge-t",state="installed"} 1.0' in metrics
     assert 'semcom_codebook_offers_total{edge="edge-t"} 1.0' in metrics
-    assert 'semcom_codebooks_fitted_total{space="test-encoder-64"} 1.0' in metrics
+    assert 'semcom_codebooks_fitted_total{space="test-encoder-64",code_bytes="8"} 1.0' in metrics
 
     seqs, rows = _stored_embeddings(cloud)
     assert len(seqs) == len(set(seqs)), "a seq was stored twice"
