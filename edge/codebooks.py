@@ -11,6 +11,10 @@ only then is it renamed to ``<hash>.npz``, recorded as this encoder's current co
 it, see :mod:`edge.daemon`). A restarted edge finds the current codebook with
 :meth:`CodebookStore.current` and uses it at once.
 
+An offer whose code is larger than ``uplink.codebook_max_bytes`` (bytes per code, parsed
+strictly from its codec id ``pqMxB``: the offer carries no other size) is refused with a reason
+naming both; the cloud then offers its next smaller codebook (:mod:`cloud.codebook_push`).
+
 Wrong input never switches anything: a chunk of another codebook, at another offset than the
 one asked for, or past the offered size raises :class:`~edge.errors.CodebookTransferError`;
 a file whose hash does not match is deleted and refused.
@@ -26,9 +30,9 @@ from pathlib import Path
 
 from edge.errors import CodebookTransferError
 from shared import limits
-from shared.errors import CodebookError
+from shared.errors import CodebookError, CodecError
 from shared.messages import CodebookAck, CodebookChunk, CodebookOffer, CodebookState
-from shared.pq import PQCodec, load_codebook
+from shared.pq import PQCodec, load_codebook, pq_code_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +107,16 @@ class CodebookStore:
 class CodebookReceiver:
     """Answers the cloud's offers and chunks; thread-confined (called by the uplink)."""
 
-    def __init__(self, store: CodebookStore, install: Callable[[PQCodec], None]) -> None:
+    def __init__(
+        self,
+        store: CodebookStore,
+        install: Callable[[PQCodec], None],
+        max_code_bytes: int = 64,
+    ) -> None:
         self.store = store
         self.install = install
+        #: the largest code taken, in bytes (``uplink.codebook_max_bytes``)
+        self.max_code_bytes = max_code_bytes
         self._offer: CodebookOffer | None = None
         self._have = 0  # bytes of the offered file received
         #: chunks that were not asked for (ignored; see :meth:`answer`)
@@ -147,6 +158,16 @@ class CodebookReceiver:
             return self._refuse(offer.content_hash, why)
         if offer.size > limits.MAX_CODEBOOK_BYTES:  # the decoder bounds it; a check in depth
             return self._refuse(offer.content_hash, f"{offer.size} bytes is too large")
+        try:
+            code_bytes = pq_code_bytes(offer.codec_id)
+        except CodecError as exc:
+            return self._refuse(offer.content_hash, f"no code size in the offer: {exc}")
+        if code_bytes > self.max_code_bytes:
+            why = (
+                f"{offer.codec_id} codes are {code_bytes} bytes, more than this edge's "
+                f"uplink.codebook_max_bytes ({self.max_code_bytes})"
+            )
+            return self._refuse(offer.content_hash, why)
         current = self.store.current()
         if current is not None and current.content_hash == offer.content_hash:
             self.install(current)  # received before (a restart): nothing to fetch

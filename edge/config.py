@@ -212,6 +212,14 @@ class UplinkConfig(_Model):
         description="Where pushed codebooks are kept (default: next to the spool, "
         "<spool name>-codebooks/).",
     )
+    codebook_max_bytes: int = Field(
+        64,
+        ge=1,
+        description="Largest code (bytes per embedding) of a pushed codebook this edge takes; "
+        "a larger one is refused and the cloud offers its next smaller one. 64-byte codes keep "
+        "more recall (~0.98 of f32's same-track recall, 32-byte ~0.94) and fit the default "
+        "preset's byte budget; a lean budget (deploy/edge.lean.yaml) needs 32.",
+    )
     max_rate: Rate | None = Field(
         None, description="Uplink budget, e.g. 200kbit (token bucket; default: unlimited)."
     )

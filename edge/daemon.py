@@ -145,11 +145,24 @@ def wire_codebooks(
     codebook kept from before a restart is used at once (the first Hello announces it)."""
     store = CodebookStore(codebook_dir(up), pipeline.encoder.name, pipeline.encoder.dim)
     kept = store.current()
+    if kept is not None and kept.code_bytes > up.codebook_max_bytes:  # the setting was lowered
+        logger.warning(
+            "the kept codebook %s has %d-byte codes, more than uplink.codebook_max_bytes (%d): "
+            "not used; the cloud offers a smaller one",
+            kept,
+            kept.code_bytes,
+            up.codebook_max_bytes,
+        )
+        kept = None
     if kept is not None:
         pipeline.adopt(kept)
         _mark(link, kept)
         logger.info("embeddings use the codebook %s kept in %s", kept, store.directory)
-    receiver = CodebookReceiver(store, lambda book: _switch(book, pipeline, outbox, sink, link))
+    receiver = CodebookReceiver(
+        store,
+        lambda book: _switch(book, pipeline, outbox, sink, link),
+        max_code_bytes=up.codebook_max_bytes,
+    )
     link.codebooks = receiver
     link.on_codebook_refused = CodebookFallback(store, pipeline, outbox, sink, link)
     return receiver

@@ -181,7 +181,7 @@ def test_an_edge_switches_to_the_pushed_codebook_mid_stream_and_keeps_it_after_a
     metrics = cloud.metrics()
     assert 'semcom_codebook_installs_total{edge="edge-t",state="installed"} 1.0' in metrics
     assert 'semcom_codebook_offers_total{edge="edge-t"} 1.0' in metrics
-    assert 'semcom_codebooks_fitted_total{space="test-encoder-64",code_bytes="8"} 1.0' in metrics
+    assert 'semcom_codebooks_fitted_total{code_bytes="8",space="test-encoder-64"} 1.0' in metrics
 
     seqs, rows = _stored_embeddings(cloud)
     assert len(seqs) == len(set(seqs)), "a seq was stored twice"
