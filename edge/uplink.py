@@ -77,6 +77,9 @@ TransportFactory = Callable[[UplinkConfig, str], Transport]
 HealthSummary = Callable[[], Mapping[str, float]]
 
 
+#: Seconds after a seq-0 OVERLOADED Error that the frames then in flight and still unanswered
+#: are sent again (enough for the cloud's queue to drain and the others' acks to arrive).
+OVERLOAD_RESEND_S = 1.0
 #: Fatal errors about a Hello's content (its codecs), not about this edge or its software.
 _GROUP_REFUSALS = frozenset({ErrorCode.UNKNOWN_CODEC, ErrorCode.CODEC_MISMATCH})
 
@@ -228,6 +231,7 @@ class Uplink:
                 finally:
                     await transport.close()
                     self._in_flight.clear()  # sent again on the next connection
+                    self._in_flight = InFlight()  # a take-back scheduled by this session: void
                 if self._done():
                     break
                 if self._regroup:  # this Hello's frames are done: the next group's, at once
@@ -360,6 +364,8 @@ class Uplink:
                     self._on_error(message)
                     if refuses_payload(message):
                         await self._undecodable(message)
+                    elif message.code is ErrorCode.OVERLOADED and not message.ref_seq:
+                        self._overloaded()
                     elif message.ref_seq:
                         # the cloud will never take this frame: set it aside (not deleted)
                         # rather than loop on it; an operator decides (semcom edge spool)
@@ -383,6 +389,21 @@ class Uplink:
                 f"after a first refusal: {error.message}"
             )
             await self._set_aside(hopeless, reason)
+
+    def _overloaded(self) -> None:
+        """The cloud dropped one message unacknowledged (its queue was full; which one, it
+        cannot say): the frames still unanswered :data:`OVERLOAD_RESEND_S` later, in this
+        session, go again (the others were acked meanwhile; the cloud ignores repeats)."""
+        seqs = list(self._in_flight.seqs())
+        in_flight = self._in_flight
+
+        def take_back() -> None:
+            back = [seq for seq in seqs if in_flight.settle(seq) is not None]
+            self.stats.resent_frames += len(back)
+            if back and self._wake is not None:
+                self._wake.set()
+
+        asyncio.get_running_loop().call_later(OVERLOAD_RESEND_S, take_back)
 
     async def _set_aside(self, seqs: list[int], reason: str) -> None:
         """Frames the cloud will never take go to the spool's quarantine, counted and logged."""
