@@ -81,9 +81,12 @@ def sim() -> None:
 @click.option("--no-lean", is_flag=True, help="Do not measure the lean preset.")
 @click.option(
     "--codebook",
+    "codebooks",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Codebook file (semcom codec fit) both presets code their embeddings with.",
+    multiple=True,
+    help="Codebook file (semcom codec fit), repeatable: each preset codes its embeddings with "
+    "the one of the largest code within its uplink.codebook_max_bytes, as an edge takes from "
+    "the codebooks its cloud offers.",
 )
 @click.option(
     "--warmup-vectors",
@@ -114,7 +117,7 @@ def run(
     out: Path,
     lean_preset: Path | None,
     no_lean: bool,
-    codebook: Path | None,
+    codebooks: tuple[Path, ...],
     warmup_vectors: int,
     as_json: bool,
     progress: bool,
@@ -143,7 +146,7 @@ def run(
         raise click.UsageError("give exactly one of --source VIDEO or --messages FILE")
     if source is not None and not detector:
         raise click.UsageError("--source needs --detector (e.g. yolo11n.onnx)")
-    if messages is not None and (codebook is not None or lean_preset is not None):
+    if messages is not None and (codebooks or lean_preset is not None):
         raise click.UsageError(
             "--codebook and --lean-preset need --source (a recorded file "
             "holds one preset's messages, coded already)"
@@ -189,7 +192,7 @@ def run(
                     config_path,
                     tick=frames_done,
                     lean_preset=lean_preset,
-                    codebook=codebook,
+                    codebooks=codebooks,
                 )
         else:
             assert messages is not None

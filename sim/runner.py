@@ -7,7 +7,7 @@ it (detector, encoder, codec, emission policy, crop scale), so the sizes are the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -93,21 +93,36 @@ def _dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def preset_overrides(
-    overrides: Mapping[str, Any], preset: Path, codebook: Path | None = None
-) -> dict[str, Any]:
-    """``overrides`` with a preset file's keys layered over them (the preset wins; a given
-    ``codebook`` wins over the preset's codec)."""
+def preset_overrides(overrides: Mapping[str, Any], preset: Path) -> dict[str, Any]:
+    """``overrides`` with a preset file's keys layered over them (the preset wins)."""
     from shared.settings import SettingsError, read_yaml
 
     try:
         data = read_yaml(preset)
     except SettingsError as exc:
         raise MeasureError(f"preset {preset}: {exc}") from None
-    out = {**overrides, **_dotted(data)}
-    if codebook is not None:
-        out["codec"] = str(codebook)
-    return out
+    return {**overrides, **_dotted(data)}
+
+
+def max_code_bytes(value: Any) -> int:
+    """A preset's ``uplink.codebook_max_bytes`` (the edge's default when it sets none)."""
+    from edge.config import UplinkConfig
+
+    if value is None:
+        return int(UplinkConfig.model_fields["codebook_max_bytes"].default)
+    return int(value)
+
+
+def pick_codebook(books: Sequence[tuple[Path, int]], max_bytes: int, preset: str) -> Path:
+    """The codebook with the largest code of at most ``max_bytes``, as the edge installs the
+    largest the cloud offers within its ``uplink.codebook_max_bytes``."""
+    fitting = [(size, path) for path, size in books if size <= max_bytes]
+    if not fitting:
+        sizes = ", ".join(f"{path.name} {size} B" for path, size in books)
+        raise MeasureError(
+            f"no --codebook fits {preset}'s uplink.codebook_max_bytes {max_bytes} ({sizes})"
+        )
+    return max(fitting, key=lambda item: item[0])[1]
 
 
 def record_clip(
@@ -117,13 +132,14 @@ def record_clip(
     tick: Tick | None = None,
     *,
     lean_preset: Path | None = None,
-    codebook: Path | None = None,
+    codebooks: Sequence[Path] = (),
 ) -> Recording:
     """Build the agent's pipeline from its config and measure the clip with it.
 
     ``lean_preset``: also run the emission policy and codec of this preset (layered over the
-    same config) on the same frames, as the ``semcom-lean`` stream; ``codebook``: a codebook
-    file (``semcom codec fit``) both presets use as their codec.
+    same config) on the same frames, as the ``semcom-lean`` stream; ``codebooks``: codebook
+    files (``semcom codec fit``); each preset codes with the one of the largest code within its
+    ``uplink.codebook_max_bytes``, as an edge takes from the codebooks its cloud offers.
     """
     from edge.config import load_config
     from edge.detect import Detector
@@ -134,13 +150,17 @@ def record_clip(
     from shared.pq import load_codebook
     from shared.vectors import create_codec
 
-    if codebook is not None:
+    books: list[tuple[Path, int]] = []
+    for path in codebooks:
         try:
-            load_codebook(codebook)
+            books.append((path, load_codebook(path).code_bytes))
         except CodecError as exc:
-            raise MeasureError(f"codebook {codebook}: {exc}") from None
-        overrides = {**overrides, "codec": str(codebook)}
+            raise MeasureError(f"codebook {path}: {exc}") from None
     config = load_config(config_path, overrides, environ={})
+    if books:
+        limit = max_code_bytes(config.uplink.codebook_max_bytes if config.uplink else None)
+        overrides = {**overrides, "codec": str(pick_codebook(books, limit, "semcom"))}
+        config = load_config(config_path, overrides, environ={})
     encoder = build_encoder(config.encoder)
     detector = Detector(config.detector)
     pipeline = EdgePipeline(
@@ -152,13 +172,21 @@ def record_clip(
     )
     extra: dict[str, EdgePipeline] = {}
     if lean_preset is not None:
-        lean_keys = preset_overrides(overrides, lean_preset, codebook)
+        lean_keys = preset_overrides(overrides, lean_preset)
         # Without an uplink to complete (cloud, token), the preset's uplink keys set only the
-        # bundling the lean stream is measured with.
+        # bundling and the code size the lean stream is measured with.
         lean_uplink = {}
         if config.uplink is None:
             lean_uplink = {k: lean_keys.pop(k) for k in list(lean_keys) if k.startswith("uplink.")}
         lean = load_config(config_path, lean_keys, {})
+        if books:
+            limit = max_code_bytes(
+                lean.uplink.codebook_max_bytes
+                if lean.uplink is not None
+                else lean_uplink.get("uplink.codebook_max_bytes")
+            )
+            lean_keys["codec"] = str(pick_codebook(books, limit, LEAN_STRATEGY))
+            lean = load_config(config_path, lean_keys, {})
         extra[LEAN_STRATEGY] = EdgePipeline(
             detector,  # replaced by the first pipeline's detections
             encoder,  # shared through one embedding cache

@@ -205,13 +205,17 @@ def test_codebook_errors_are_precise(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_sim_run_with_a_codebook_on_the_real_clip(shared_data: Path, tmp_path: Path) -> None:
-    """The real detector on 60 frames of cars_kraten, a random-init ViT, both presets coded
-    with a codebook fitted on random vectors (the bytes are the point here, not recall)."""
+    """The real detector on 60 frames of cars_kraten, a random-init ViT, each preset coded with
+    one of two codebooks fitted on random vectors (the bytes are the point here, not recall):
+    the default takes the 64-byte one, the lean preset (``uplink.codebook_max_bytes: 32``) the
+    8-byte one."""
     detector = shared_data / "weights" / "yolo11n_int8_coco_320.onnx"
     dim = TimmEncoder(TimmEncoderConfig(name="test_vit", random_init=True)).dim
     vectors = np.random.default_rng(0).standard_normal((2000, dim)).astype(np.float32)
     codebook = tmp_path / "pq.npz"
     fit_pq(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), m=8).save(codebook)
+    large = tmp_path / "pq64.npz"
+    fit_pq(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), m=64).save(large)
     scenario = tmp_path / "real.yaml"
     scenario.write_text(
         "profiles: [lte]\ncameras: [1]\nduration_s: 2\nsearch_duration_s: 1\ndrain_s: 1\n"
@@ -222,14 +226,15 @@ def test_sim_run_with_a_codebook_on_the_real_clip(shared_data: Path, tmp_path: P
         ["sim", "run", "--scenario", str(scenario), "--source",
          str(shared_data / "videos" / "cars_kraten.mp4"), "--detector", str(detector),
          "--imgsz", "320", "--encoder", "test_vit", "--random-init-encoder", "--max-frames",
-         "60", "--codebook", str(codebook), "--warmup-vectors", "100", "--out",
+         "60", "--codebook", str(codebook), "--codebook", str(large), "--warmup-vectors", "100",
+         "--out",
          str(tmp_path / "out"), "--json", "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["codec"] == "pq8x8"
+    assert doc["codec"] == "pq64x8"
     s = {x["name"]: x for x in doc["strategies"]}
-    assert "pq8x8" in s["semcom"]["description"]
+    assert "pq64x8" in s["semcom"]["description"]
     assert "pq8x8" in s["semcom-lean"]["description"]
     for name in ("semcom", "semcom-lean"):
         warm = s[name]["warmup"]
