@@ -6,6 +6,7 @@ smaller one after a refusal (the edge's ``uplink.codebook_max_bytes``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -18,11 +19,12 @@ from cloud.codebooks_config import CodebooksConfig
 from cloud.db import open_database
 from cloud.session import EdgeSession
 from cloud.store import Store
+from edge.codebooks import CodebookReceiver, CodebookStore
 from shared.codec import decode
-from shared.messages import CodebookAck, CodebookOffer, CodebookState, Message
-from shared.pq import pq_code_bytes
+from shared.messages import CodebookAck, CodebookChunk, CodebookOffer, CodebookState, Message
+from shared.pq import PQCodec, pq_code_bytes
 from shared.vectors import CodecSet
-from tests.cloud.test_codebooks import INT8, clustered, env, hello, send, stored_codebooks
+from tests.cloud.test_codebooks import DIM, INT8, clustered, env, hello, send, stored_codebooks
 
 
 @pytest.fixture
@@ -165,3 +167,75 @@ def test_a_smaller_codebook_fitted_after_a_refusal_is_offered_on_a_heartbeat(
     small, _ = fit_codebook(x, m=8, reduced_dim=32)
     library.save("enc-64", "enc", small)
     assert _offers(session.push.poll()) == ["pq8x8"]
+
+
+def _pushed(session: EdgeSession, message: Message) -> list[CodebookOffer | CodebookChunk]:
+    """The codebook messages (offers, chunks) among the session's replies to ``message``."""
+    return [m for m in _receive(session, message) if isinstance(m, (CodebookOffer, CodebookChunk))]
+
+
+def _relay(session: EdgeSession, receiver: CodebookReceiver, replies: list[Message]) -> list[int]:
+    """Hand the cloud's codebook messages to the edge's receiver and its acks back, until the
+    exchange ends; the offsets the edge asked for, in order."""
+    wants = []
+    pending = [m for m in replies if isinstance(m, (CodebookOffer, CodebookChunk))]
+    while pending:
+        ack = receiver.answer(pending.pop(0))
+        if ack is None:
+            continue
+        if ack.state is CodebookState.WANT:
+            wants.append(ack.offset)
+        pending += _pushed(session, ack)
+    return wants
+
+
+def test_a_cloud_restarted_mid_transfer_offers_the_ladder_again_and_the_pull_resumes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    x = clustered(1500, 51)
+    big, _ = fit_codebook(x, m=16, reduced_dim=32)
+    small, _ = fit_codebook(x, m=8, reduced_dim=32)
+    seed = CodebookLibrary(engine, CodecSet(), ttl_s=0.0)
+    seed.save("enc-64", "enc", big)
+    seed.save("enc-64", "enc", small)
+    installs: list[PQCodec] = []
+    store = CodebookStore(tmp_path / "books", "enc", DIM)
+    receiver = CodebookReceiver(store, installs.append, max_code_bytes=8)
+
+    # the first cloud process: pq16x8 refused, pq8x8 offered; it dies after one chunk
+    codecs = CodecSet()
+    session = EdgeSession("edge-01", "s1", Store(engine, codecs), codebooks=seed)
+    (offer,) = _pushed(session, hello(INT8))
+    assert isinstance(offer, CodebookOffer)
+    assert offer.codec_id == "pq16x8"
+    refused = receiver.answer(offer)
+    assert refused is not None
+    assert refused.state is CodebookState.REFUSED
+    (offer,) = _pushed(session, refused)
+    assert isinstance(offer, CodebookOffer)
+    assert offer.codec_id == "pq8x8"
+    want = receiver.answer(offer)
+    assert want is not None
+    assert want.offset == 0
+    (chunk,) = _pushed(session, want)
+    assert isinstance(chunk, CodebookChunk)
+    assert receiver.answer(chunk) is not None  # the WANT of the next chunk: never delivered
+    have = receiver.have
+    assert 0 < have < offer.size
+
+    # a restarted cloud (a new library and session): the ladder again, the pull resumes
+    codecs = CodecSet()
+    library = CodebookLibrary(engine, codecs, ttl_s=0.0)
+    session = EdgeSession("edge-01", "s2", Store(engine, codecs), codebooks=library)
+    wants = _relay(session, receiver, _receive(session, hello(INT8)))
+    assert wants[0] == have, "the pull did not resume from the partial file"
+    assert [b.content_hash for b in installs] == [small.content_hash]
+    assert session.push is not None
+    stats = session.push.stats
+    assert (stats.offers, stats.refused, stats.installed) == (2, 1, 1)
+    kept = store.current()
+    assert kept is not None
+    assert kept.content_hash == small.content_hash
+    # its next Hello names pq8x8: nothing is offered
+    session = EdgeSession("edge-01", "s3", Store(engine, codecs), codebooks=library)
+    assert _offers(_receive(session, hello(INT8, small))) == []
