@@ -145,3 +145,40 @@ def test_each_edge_installs_the_largest_code_its_max_allows(
     new = {codecs.resolve(fp).codec_id for track, fp, _ in rows if track in again.sent}
     assert "pq64x8" not in new
     assert "pq32x8" in new
+
+
+def test_a_cloud_killed_after_the_refusal_gives_the_smaller_codebook_after_its_restart(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """SIGKILL of the cloud right after the lean edge refused pq64x8 (wherever the pull of
+    pq32x8 then stands): after the restart the edge refuses pq64x8 again, ends on pq32x8, and
+    every seq is stored once."""
+    cloud.extra = ["--config", str(_config_file(cloud)), "--edge", f"{LEAN}={LEAN_TOKEN}"]
+    cloud.start()
+    lean = Edge(
+        uplink_config(cloud, tmp_path, token=LEAN_TOKEN, codebook_max_bytes=32),
+        seed=4,
+        edge_id=LEAN,
+    )
+    lean.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "refused codebook pq64x8" not in cloud.log.read_text():
+            assert time.monotonic() < deadline, "the lean edge never refused pq64x8"
+            lean.emit(10)
+            time.sleep(0.01)
+        cloud.kill()
+        lean.emit(30)  # spooled during the outage
+        time.sleep(0.5)
+        cloud.start()
+        deadline = time.monotonic() + 60
+        while lean.link.codebook != "pq32x8" and time.monotonic() < deadline:
+            lean.emit(5)
+            time.sleep(0.1)
+        assert lean.link.codebook == "pq32x8"
+        lean.emit(20)
+        wait_for(lambda: lean.link.spool.pending == 0, 60, "the spool to empty")
+    finally:
+        lean.stop()
+    assert "refused codebook pq64x8" in cloud.log.read_text(), "pq64x8 was not offered again"
+    _check_stored(cloud, lean, LEAN, "pq32x8")
