@@ -13,7 +13,8 @@ session (the cloud ignores repeats of frames it did store):
 - after :data:`MAX_STRIKES`, the frame goes to the spool's quarantine with the cloud's reason
   (``semcom edge spool quarantine``), never deleted and never sent in a loop.
 
-An Ack of a frame clears its strikes.
+An Ack of a frame clears its strikes; a renumbered spool (a HelloAck naming another spool's
+seqs) clears them all, since each seq then names another frame.
 """
 
 from __future__ import annotations

@@ -309,7 +309,8 @@ class Uplink:
         raise HelloRefused(f"{error.code.name}: {error.message}")
 
     async def _on_hello_ack(self, ack: HelloAck) -> None:
-        await asyncio.to_thread(groups.apply_hello_ack, self.spool, ack)
+        if await asyncio.to_thread(groups.apply_hello_ack, self.spool, ack):
+            self.resends = Resends()  # renumbered: the struck seqs name other frames now
 
     def _decode_all(self, data: bytes) -> list[Envelope]:
         try:

@@ -3,8 +3,17 @@ again unbundled, then alone with nothing else in flight, then to the quarantine.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
+from edge.config import UplinkConfig
+from edge.pipeline import Outbox
 from edge.resend import MAX_STRIKES, Resends, refuses_payload
-from shared.messages import Error, ErrorCode
+from edge.sink import SpoolSink
+from edge.spool import Spool
+from edge.uplink import Uplink
+from shared.messages import Error, ErrorCode, FrameCounts, HelloAck
 
 FRAMES = [(1, b"a"), (2, b"b"), (3, b"c")]
 
@@ -47,3 +56,32 @@ def test_only_a_seq0_bad_message_about_a_payload_sends_frames_again() -> None:
     assert not refuses_payload(Error(bad, "frame from edge 'x' in the session of 'y'", 7, False))
     assert not refuses_payload(Error(bad, "CodebookAck: no codebook was offered", 0, False))
     assert not refuses_payload(Error(ErrorCode.OVERLOADED, "ingest queue full", 0, False))
+
+
+def _spool_with_frames(path: Path, n: int) -> Spool:
+    spool = Spool(path)
+    outbox = Outbox("edge-r", SpoolSink(spool))
+    for i in range(n):
+        outbox.put(time.time_ns() // 1_000, FrameCounts("cam", {1: i + 1}))
+    return spool
+
+
+def test_strikes_are_forgotten_when_the_spool_is_renumbered(tmp_path: Path) -> None:
+    """After a renumbering (docs/wire.md, "A reset or replaced spool") a struck seq names
+    another frame: strikes must not follow the number."""
+    spool = _spool_with_frames(tmp_path / "spool.db", 3)
+    config = UplinkConfig.model_validate(
+        {"cloud": "http://127.0.0.1:9", "token": "t", "spool_path": spool.path}
+    )
+    link = Uplink(config, "edge-r", spool, lambda: None)
+    try:
+        link.resends.strike([2])
+        # the cloud last stored this very spool: nothing renumbered, the strike stays
+        asyncio.run(link._on_hello_ack(HelloAck("s", 0, 65_536, spool.incarnation, 1)))
+        assert link.resends.strikes(2) == 1
+        # another spool's seqs up to 99 are stored: this one's frames are renumbered
+        asyncio.run(link._on_hello_ack(HelloAck("s", 99, 65_536, "other", 100)))
+        assert spool.first_seq() == 100
+        assert len(link.resends) == 0
+    finally:
+        spool.close()
