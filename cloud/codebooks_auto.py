@@ -2,8 +2,10 @@
 
 Edges start on a universal rung (f32, f16 or int8: codes any cloud decodes). Once the catalog
 holds ``codebooks.auto_fit_min_vectors`` embeddings of one encoder space on those rungs, the
-fitter decodes the newest ``auto_fit_max_vectors`` of them, fits a PCA + PQ codebook with
-faiss (:func:`cloud.codebook_fit.fit_codebook`, off the event loop), and stores it by content
+fitter decodes the newest ``auto_fit_max_vectors`` of them, with each one's catalog track and
+capture time, fits a PCA + PQ codebook with faiss (:func:`cloud.codebook_fit.fit_codebook`, off
+the event loop; whole tracks are held out and the projection, PCA or PCA + OPQ, is chosen by
+held-out same-track recall@10), and stores it by content
 hash (:class:`cloud.codebooks.CodebookLibrary`), from where each session offers it to its edge.
 One codebook per code size in ``auto_fit_m`` (64 and 32 bytes by default): each edge takes the
 largest its own byte budget allows (:mod:`cloud.codebook_push`).
@@ -32,11 +34,24 @@ from cloud.codebook_fit import fit_codebook
 from cloud.codebooks import CodebookLibrary
 from cloud.codebooks_config import CodebooksConfig
 from cloud.schema import codecs as codecs_table
-from cloud.schema import embeddings, spaces
+from cloud.schema import detections, embeddings, spaces
 from shared.errors import CodecError
 from shared.vectors import builtin_codecs, create_codec
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Decoded universal-rung embeddings of a space, with their catalog track ids (a detection
+    without a track is a track of its own: a negative id) and capture times."""
+
+    vectors: np.ndarray  # (n, dim) float32
+    tracks: np.ndarray  # (n,) int64
+    times_us: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.vectors)
 
 
 @dataclass(frozen=True)
@@ -126,29 +141,42 @@ class CodebookFitter:
                 out.append((int(r.id), str(r.name), str(r.encoder), int(r.dim), n))
         return sorted(out, key=lambda t: -t[4])
 
-    def samples(self, space_id: int, dim: int, limit: int) -> np.ndarray:
-        """The newest ``limit`` universal-rung embeddings of a space, decoded (n, dim)."""
+    def samples(self, space_id: int, dim: int, limit: int) -> Samples:
+        """The newest ``limit`` universal-rung embeddings of a space, decoded (n, dim), with
+        their detections' track ids and capture times (one bounded query)."""
         universal = list(builtin_codecs())
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(codecs_table.c.codec_id, embeddings.c.code)
+                select(
+                    codecs_table.c.codec_id,
+                    embeddings.c.code,
+                    detections.c.track_id,
+                    detections.c.ts_us,
+                )
                 .select_from(
-                    embeddings.join(codecs_table, embeddings.c.codec == codecs_table.c.fingerprint)
+                    embeddings.join(
+                        codecs_table, embeddings.c.codec == codecs_table.c.fingerprint
+                    ).join(detections, embeddings.c.detection_id == detections.c.id)
                 )
                 .where(embeddings.c.space_id == space_id)
                 .where(codecs_table.c.codec_id.in_(universal))
                 .order_by(embeddings.c.detection_id.desc())
                 .limit(limit)
             ).all()
-        by_codec: dict[str, list[bytes]] = {}
-        for codec_id, code in rows:
-            by_codec.setdefault(str(codec_id), []).append(bytes(code))
-        parts = []
-        for codec_id, codes in by_codec.items():
+        by_codec: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_codec.setdefault(str(row.codec_id), []).append(i)
+        vectors = np.zeros((len(rows), dim), np.float32)
+        for codec_id, at in by_codec.items():
             codec = create_codec(codec_id, dim)
-            arr = np.frombuffer(b"".join(codes), np.uint8).reshape(len(codes), codec.code_bytes)
-            parts.append(codec.decode(arr))
-        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+            codes = b"".join(bytes(rows[i].code) for i in at)
+            arr = np.frombuffer(codes, np.uint8).reshape(len(at), codec.code_bytes)
+            vectors[at] = codec.decode(arr)
+        tracks = np.array([-1 if r.track_id is None else int(r.track_id) for r in rows], np.int64)
+        untracked = tracks < 0
+        tracks[untracked] = -1 - np.arange(int(untracked.sum()))  # each a track of its own
+        times = np.array([int(r.ts_us) for r in rows], np.int64)
+        return Samples(vectors, tracks, times)
 
     def run_once(self) -> list[FitResult]:
         """Fit, for every space that has enough universal embeddings, each configured code size
@@ -176,9 +204,14 @@ class CodebookFitter:
             self.universal.remove(name)
         return results
 
-    def _fit(self, name: str, encoder: str, x: np.ndarray, m: int) -> FitResult:
+    def _fit(self, name: str, encoder: str, x: Samples, m: int) -> FitResult:
         book, report = fit_codebook(
-            x, m=m, reduced_dim=self.config.auto_fit_reduced_dim, progress=partial(_say, name)
+            x.vectors,
+            m=m,
+            reduced_dim=self.config.auto_fit_reduced_dim,
+            tracks=x.tracks,
+            times_us=x.times_us,
+            progress=partial(_say, name),
         )
         book.info.update(space=name, encoder=encoder, source="cloud auto-fit")
         new = self.library.save(name, encoder, book)
@@ -187,13 +220,17 @@ class CodebookFitter:
         self.fit_seconds.labels(name, size).set(report.seconds)
         self.recall.labels(name, size).set(report.recall_at_10)
         logger.info(
-            "space %s: fitted %s %s on %d embeddings in %.1f s, held-out recall@10 %.3f%s",
+            "space %s: fitted %s %s on %d embeddings in %.1f s, held-out recall@10 %.3f; "
+            "projection %s chosen by %s from %s%s",
             name,
             book.codec_id,
             book.content_hash.hex()[:12],
             report.train,
             report.seconds,
             report.recall_at_10,
+            book.info.get("chosen"),
+            report.criterion,
+            book.info.get("selection"),
             "" if new else " (stored already)",
         )
         return FitResult(

@@ -41,8 +41,15 @@ def codec() -> None:
     "--reduced-dim",
     type=click.IntRange(1),
     default=None,
-    help="Dimensions kept by the projection (multiple of --m) [default: the best of m, 2m, 4m "
-    "by held-out recall@10].",
+    help="Dimensions kept by the projection (multiple of --m) [default: with --source, the "
+    "best of m, 2m, 4m, 8m by held-out same-track recall@10; from EMBEDDINGS (no track ids), "
+    "the best of m, 2m, 4m by held-out 10-recall@10].",
+)
+@click.option(
+    "--opq/--no-opq",
+    default=None,
+    help="Also consider faiss's OPQ rotation after the PCA (chosen only where it scores "
+    "better) [default: with --source (track ids), yes; from EMBEDDINGS, no].",
 )
 @click.option(
     "--kmeans-iters",
@@ -95,6 +102,7 @@ def fit(
     out: Path,
     m: int,
     reduced_dim: int | None,
+    opq: bool | None,
     kmeans_iters: int,
     seed: int,
     sources: tuple[str, ...],
@@ -109,6 +117,11 @@ def fit(
     EMBEDDINGS is a .npy (n, dim) array or a .npz with an 'embeddings' array (`semcom edge
     embed-sample`), ideally thousands of embeddings of crops from the cameras the codebook will
     serve. 10 % are held out to report the recall@10 and cosine it keeps.
+
+    With --source the tracker's ids are known: whole tracks are held out and the projection is
+    chosen by same-track recall@10 (a fresh f32 sighting finds another sighting of its track
+    >= 1 s away among the 10 nearest decoded codes). EMBEDDINGS carry no track ids: the
+    projection is chosen by 10-recall@10 against f32.
     """
     from cloud.codebook_fit import fit_codebook
     from shared.vectors import load_embeddings
@@ -118,16 +131,22 @@ def fit(
     if (embeddings is None) == (not sources):
         raise click.UsageError("give either EMBEDDINGS or --source (repeatable), not both")
     try:
+        tracks = times = None
         if embeddings is not None:
             x, origin = load_embeddings(embeddings), str(embeddings)
         else:
-            x, origin = _embed_sources(sources, edge_config, every, max_per_source, encoder_flags)
+            x, tracks, times, origin = _embed_sources(
+                sources, edge_config, every, max_per_source, encoder_flags
+            )
         book, report = fit_codebook(
             x,
             m=m,
             reduced_dim=reduced_dim,
             seed=seed,
             kmeans_iters=kmeans_iters,
+            tracks=tracks,
+            times_us=times,
+            opq=opq,
             progress=lambda text: click.echo(text, err=True),
         )
         book.info.update(source=origin, normalized=True)
@@ -140,6 +159,25 @@ def fit(
         f"{report.nn_in_top_10:.4f}, cosine {report.cosine_mean:.4f} ({report.held_out} held "
         f"out of {report.train + report.held_out}), content hash {book.content_hash.hex()[:16]}"
     )
+    click.echo(_selection_line(book.info, tracks is not None))
+
+
+def _selection_line(info: dict[str, Any], had_tracks: bool) -> str:
+    """How the projection was chosen: the criterion, every candidate's score, the choice."""
+    criterion = str(info.get("criterion", "10-recall@10"))
+    scores = info.get("selection") or {}
+    table = ", ".join(
+        f"{'PCA+OPQ' if k.startswith('opq') else 'PCA'} {k.removeprefix('opq')}: {v:.4f}"
+        for k, v in scores.items()
+    )
+    if not had_tracks:
+        why = f"no track ids: picked by {criterion}"
+    elif criterion != "same-track recall@10":
+        why = f"too few held-out tracks with sightings >= 1 s apart: picked by {criterion}"
+    else:
+        f32 = info.get("heldout_f32_track_recall_at_10")
+        why = f"picked by held-out {criterion} (f32 {f32}; smallest within 0.005 of the best)"
+    return f"projection {info.get('chosen')} {why}; candidates {table}"
 
 
 def _embed_sources(
@@ -148,35 +186,52 @@ def _embed_sources(
     every: int,
     max_per_source: int,
     flags: dict[str, Any],
-) -> tuple[np.ndarray, str]:
-    """Embeddings of every source's crops, made as the edge makes them (edge/sample.py)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Embeddings of every source's crops, made as the edge makes them (edge/sample.py), with
+    track ids unique across the sources (an untracked crop is a track of its own) and capture
+    times."""
     from pydantic import ValidationError
 
     from edge.cli import flag_overrides
     from edge.config import load_config
     from edge.errors import EdgeError
-    from edge.sample import collect_embeddings
+    from edge.sample import collect_sample
     from shared.settings import describe_errors
 
     parts, described = [], []
+    tracks: list[np.ndarray] = []
+    times: list[np.ndarray] = []
     for source in sources:
         overrides = flag_overrides(source=source, **flags)
         overrides["source.pace"] = False
         overrides["source.loop"] = False
         try:
             config = load_config(edge_config, overrides)
-            vectors, description = collect_embeddings(config, max_per_source, every)
+            sample = collect_sample(config, max_per_source, every)
         except ValidationError as exc:
             raise click.ClickException(describe_errors(exc.errors())) from None
         except EdgeError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(description, err=True)
-        parts.append(vectors)
-        described.append(description)
+        click.echo(sample.description, err=True)
+        parts.append(sample.vectors)
+        described.append(sample.description)
+        tracks.append(global_track_ids(len(tracks), sample.track_ids))
+        times.append(sample.times_us)
     x = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     if not len(x):
         raise click.ClickException("no detections in the sources: nothing to fit on")
-    return x, "; ".join(described)
+    t = np.concatenate(tracks)
+    untracked = t < 0
+    t[untracked] = -1 - np.arange(int(untracked.sum()))  # each a track of its own
+    return x, t, np.concatenate(times), "; ".join(described)
+
+
+def global_track_ids(source: int, local: np.ndarray) -> np.ndarray:
+    """Tracker ids of one source made unique across sources (``source`` in the high 32 bits);
+    untracked crops (id 0) become -1, numbered apart by the caller."""
+    ids = np.asarray(local, np.int64)
+    out: np.ndarray = np.where(ids > 0, ((source + 1) << 32) | ids, -1).astype(np.int64)
+    return out
 
 
 @codec.command()

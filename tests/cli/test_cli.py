@@ -55,12 +55,28 @@ def test_codec_fit_and_info(tmp_path: Path) -> None:
     )
     assert "pq8x8, dim 48 -> " in out
     assert "-> 8 bytes" in out
+    assert "no track ids: picked by 10-recall@10; candidates PCA 8: " in out
     book = load_codebook(tmp_path / "book.npz")
+    assert book.info["criterion"] == "10-recall@10"
+    assert set(book.info["selection"]) == {"8", "16", "32"}
     assert book.info["heldout_cosine_mean"] > 0.8
     info = json.loads(run("codec", "info", str(tmp_path / "book.npz")))
     assert info["content_hash"] == book.content_hash.hex()
     assert info["code_bytes"] == 8
     assert json.loads(run("codec", "info", "int8", "--dim", "384"))["code_bytes"] == 388
+
+
+def test_codec_fit_with_opq_names_every_candidate(tmp_path: Path) -> None:
+    x = synthetic.clustered_embeddings(1200, synthetic.ClusteredSpec(dim=48, clusters=8))
+    np.save(tmp_path / "emb.npy", x)
+    book_path = tmp_path / "book.npz"
+    out = run("codec", "fit", str(tmp_path / "emb.npy"), "--m", "8", "--kmeans-iters", "5",
+              "--opq", "--out", str(book_path))  # fmt: skip
+    assert "no track ids: picked by 10-recall@10" in out
+    assert "PCA+OPQ 32: " in out
+    assert set(load_codebook(book_path).info["selection"]) == {
+        "8", "opq8", "16", "opq16", "32", "opq32"
+    }  # fmt: skip
 
 
 def test_codec_errors_are_one_line(tmp_path: Path) -> None:

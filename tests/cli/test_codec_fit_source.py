@@ -45,6 +45,7 @@ def test_codec_fit_from_two_videos(shared_data: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     assert "held-out recall@10" in result.output
+    assert "picked by held-out same-track recall@10" in result.output  # the tracker's ids
     book = load_codebook(out)
     assert book.codec_id == "pq8x8"
     assert book.info["trainer"] == "faiss"
@@ -53,6 +54,8 @@ def test_codec_fit_from_two_videos(shared_data: Path, tmp_path: Path) -> None:
     assert "highway_reckon762.mp4" in source
     assert "RANDOM-INIT" in source
     assert 0.0 < float(book.info["heldout_recall_at_10"]) <= 1.0
+    assert book.info["criterion"] == "same-track recall@10"
+    assert "opq16" in book.info["selection"]  # OPQ considered by default with track ids
 
 
 def test_codec_fit_needs_embeddings_or_sources(tmp_path: Path) -> None:
