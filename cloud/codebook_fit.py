@@ -61,6 +61,7 @@ class FitReport:
     criterion: str = CRITERION_KNN  # what chose the projection
     track_recall_at_10: float | None = None  # same-track recall@10 (when tracks were given)
     f32_track_recall_at_10: float | None = None  # ... of the f32 vectors themselves
+    track_queries: int | None = None  # held-out sightings with another of their track far away
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -76,6 +77,8 @@ class FitReport:
             out["heldout_track_recall_at_10"] = round(self.track_recall_at_10, 4)
         if self.f32_track_recall_at_10 is not None:
             out["heldout_f32_track_recall_at_10"] = round(self.f32_track_recall_at_10, 4)
+        if self.track_queries is not None:
+            out["heldout_track_queries"] = self.track_queries
         return out
 
 
@@ -250,11 +253,11 @@ def fit_codebook(
     def measure(book: PQCodec) -> float:
         return knn_recall(base, book.decode(book.encode(base)), queries)
 
-    criterion, f32_track = CRITERION_KNN, None
+    criterion, f32_track, track_queries = CRITERION_KNN, None, None
     if t is not None:
         ceiling = same_track_recall(held, held, t[held_rows], _rows(ts, held_rows), gap_us)
         if ceiling.measured >= MIN_TRACK_QUERIES:
-            criterion, f32_track = CRITERION_TRACK, ceiling.recall
+            criterion, f32_track, track_queries = CRITERION_TRACK, ceiling.recall, ceiling.measured
         else:
             say(
                 f"only {ceiling.measured} held-out sightings have another of their track "
@@ -296,6 +299,7 @@ def fit_codebook(
         criterion=criterion,
         track_recall_at_10=selection[chosen] if by_track else None,
         f32_track_recall_at_10=f32_track,
+        track_queries=track_queries,
     )
     best.info.update(
         seed=int(seed),

@@ -176,7 +176,11 @@ def _selection_line(info: dict[str, Any], had_tracks: bool) -> str:
         why = f"too few held-out tracks with sightings >= 1 s apart: picked by {criterion}"
     else:
         f32 = info.get("heldout_f32_track_recall_at_10")
-        why = f"picked by held-out {criterion} (f32 {f32}; smallest within 0.005 of the best)"
+        queries = info.get("heldout_track_queries")
+        why = (
+            f"picked by held-out {criterion} ({queries} queries, f32 {f32}; smallest within "
+            "0.005 of the best)"
+        )
     return f"projection {info.get('chosen')} {why}; candidates {table}"
 
 

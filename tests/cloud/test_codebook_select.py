@@ -101,6 +101,7 @@ def test_a_small_projection_that_loses_the_tracks_is_not_chosen() -> None:
     assert report.track_recall_at_10 == sel[book.info["chosen"]]
     assert report.f32_track_recall_at_10 is not None
     assert report.f32_track_recall_at_10 > 0.9
+    assert report.track_queries == report.held_out  # 8 sightings 0.5 s apart: all measurable
     # whole tracks were held out: the held-out rows are a multiple of a track's 8 sightings
     assert report.held_out % 8 == 0
     # measured again on tracks the fit never saw, the choice holds against the smallest
