@@ -211,6 +211,7 @@ class CodebookFitter:
             reduced_dim=self.config.auto_fit_reduced_dim,
             tracks=x.tracks,
             times_us=x.times_us,
+            opq=self.config.auto_fit_opq,
             progress=partial(_say, name),
         )
         book.info.update(space=name, encoder=encoder, source="cloud auto-fit")
