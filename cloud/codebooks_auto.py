@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from cloud import heap
 from cloud.codebook_fit import fit_codebook
 from cloud.codebooks import CodebookLibrary
 from cloud.codebooks_config import CodebooksConfig
@@ -249,7 +250,10 @@ class CodebookFitter:
         """Check every ``auto_fit_period_s`` until cancelled (the fit runs in a thread)."""
         while True:
             try:
-                await asyncio.to_thread(self.run_once)
+                if await asyncio.to_thread(self.run_once):
+                    # a fit's samples and faiss's buffers are freed now: give the pages back
+                    # at once (the idle trim waits for a quiet writer, which may not come)
+                    await asyncio.to_thread(heap.give_back)
             except Exception:  # the loop top: log, try again next period
                 logger.exception("codebook auto-fit failed; trying again later")
             await asyncio.sleep(self.config.auto_fit_period_s)
